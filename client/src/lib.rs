@@ -1,0 +1,29 @@
+//! Everything that talks to the daemon from the outside: the blocking
+//! [`Connection`], the [`Pusher`] every collector uses to send its counters,
+//! and the socket path rules shared by all tools.
+//!
+//! The [`Pusher`] is what makes "always-on" monitoring safe: it never blocks
+//! longer than its I/O timeout, never raises `SIGPIPE`, keeps cumulative
+//! totals locally, and resends them after any reconnection so that the
+//! daemon counts everything exactly once even if it was down for a while.
+#![forbid(unsafe_code)]
+
+mod conn;
+mod push;
+
+use std::path::PathBuf;
+
+pub use conn::{Connection, Error};
+pub use push::{MetricId, PushConfig, PushState, Pusher};
+
+/// Resolves the daemon socket: an explicit path, else the `TAU_METRIC_PROXY`
+/// environment variable, else `/tmp/tau_metric_proxy.<uid>.unix`.
+pub fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p;
+    }
+    match std::env::var_os(protocol::SOCKET_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(protocol::default_socket_path(nix::unistd::geteuid().as_raw())),
+    }
+}

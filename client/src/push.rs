@@ -1,0 +1,357 @@
+//! The collector side: cumulative totals kept locally, deltas pushed.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use protocol::{Desc, Identity, Kind, Reply, Request, Role, Sample, Value};
+
+use crate::conn::{Connection, Error};
+
+/// Index of a series inside one [`Pusher`]; also its id on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetricId(pub u32);
+
+/// How a [`Pusher`] reaches the daemon.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    pub socket: PathBuf,
+    /// Program name reported in the daemon's log lines.
+    pub program: String,
+    /// Bound on every connect, read and write.
+    pub io_timeout: Duration,
+    /// Minimum time between two connection attempts while the daemon is
+    /// unreachable, so an absent daemon costs nothing measurable.
+    pub retry_every: Duration,
+}
+
+impl PushConfig {
+    pub fn new(socket: PathBuf, program: &str) -> PushConfig {
+        PushConfig {
+            socket,
+            program: program.to_owned(),
+            io_timeout: Duration::from_millis(200),
+            retry_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Outcome of [`Pusher::flush`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushState {
+    /// Everything counted so far is with the daemon.
+    Sent,
+    /// The daemon is unreachable; totals are kept and will be resent.
+    Offline,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Exact counter: cumulative total and the part already sent.
+    Int { total: u64, sent: u64 },
+    /// Float counter: cumulative total and the part not yet sent.
+    Float { total: f64, pending: f64 },
+    /// Gauge: current value and whether it changed since it was sent.
+    Gauge { value: f64, dirty: bool },
+}
+
+/// A collector's link to the daemon.
+///
+/// Counts live here (cumulative, per series); [`Pusher::flush`] sends the
+/// changes. After any (re)connection it sends `Hello`, every registration
+/// and a `Resync` of all totals, so the daemon can add exactly what it has
+/// not yet seen from this process.
+#[derive(Debug)]
+pub struct Pusher {
+    config: PushConfig,
+    identity: Identity,
+    descs: Vec<Desc>,
+    slots: Vec<Slot>,
+    conn: Option<Connection>,
+    last_attempt: Option<Instant>,
+    /// Errors the daemon reported, for the caller to log if it wishes.
+    errors: Vec<String>,
+}
+
+impl Pusher {
+    /// A pusher that has not tried to connect yet.
+    pub fn new(config: PushConfig) -> Pusher {
+        let identity = own_identity(&config.program);
+        Pusher { config, identity, descs: Vec::new(), slots: Vec::new(), conn: None, last_attempt: None, errors: Vec::new() }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Declares a series. Counters start at 0; integer updates go through
+    /// [`Pusher::add`] / [`Pusher::set_total`], float ones through
+    /// [`Pusher::add_float`].
+    pub fn register(&mut self, desc: Desc) -> MetricId {
+        let id = MetricId(self.descs.len() as u32);
+        self.slots.push(match desc.kind {
+            Kind::Counter => Slot::Int { total: 0, sent: 0 },
+            Kind::Gauge => Slot::Gauge { value: 0.0, dirty: false },
+        });
+        if let Some(conn) = &mut self.conn {
+            if conn.queue(&Request::Register { id: id.0, desc: desc.clone() }).is_err() {
+                self.conn = None;
+            }
+        }
+        self.descs.push(desc);
+        id
+    }
+
+    /// Adds to an integer counter.
+    pub fn add(&mut self, id: MetricId, delta: u64) {
+        if let Some(Slot::Int { total, .. }) = self.slots.get_mut(id.0 as usize) {
+            *total = total.wrapping_add(delta);
+        }
+    }
+
+    /// Sets an integer counter's cumulative total (it never goes down).
+    pub fn set_total(&mut self, id: MetricId, value: u64) {
+        if let Some(Slot::Int { total, .. }) = self.slots.get_mut(id.0 as usize) {
+            *total = value;
+        }
+    }
+
+    /// Adds to a float counter.
+    pub fn add_float(&mut self, id: MetricId, delta: f64) {
+        let Some(slot) = self.slots.get_mut(id.0 as usize) else { return };
+        match slot {
+            Slot::Float { total, pending } => {
+                *total += delta;
+                *pending += delta;
+            }
+            Slot::Int { total: 0, sent: 0 } => *slot = Slot::Float { total: delta, pending: delta },
+            _ => {}
+        }
+    }
+
+    /// Sets a gauge.
+    pub fn set_gauge(&mut self, id: MetricId, v: f64) {
+        if let Some(Slot::Gauge { value, dirty }) = self.slots.get_mut(id.0 as usize) {
+            if *value != v || !*dirty {
+                *dirty = *value != v || *dirty;
+                *value = v;
+            }
+        }
+    }
+
+    /// The cumulative total of an integer counter.
+    pub fn total(&self, id: MetricId) -> u64 {
+        match self.slots.get(id.0 as usize) {
+            Some(Slot::Int { total, .. }) => *total,
+            _ => 0,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Errors the daemon reported since the last call.
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
+    }
+
+    /// Sends what changed since the last successful flush. Connects (or
+    /// reconnects, at most once per `retry_every`) when needed. Never blocks
+    /// longer than a few `io_timeout`s.
+    pub fn flush(&mut self) -> PushState {
+        if self.conn.is_none() && !self.reconnect() {
+            return PushState::Offline;
+        }
+        let samples = self.changed_samples();
+        let Some(conn) = &mut self.conn else { return PushState::Offline };
+        let mut ok = samples.is_empty() || conn.queue(&Request::Update { samples }).is_ok();
+        if ok && conn.queued() > 0 {
+            ok = conn.flush().is_ok();
+        }
+        if ok {
+            ok = self.collect_replies();
+        }
+        if ok {
+            self.mark_sent();
+            PushState::Sent
+        } else {
+            self.conn = None;
+            PushState::Offline
+        }
+    }
+
+    /// Final flush, then tells the daemon this collector is gone for good.
+    /// Tries to connect even if a retry is not yet due.
+    pub fn finish(mut self) -> PushState {
+        self.last_attempt = None;
+        let state = self.flush();
+        if let Some(conn) = &mut self.conn {
+            if conn.queue(&Request::Goodbye).is_ok() {
+                let _ = conn.flush();
+            }
+        }
+        state
+    }
+
+    /// In a forked child: the counts so far belong to the parent. Starts a
+    /// new identity with every series at zero and drops the inherited
+    /// connection without saying goodbye on the parent's behalf.
+    pub fn reset_after_fork(&mut self) {
+        self.identity = own_identity(&self.config.program);
+        self.conn = None;
+        self.last_attempt = None;
+        for slot in &mut self.slots {
+            *slot = match slot {
+                Slot::Int { .. } | Slot::Float { .. } => Slot::Int { total: 0, sent: 0 },
+                Slot::Gauge { .. } => Slot::Gauge { value: 0.0, dirty: false },
+            };
+        }
+    }
+
+    fn reconnect(&mut self) -> bool {
+        if let Some(at) = self.last_attempt {
+            if at.elapsed() < self.config.retry_every {
+                return false;
+            }
+        }
+        self.last_attempt = Some(Instant::now());
+        let Ok(mut conn) = Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout) else {
+            return false;
+        };
+        let mut queued = conn.queue(&Request::Hello { identity: self.identity.clone() });
+        for (i, desc) in self.descs.iter().enumerate() {
+            queued = queued.and_then(|_| conn.queue(&Request::Register { id: i as u32, desc: desc.clone() }));
+        }
+        let totals = self.total_samples();
+        for chunk in totals.chunks(8192) {
+            queued = queued.and_then(|_| conn.queue(&Request::Resync { samples: chunk.to_vec() }));
+        }
+        if queued.is_err() || conn.flush().is_err() {
+            return false;
+        }
+        self.conn = Some(conn);
+        // The Resync carried every total: nothing is pending any more.
+        self.mark_sent();
+        true
+    }
+
+    fn collect_replies(&mut self) -> bool {
+        let Some(conn) = &mut self.conn else { return false };
+        match conn.drain_ready() {
+            Ok(replies) => {
+                for r in replies {
+                    if let Reply::Error { id, message } = r {
+                        let series = id
+                            .and_then(|i| self.descs.get(i as usize))
+                            .map(|d| format!(" (series {})", d.name))
+                            .unwrap_or_default();
+                        self.errors.push(format!("{message}{series}"));
+                    }
+                }
+                true
+            }
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(_) => false,
+        }
+    }
+
+    fn changed_samples(&self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let value = match *slot {
+                Slot::Int { total, sent } if total != sent => Value::Int(total.wrapping_sub(sent)),
+                Slot::Float { pending, .. } if pending != 0.0 => Value::Float(pending),
+                Slot::Gauge { value, dirty: true } => Value::Float(value),
+                _ => continue,
+            };
+            out.push(Sample { id: i as u32, value });
+        }
+        out
+    }
+
+    fn total_samples(&self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let value = match *slot {
+                Slot::Int { total: 0, .. } => continue,
+                Slot::Int { total, .. } => Value::Int(total),
+                Slot::Float { total, .. } => Value::Float(total),
+                Slot::Gauge { value, .. } => Value::Float(value),
+            };
+            out.push(Sample { id: i as u32, value });
+        }
+        out
+    }
+
+    fn mark_sent(&mut self) {
+        for slot in &mut self.slots {
+            match slot {
+                Slot::Int { total, sent } => *sent = *total,
+                Slot::Float { pending, .. } => *pending = 0.0,
+                Slot::Gauge { dirty, .. } => *dirty = false,
+            }
+        }
+    }
+}
+
+/// This process's identity: pid, start time, and a random nonce.
+fn own_identity(program: &str) -> Identity {
+    let pid = std::process::id();
+    Identity { pid, start_time: process_start_time(pid).unwrap_or(0), nonce: random_u64(), program: program.to_owned() }
+}
+
+/// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past
+    // its last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn random_u64() -> u64 {
+    // RandomState is seeded from the OS's random source.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_read_from_proc() {
+        let t = process_start_time(std::process::id()).expect("own start time");
+        assert!(t > 0);
+        assert_eq!(process_start_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn offline_pusher_keeps_totals_and_retries_rarely() {
+        let mut cfg = PushConfig::new("/nonexistent/dir/sock".into(), "t");
+        cfg.retry_every = Duration::from_secs(3600);
+        let mut p = Pusher::new(cfg);
+        let id = p.register(Desc::counter("x_total", &[], "x"));
+        p.add(id, 5);
+        assert_eq!(p.flush(), PushState::Offline);
+        p.add(id, 2);
+        assert_eq!(p.flush(), PushState::Offline);
+        assert_eq!(p.total(id), 7);
+        assert_eq!(p.changed_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
+        assert_eq!(p.total_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
+    }
+
+    #[test]
+    fn fork_reset_starts_a_new_identity_at_zero() {
+        let mut p = Pusher::new(PushConfig::new("/nonexistent".into(), "t"));
+        let id = p.register(Desc::counter("x_total", &[], "x"));
+        p.add(id, 5);
+        let before = p.identity().clone();
+        p.reset_after_fork();
+        assert_ne!(p.identity().nonce, before.nonce);
+        assert_eq!(p.total(id), 0);
+        assert!(p.changed_samples().is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! PMPI shim (being written).

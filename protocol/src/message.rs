@@ -1,0 +1,179 @@
+//! The messages carried inside frames.
+
+use serde::{Deserialize, Serialize};
+
+/// Who a collector is. Stable for the life of one process, so the daemon can
+/// recognise a collector that reconnects and count nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    /// Process id on this node.
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (`/proc/PID/stat` field
+    /// 22), so a reused pid is not mistaken for the same process.
+    pub start_time: u64,
+    /// Random per-process value; changes in a forked child.
+    pub nonce: u64,
+    /// Short program name, for log lines.
+    pub program: String,
+}
+
+/// Counter or gauge, as Prometheus defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// Monotonic; updates are deltas, the node value is their sum.
+    Counter,
+    /// Updates are absolute values; the node value is the sum of the last
+    /// value of every connected collector.
+    Gauge,
+}
+
+impl Kind {
+    /// The type name used by the CLI client's listings.
+    pub fn tau_name(self) -> &'static str {
+        match self {
+            Kind::Counter => "TAU_METRIC_COUNTER",
+            Kind::Gauge => "TAU_METRIC_GAUGE",
+        }
+    }
+}
+
+/// Multiplier applied to integer updates when the value is exported.
+///
+/// Collectors count time in integer nanoseconds (exact sums) and register
+/// the series with [`Scale::Nano`] so it is exported in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scale {
+    One,
+    Nano,
+}
+
+impl Scale {
+    pub fn factor(self) -> f64 {
+        match self {
+            Scale::One => 1.0,
+            Scale::Nano => 1e-9,
+        }
+    }
+}
+
+/// A series description, sent once per series by a collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Desc {
+    /// Metric family name, e.g. `mpi_hits_total`.
+    pub name: String,
+    /// Label pairs, e.g. `[("function", "MPI_Send")]`.
+    pub labels: Vec<(String, String)>,
+    /// One-line documentation (`# HELP`).
+    pub help: String,
+    pub kind: Kind,
+    pub scale: Scale,
+}
+
+impl Desc {
+    /// A counter with [`Scale::One`].
+    pub fn counter(name: &str, labels: &[(&str, &str)], help: &str) -> Desc {
+        Desc::new(name, labels, help, Kind::Counter, Scale::One)
+    }
+
+    /// A gauge with [`Scale::One`].
+    pub fn gauge(name: &str, labels: &[(&str, &str)], help: &str) -> Desc {
+        Desc::new(name, labels, help, Kind::Gauge, Scale::One)
+    }
+
+    pub fn new(name: &str, labels: &[(&str, &str)], help: &str, kind: Kind, scale: Scale) -> Desc {
+        Desc {
+            name: name.to_owned(),
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            help: help.to_owned(),
+            kind,
+            scale,
+        }
+    }
+
+    /// Same description with another scale.
+    pub fn with_scale(mut self, scale: Scale) -> Desc {
+        self.scale = scale;
+        self
+    }
+}
+
+/// A number carried by an update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// Exact integer; multiplied by the series' [`Scale`] on export.
+    Int(u64),
+    /// Floating point; exported as is.
+    Float(f64),
+}
+
+/// One series' update: a delta for counters, a value for gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The id the collector gave the series in [`Request::Register`].
+    pub id: u32,
+    pub value: Value,
+}
+
+/// Peer to daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// First frame of a collector connection: who is pushing. A known
+    /// identity resumes its earlier session.
+    Hello { identity: Identity },
+    /// Declares series `id` for the rest of this connection.
+    Register { id: u32, desc: Desc },
+    /// Counter deltas and gauge values since the previous update.
+    Update { samples: Vec<Sample> },
+    /// Cumulative counter totals (and current gauge values) of this
+    /// collector, sent after each (re)connection. The daemon adds only what
+    /// it has not yet counted for this identity.
+    Resync { samples: Vec<Sample> },
+    /// The collector is finished for good: fold it into the node totals.
+    Goodbye,
+    /// Query: every series description.
+    List,
+    /// Query: every series value.
+    Values,
+    /// Query: the values of the named series (`name{labels}` as listed).
+    Get { names: Vec<String> },
+    /// Query: the series whose value changed after `generation`, which is
+    /// the generation returned by an earlier [`Reply::Values`] (0: all).
+    Changes { since: u64 },
+}
+
+/// A series description as listed to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DescInfo {
+    /// `family{label="value",...}`.
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+}
+
+/// A series value as given to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueInfo {
+    /// `family{label="value",...}`.
+    pub name: String,
+    /// Last change, seconds since the Unix epoch.
+    pub ts: f64,
+    pub value: f64,
+    /// The value is an exact integer (print it without a fraction).
+    pub integral: bool,
+}
+
+/// Daemon to peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Answer to [`Request::Hello`]; `resumed` when the identity was known.
+    Welcome { resumed: bool },
+    /// A request of this connection failed; the connection stays usable.
+    /// `id` names the series concerned, if any.
+    Error { id: Option<u32>, message: String },
+    /// Answer to [`Request::List`].
+    Descs(Vec<DescInfo>),
+    /// Answer to value queries; `generation` is the store's current one.
+    Values { generation: u64, values: Vec<ValueInfo> },
+    /// Answer to [`Request::Get`] when some names are not in the proxy.
+    Unknown { names: Vec<String> },
+}

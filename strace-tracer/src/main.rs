@@ -1,0 +1,2 @@
+//! tau_strace (being written).
+fn main() {}
