@@ -8,13 +8,17 @@
 //! daemon counts everything exactly once even if it was down for a while.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod conn;
 mod push;
+mod query;
 
 use std::path::PathBuf;
 
+pub use cli::{parse_args, usage_error};
 pub use conn::{Connection, Error};
 pub use push::{MetricId, PushConfig, PushState, Pusher};
+pub use query::{GetResult, QueryClient};
 
 /// Resolves the daemon socket: an explicit path, else the `TAU_METRIC_PROXY`
 /// environment variable, else `/tmp/tau_metric_proxy.<uid>.unix`.
@@ -24,6 +28,8 @@ pub fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
     }
     match std::env::var_os(protocol::SOCKET_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(protocol::default_socket_path(nix::unistd::geteuid().as_raw())),
+        _ => PathBuf::from(protocol::default_socket_path(
+            nix::unistd::geteuid().as_raw(),
+        )),
     }
 }

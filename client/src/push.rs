@@ -77,7 +77,15 @@ impl Pusher {
     /// A pusher that has not tried to connect yet.
     pub fn new(config: PushConfig) -> Pusher {
         let identity = own_identity(&config.program);
-        Pusher { config, identity, descs: Vec::new(), slots: Vec::new(), conn: None, last_attempt: None, errors: Vec::new() }
+        Pusher {
+            config,
+            identity,
+            descs: Vec::new(),
+            slots: Vec::new(),
+            conn: None,
+            last_attempt: None,
+            errors: Vec::new(),
+        }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -91,10 +99,19 @@ impl Pusher {
         let id = MetricId(self.descs.len() as u32);
         self.slots.push(match desc.kind {
             Kind::Counter => Slot::Int { total: 0, sent: 0 },
-            Kind::Gauge => Slot::Gauge { value: 0.0, dirty: false },
+            Kind::Gauge => Slot::Gauge {
+                value: 0.0,
+                dirty: false,
+            },
         });
         if let Some(conn) = &mut self.conn {
-            if conn.queue(&Request::Register { id: id.0, desc: desc.clone() }).is_err() {
+            if conn
+                .queue(&Request::Register {
+                    id: id.0,
+                    desc: desc.clone(),
+                })
+                .is_err()
+            {
                 self.conn = None;
             }
         }
@@ -118,13 +135,20 @@ impl Pusher {
 
     /// Adds to a float counter.
     pub fn add_float(&mut self, id: MetricId, delta: f64) {
-        let Some(slot) = self.slots.get_mut(id.0 as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.0 as usize) else {
+            return;
+        };
         match slot {
             Slot::Float { total, pending } => {
                 *total += delta;
                 *pending += delta;
             }
-            Slot::Int { total: 0, sent: 0 } => *slot = Slot::Float { total: delta, pending: delta },
+            Slot::Int { total: 0, sent: 0 } => {
+                *slot = Slot::Float {
+                    total: delta,
+                    pending: delta,
+                }
+            }
             _ => {}
         }
     }
@@ -164,7 +188,9 @@ impl Pusher {
             return PushState::Offline;
         }
         let samples = self.changed_samples();
-        let Some(conn) = &mut self.conn else { return PushState::Offline };
+        let Some(conn) = &mut self.conn else {
+            return PushState::Offline;
+        };
         let mut ok = samples.is_empty() || conn.queue(&Request::Update { samples }).is_ok();
         if ok && conn.queued() > 0 {
             ok = conn.flush().is_ok();
@@ -204,7 +230,10 @@ impl Pusher {
         for slot in &mut self.slots {
             *slot = match slot {
                 Slot::Int { .. } | Slot::Float { .. } => Slot::Int { total: 0, sent: 0 },
-                Slot::Gauge { .. } => Slot::Gauge { value: 0.0, dirty: false },
+                Slot::Gauge { .. } => Slot::Gauge {
+                    value: 0.0,
+                    dirty: false,
+                },
             };
         }
     }
@@ -216,16 +245,29 @@ impl Pusher {
             }
         }
         self.last_attempt = Some(Instant::now());
-        let Ok(mut conn) = Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout) else {
+        let Ok(mut conn) =
+            Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout)
+        else {
             return false;
         };
-        let mut queued = conn.queue(&Request::Hello { identity: self.identity.clone() });
+        let mut queued = conn.queue(&Request::Hello {
+            identity: self.identity.clone(),
+        });
         for (i, desc) in self.descs.iter().enumerate() {
-            queued = queued.and_then(|_| conn.queue(&Request::Register { id: i as u32, desc: desc.clone() }));
+            queued = queued.and_then(|_| {
+                conn.queue(&Request::Register {
+                    id: i as u32,
+                    desc: desc.clone(),
+                })
+            });
         }
         let totals = self.total_samples();
         for chunk in totals.chunks(8192) {
-            queued = queued.and_then(|_| conn.queue(&Request::Resync { samples: chunk.to_vec() }));
+            queued = queued.and_then(|_| {
+                conn.queue(&Request::Resync {
+                    samples: chunk.to_vec(),
+                })
+            });
         }
         if queued.is_err() || conn.flush().is_err() {
             return false;
@@ -237,7 +279,9 @@ impl Pusher {
     }
 
     fn collect_replies(&mut self) -> bool {
-        let Some(conn) = &mut self.conn else { return false };
+        let Some(conn) = &mut self.conn else {
+            return false;
+        };
         match conn.drain_ready() {
             Ok(replies) => {
                 for r in replies {
@@ -265,7 +309,10 @@ impl Pusher {
                 Slot::Gauge { value, dirty: true } => Value::Float(value),
                 _ => continue,
             };
-            out.push(Sample { id: i as u32, value });
+            out.push(Sample {
+                id: i as u32,
+                value,
+            });
         }
         out
     }
@@ -279,7 +326,10 @@ impl Pusher {
                 Slot::Float { total, .. } => Value::Float(total),
                 Slot::Gauge { value, .. } => Value::Float(value),
             };
-            out.push(Sample { id: i as u32, value });
+            out.push(Sample {
+                id: i as u32,
+                value,
+            });
         }
         out
     }
@@ -298,7 +348,12 @@ impl Pusher {
 /// This process's identity: pid, start time, and a random nonce.
 fn own_identity(program: &str) -> Identity {
     let pid = std::process::id();
-    Identity { pid, start_time: process_start_time(pid).unwrap_or(0), nonce: random_u64(), program: program.to_owned() }
+    Identity {
+        pid,
+        start_time: process_start_time(pid).unwrap_or(0),
+        nonce: random_u64(),
+        program: program.to_owned(),
+    }
 }
 
 /// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
@@ -313,7 +368,12 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 fn random_u64() -> u64 {
     // RandomState is seeded from the OS's random source.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
@@ -339,8 +399,20 @@ mod tests {
         p.add(id, 2);
         assert_eq!(p.flush(), PushState::Offline);
         assert_eq!(p.total(id), 7);
-        assert_eq!(p.changed_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
-        assert_eq!(p.total_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
+        assert_eq!(
+            p.changed_samples(),
+            vec![Sample {
+                id: 0,
+                value: Value::Int(7)
+            }]
+        );
+        assert_eq!(
+            p.total_samples(),
+            vec![Sample {
+                id: 0,
+                value: Value::Int(7)
+            }]
+        );
     }
 
     #[test]

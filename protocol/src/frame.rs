@@ -22,7 +22,10 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::Oversized(n) => {
-                write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME} bytes")
+                write!(
+                    f,
+                    "frame of {n} bytes exceeds the limit of {MAX_FRAME} bytes"
+                )
             }
             FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
         }
@@ -88,23 +91,47 @@ mod tests {
     fn samples() -> Vec<Request> {
         vec![
             Request::Hello {
-                identity: Identity { pid: 42, start_time: 7, nonce: u64::MAX, program: "a.out".into() },
+                identity: Identity {
+                    pid: 42,
+                    start_time: 7,
+                    nonce: u64::MAX,
+                    program: "a.out".into(),
+                },
             },
             Request::Register {
                 id: 3,
-                desc: Desc::new("mpi_time_total", &[("function", "MPI_Send")], "Time", Kind::Counter, Scale::Nano),
+                desc: Desc::new(
+                    "mpi_time_total",
+                    &[("function", "MPI_Send")],
+                    "Time",
+                    Kind::Counter,
+                    Scale::Nano,
+                ),
             },
             Request::Update {
                 samples: vec![
-                    Sample { id: 0, value: Value::Int(1) },
-                    Sample { id: 1, value: Value::Float(-2.5) },
+                    Sample {
+                        id: 0,
+                        value: Value::Int(1),
+                    },
+                    Sample {
+                        id: 1,
+                        value: Value::Float(-2.5),
+                    },
                 ],
             },
-            Request::Resync { samples: vec![Sample { id: 9, value: Value::Int(u64::MAX) }] },
+            Request::Resync {
+                samples: vec![Sample {
+                    id: 9,
+                    value: Value::Int(u64::MAX),
+                }],
+            },
             Request::Goodbye,
             Request::List,
             Request::Values,
-            Request::Get { names: vec!["a".into(), "b{c=\"d\"}".into()] },
+            Request::Get {
+                names: vec!["a".into(), "b{c=\"d\"}".into()],
+            },
             Request::Changes { since: 12 },
         ]
     }
@@ -129,7 +156,13 @@ mod tests {
     fn replies_round_trip() {
         let r = Reply::Values {
             generation: 5,
-            values: vec![ValueInfo { name: "x".into(), ts: 1.5, value: 2.0, integral: true }],
+            values: vec![ValueInfo {
+                name: "x".into(),
+                ts: 1.5,
+                value: 2.0,
+                integral: true,
+            }],
+            last: true,
         };
         let mut buf = Vec::new();
         encode_frame(&r, &mut buf).unwrap();
@@ -139,7 +172,12 @@ mod tests {
     #[test]
     fn counter_update_costs_a_few_bytes_per_series() {
         let mut buf = Vec::new();
-        let samples = (0..100).map(|id| Sample { id, value: Value::Int(3) }).collect();
+        let samples = (0..100)
+            .map(|id| Sample {
+                id,
+                value: Value::Int(3),
+            })
+            .collect();
         encode_frame(&Request::Update { samples }, &mut buf).unwrap();
         // header + tag + length + 100 * (id + value tag + value)
         assert_eq!(buf.len(), 4 + 1 + 1 + 100 * 3);
@@ -152,7 +190,11 @@ mod tests {
             buf.clear();
             encode_frame(&m, &mut buf).unwrap();
             for cut in 0..buf.len() {
-                assert_eq!(decode_frame::<Request>(&buf[..cut]), Ok(None), "cut at {cut} of {m:?}");
+                assert_eq!(
+                    decode_frame::<Request>(&buf[..cut]),
+                    Ok(None),
+                    "cut at {cut} of {m:?}"
+                );
             }
         }
     }
@@ -165,7 +207,10 @@ mod tests {
         for keep in 0..payload_len {
             let mut f = (keep as u32).to_le_bytes().to_vec();
             f.extend_from_slice(&buf[FRAME_HEADER..FRAME_HEADER + keep]);
-            assert!(matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))), "keep {keep}");
+            assert!(
+                matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))),
+                "keep {keep}"
+            );
         }
     }
 
@@ -173,9 +218,15 @@ mod tests {
     fn oversized_prefix_is_refused_before_reading() {
         let mut buf = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
         buf.extend_from_slice(&[0; 16]);
-        assert_eq!(decode_frame::<Request>(&buf), Err(FrameError::Oversized(MAX_FRAME + 1)));
+        assert_eq!(
+            decode_frame::<Request>(&buf),
+            Err(FrameError::Oversized(MAX_FRAME + 1))
+        );
         let huge = u32::MAX.to_le_bytes();
-        assert_eq!(decode_frame::<Request>(&huge), Err(FrameError::Oversized(u32::MAX as usize)));
+        assert_eq!(
+            decode_frame::<Request>(&huge),
+            Err(FrameError::Oversized(u32::MAX as usize))
+        );
     }
 
     #[test]
@@ -186,7 +237,10 @@ mod tests {
         payload.extend_from_slice(&(1u64 << 62).to_le_bytes());
         let mut f = (payload.len() as u32).to_le_bytes().to_vec();
         f.extend_from_slice(&payload);
-        assert!(matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode_frame::<Request>(&f),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -195,7 +249,10 @@ mod tests {
         encode_frame(&Request::Goodbye, &mut buf).unwrap();
         buf.push(0);
         buf[0] += 1;
-        assert!(matches!(decode_frame::<Request>(&buf), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            decode_frame::<Request>(&buf),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl Desc {
     pub fn new(name: &str, labels: &[(&str, &str)], help: &str, kind: Kind, scale: Scale) -> Desc {
         Desc {
             name: name.to_owned(),
-            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             help: help.to_owned(),
             kind,
             scale,
@@ -170,10 +173,16 @@ pub enum Reply {
     /// A request of this connection failed; the connection stays usable.
     /// `id` names the series concerned, if any.
     Error { id: Option<u32>, message: String },
-    /// Answer to [`Request::List`].
-    Descs(Vec<DescInfo>),
-    /// Answer to value queries; `generation` is the store's current one.
-    Values { generation: u64, values: Vec<ValueInfo> },
+    /// Answer to [`Request::List`]. Long answers come in several frames;
+    /// the one with `last` set ends it.
+    Descs { descs: Vec<DescInfo>, last: bool },
+    /// Answer to value queries, in one or more frames like [`Reply::Descs`];
+    /// `generation` is the store's current one.
+    Values {
+        generation: u64,
+        values: Vec<ValueInfo>,
+        last: bool,
+    },
     /// Answer to [`Request::Get`] when some names are not in the proxy.
     Unknown { names: Vec<String> },
 }

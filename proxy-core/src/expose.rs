@@ -1,0 +1,270 @@
+//! Prometheus text format 0.0.4 and OpenMetrics 1.0 rendering.
+
+use std::fmt::Write;
+
+use protocol::Kind;
+
+use crate::store::{om_family_name, Series, Store};
+
+/// An exposition format, chosen from the scraper's `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks OpenMetrics when the `Accept` header offers it, else text 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a)
+                if a.split(',')
+                    .any(|m| m.trim().starts_with("application/openmetrics-text")) =>
+            {
+                Format::OpenMetrics
+            }
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// Renders every family of `store` into `out` (cleared first).
+pub fn render(store: &Store, format: Format, out: &mut String) {
+    out.clear();
+    for &f in store.family_order.values() {
+        let fam = &store.families[f as usize];
+        if fam.series.is_empty() {
+            continue;
+        }
+        let (name, kind) = match fam.kind {
+            Kind::Counter => ("counter", fam.kind),
+            Kind::Gauge => ("gauge", fam.kind),
+        };
+        let family_name = match format {
+            Format::Text => fam.name.as_str(),
+            Format::OpenMetrics => om_family_name(&fam.name, kind),
+        };
+        out.push_str("# HELP ");
+        out.push_str(family_name);
+        out.push(' ');
+        escape_help(&fam.help, format, out);
+        out.push_str("\n# TYPE ");
+        out.push_str(family_name);
+        out.push(' ');
+        out.push_str(name);
+        out.push('\n');
+        for &sid in fam.series.values() {
+            let s = &store.series[sid as usize];
+            out.push_str(&s.key);
+            out.push(' ');
+            write_value(s, out);
+            out.push('\n');
+        }
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+}
+
+fn escape_help(help: &str, format: Format, out: &mut String) {
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(s: &Series, out: &mut String) {
+    if s.is_integral() {
+        write_u64(s.int(), out);
+        return;
+    }
+    let v = s.value();
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        // Rust prints the shortest string that parses back to the same f64.
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn write_u64(mut v: u64, out: &mut String) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Limits;
+    use protocol::{Desc, Identity, Sample, Scale, Value};
+
+    fn store() -> Store {
+        let mut st = Store::new(Limits::default());
+        let (a, _) = st.hello(Identity {
+            pid: 1,
+            start_time: 1,
+            nonce: 1,
+            program: "t".into(),
+        });
+        st.register(
+            a,
+            0,
+            &Desc::counter(
+                "mpi_hits_total",
+                &[("function", "MPI_Send")],
+                "Number of calls",
+            ),
+        )
+        .unwrap();
+        st.register(
+            a,
+            1,
+            &Desc::counter(
+                "mpi_hits_total",
+                &[("function", "MPI_Bcast")],
+                "Number of calls",
+            ),
+        )
+        .unwrap();
+        st.register(
+            a,
+            2,
+            &Desc::gauge(
+                "odd",
+                &[("path", "C:\\dir\n\"x\"")],
+                "Help with \\ and \"quotes\"\nand lines",
+            ),
+        )
+        .unwrap();
+        st.register(
+            a,
+            3,
+            &Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "Seconds")
+                .with_scale(Scale::Nano),
+        )
+        .unwrap();
+        st.register(a, 4, &Desc::gauge("nan_gauge", &[], "n"))
+            .unwrap();
+        st.update(
+            a,
+            &[
+                Sample {
+                    id: 0,
+                    value: Value::Int(u64::MAX),
+                },
+                Sample {
+                    id: 1,
+                    value: Value::Int(3),
+                },
+                Sample {
+                    id: 2,
+                    value: Value::Float(-0.25),
+                },
+                Sample {
+                    id: 3,
+                    value: Value::Int(1_234_567_891),
+                },
+                Sample {
+                    id: 4,
+                    value: Value::Float(f64::NEG_INFINITY),
+                },
+            ],
+            1.0,
+        );
+        st
+    }
+
+    #[test]
+    fn text_format_is_pinned() {
+        let mut out = String::new();
+        render(&store(), Format::Text, &mut out);
+        assert_eq!(
+            out,
+            "# HELP mpi_hits_total Number of calls\n\
+             # TYPE mpi_hits_total counter\n\
+             mpi_hits_total{function=\"MPI_Bcast\"} 3\n\
+             mpi_hits_total{function=\"MPI_Send\"} 18446744073709551615\n\
+             # HELP mpi_time_total Seconds\n\
+             # TYPE mpi_time_total counter\n\
+             mpi_time_total{function=\"MPI_Send\"} 1.234567891\n\
+             # HELP nan_gauge n\n\
+             # TYPE nan_gauge gauge\n\
+             nan_gauge -Inf\n\
+             # HELP odd Help with \\\\ and \"quotes\"\\nand lines\n\
+             # TYPE odd gauge\n\
+             odd{path=\"C:\\\\dir\\n\\\"x\\\"\"} -0.25\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_is_pinned() {
+        let mut out = String::new();
+        render(&store(), Format::OpenMetrics, &mut out);
+        assert_eq!(
+            out,
+            "# HELP mpi_hits Number of calls\n\
+             # TYPE mpi_hits counter\n\
+             mpi_hits_total{function=\"MPI_Bcast\"} 3\n\
+             mpi_hits_total{function=\"MPI_Send\"} 18446744073709551615\n\
+             # HELP mpi_time Seconds\n\
+             # TYPE mpi_time counter\n\
+             mpi_time_total{function=\"MPI_Send\"} 1.234567891\n\
+             # HELP nan_gauge n\n\
+             # TYPE nan_gauge gauge\n\
+             nan_gauge -Inf\n\
+             # HELP odd Help with \\\\ and \\\"quotes\\\"\\nand lines\n\
+             # TYPE odd gauge\n\
+             odd{path=\"C:\\\\dir\\n\\\"x\\\"\"} -0.25\n\
+             # EOF\n"
+        );
+    }
+
+    #[test]
+    fn accept_header_negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn empty_store_renders_nothing_but_eof() {
+        let st = Store::new(Limits::default());
+        let mut out = String::from("stale");
+        render(&st, Format::Text, &mut out);
+        assert_eq!(out, "");
+        render(&st, Format::OpenMetrics, &mut out);
+        assert_eq!(out, "# EOF\n");
+    }
+}

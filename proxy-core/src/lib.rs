@@ -1,0 +1,19 @@
+//! The node's metric store and its Prometheus exposition; no sockets, no threads.
+//!
+//! [`Store`] owns every series the node has seen. Collectors are tracked by
+//! [`protocol::Identity`]: for each one the store remembers how much of every
+//! counter it already counted, which is what makes a collector's `Resync`
+//! after a reconnection idempotent. Gauges are kept per collector and summed,
+//! so a collector's contribution leaves with it.
+//!
+//! [`render`] turns a store into Prometheus text format 0.0.4 or OpenMetrics
+//! 1.0, with families and series in a deterministic (sorted) order.
+#![forbid(unsafe_code)]
+
+mod expose;
+mod store;
+mod validate;
+
+pub use expose::{render, Format};
+pub use store::{CollectorSlot, IngestError, Limits, SeriesId, Store};
+pub use validate::{series_key, validate_desc, NameError};

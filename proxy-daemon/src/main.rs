@@ -1,0 +1,110 @@
+//! `tau_metric_proxy`: the node daemon. Parses flags, binds both servers, runs.
+#![forbid(unsafe_code)]
+
+mod http;
+mod server;
+mod socket;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use parking_lot::Mutex;
+use proxy_core::{Limits, Store};
+
+/// Aggregating gateway between instrumented programs and Prometheus.
+///
+/// Sums what every collector on this node pushes to its UNIX socket and
+/// serves the totals over HTTP at /metrics for Prometheus and to
+/// tau_metric_client over the socket.
+#[derive(Debug, Parser)]
+#[command(name = "tau_metric_proxy", version)]
+struct Cli {
+    /// Path of the UNIX push gateway socket [default: $TAU_METRIC_PROXY, else /tmp/tau_metric_proxy.<uid>.unix]
+    #[arg(short = 'u', long = "unix", value_name = "PATH")]
+    unix: Option<PathBuf>,
+    /// TCP port of the HTTP endpoint (0 picks a free port)
+    #[arg(short = 'p', long = "port", default_value_t = 1337)]
+    port: u16,
+    /// Address the HTTP endpoint listens on
+    #[arg(long = "bind", value_name = "ADDR", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Most series the node keeps; further registrations are refused
+    #[arg(long = "max-series", value_name = "N", default_value_t = Limits::default().max_series)]
+    max_series: usize,
+    /// Most series one collector may register
+    #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
+    max_series_per_collector: usize,
+    /// Log more (repeat for even more)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Log only warnings and errors
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    if let Err(e) = run(cli) {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+/// Log lines look like the original C daemon's: `INFO (module:line): text`.
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("TAU_METRIC_PROXY_LOG")
+        .format(|buf, record| {
+            let module = record
+                .module_path()
+                .unwrap_or("")
+                .rsplit("::")
+                .next()
+                .unwrap_or("");
+            writeln!(
+                buf,
+                "{} ({}:{}): {}",
+                record.level(),
+                module,
+                record.line().unwrap_or(0),
+                record.args()
+            )
+        })
+        .init();
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let path = client::socket_path(cli.unix);
+    let limits = Limits {
+        max_series: cli.max_series,
+        max_series_per_collector: cli.max_series_per_collector,
+    };
+    let store = Arc::new(Mutex::new(Store::new(limits)));
+    let selfm = server::SelfMetrics::register(&mut store.lock());
+    // Claim the socket first: a second proxy must fail before it takes a port.
+    let listener = socket::bind(&path)?;
+    let http = match http::Http::start(cli.bind, cli.port, store.clone(), selfm) {
+        Ok(h) => h,
+        Err(e) => {
+            socket::remove(&path);
+            return Err(e);
+        }
+    };
+    log::info!("UNIX push gateway running on {}", path.display());
+    let result = server::Server::new(listener, store, selfm).and_then(|s| s.run());
+    http.stop();
+    socket::remove(&path);
+    log::info!("tau_metric_proxy stopped");
+    result
+}
