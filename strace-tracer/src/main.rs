@@ -1,2 +1,444 @@
-//! tau_strace (being written).
-fn main() {}
+//! tau_strace: runs or attaches to a program under ptrace, following every
+//! thread, fork and exec like `strace -f`, and pushes exact per-syscall
+//! counts, bytes and times to tau_metric_proxy.
+
+mod counts;
+mod stop;
+mod sys;
+mod syscall;
+mod tables;
+mod tracer;
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use counts::{Counts, Exporter};
+use stop::Stop;
+use sys::Pid;
+use syscall::{Catalog, Info, Slot};
+use tracer::{Action, Inspect, Outcome, Tracer};
+
+/// Trace a command (or attach to a process) and push per-syscall counters
+/// to tau_metric_proxy.
+#[derive(Parser, Debug)]
+#[command(name = "tau_strace", version, about)]
+struct Cli {
+    /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
+    /// /tmp/tau_metric_proxy.<uid>.unix]
+    #[arg(short = 'u', long = "unix", value_name = "SOCKET")]
+    socket: Option<PathBuf>,
+    /// Log attaches, detaches and the state of the link to the proxy.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Attach to this running process (all its threads) instead of running
+    /// a command; SIGINT or SIGTERM detaches and leaves it running.
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        conflicts_with = "command"
+    )]
+    pid: Option<i32>,
+    /// Count only these syscalls (comma-separated names). With a command, a
+    /// seccomp filter stops the tracee in these calls only, so all others
+    /// run at native speed (the command then runs with no_new_privs set).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    only: Vec<String>,
+    /// The command to run and trace.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "pid"
+    )]
+    command: Vec<OsString>,
+}
+
+/// Time between two pushes of the totals.
+const PUSH_EVERY: Duration = Duration::from_millis(100);
+/// Signals that make `tau_strace` detach (attach mode) or that it passes on
+/// to the command (run mode).
+const TERMINATING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+fn main() {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(if cli.verbose {
+            log::LevelFilter::Info
+        } else {
+            log::LevelFilter::Warn
+        })
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("tau_strace: {e}");
+            std::process::exit(e.code);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    code: i32,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn fail(code: i32, message: String) -> Failure {
+    Failure { message, code }
+}
+
+/// Real ptrace queries for the state machine.
+struct Os;
+
+impl Inspect for Os {
+    fn syscall_info(&mut self, pid: Pid) -> io::Result<Info> {
+        let mut buf = [0u8; sys::SYSCALL_INFO_LEN];
+        sys::syscall_info(pid, &mut buf)?;
+        Ok(Info::parse(&buf))
+    }
+    fn event_msg(&mut self, pid: Pid) -> io::Result<u64> {
+        sys::event_msg(pid)
+    }
+}
+
+const OPTIONS: u32 = sys::OPT_TRACESYSGOOD
+    | sys::OPT_TRACECLONE
+    | sys::OPT_TRACEFORK
+    | sys::OPT_TRACEVFORK
+    | sys::OPT_TRACEEXEC;
+
+fn run(cli: Cli) -> Result<i32, Failure> {
+    let catalog = Catalog::new();
+    let only: Option<Vec<Slot>> = if cli.only.is_empty() {
+        None
+    } else {
+        let mut slots = Vec::new();
+        for name in cli.only.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match catalog.slot_of_name(name) {
+                Some(s) => slots.push(s),
+                None => return Err(fail(2, format!("unknown syscall name in --only: {name}"))),
+            }
+        }
+        Some(slots)
+    };
+    let counts = Arc::new(Counts::new(catalog.len()));
+    let socket = client::socket_path(cli.socket.clone());
+
+    // Handlers first (installed after fork they would race with an early
+    // signal), blocked until the pusher thread exists so that it never
+    // takes one of them.
+    sys::mask_signals(&TERMINATING, true)
+        .map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
+    sys::catch_signals(&TERMINATING)
+        .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
+
+    let (tracer, attached) = match cli.pid {
+        Some(pid) => {
+            // Run where the target may run: sharing its CPU(s) avoids a
+            // cross-CPU wake-up at every stop.
+            if let Ok(cpus) = sys::get_affinity(pid) {
+                let _ = sys::set_own_affinity(&cpus);
+            }
+            let mut tracer = Tracer::new(catalog, counts.clone(), pid, false, only.as_deref());
+            attach(pid, &mut tracer)?;
+            log::info!(
+                "attached to process {pid} ({} threads)",
+                tracer.threads().len()
+            );
+            (tracer, true)
+        }
+        None => {
+            let plan = spawn_plan(
+                &cli.command,
+                only.as_deref().map(|s| catalog.seccomp_filter(s)),
+            )?;
+            let seccomp = plan.seccomp.is_some();
+            let pid = start_command(
+                &plan,
+                if seccomp {
+                    OPTIONS | sys::OPT_TRACESECCOMP
+                } else {
+                    OPTIONS
+                },
+            )?;
+            let mut tracer = Tracer::new(catalog, counts.clone(), pid, seccomp, only.as_deref());
+            tracer.add_thread(pid);
+            (tracer, false)
+        }
+    };
+
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let main_tid = sys::gettid();
+    let pusher = {
+        let counts = counts.clone();
+        let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(
+            socket.clone(),
+            "tau_strace",
+        )));
+        std::thread::Builder::new()
+            .name("push".into())
+            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket))
+            .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?
+    };
+    let _ = sys::mask_signals(&TERMINATING, false);
+
+    let code = trace(tracer, attached);
+    let _ = stop_tx.send(());
+    let _ = pusher.join();
+    Ok(code)
+}
+
+/// Pushes the totals every [`PUSH_EVERY`] and once more at the end. Also
+/// re-interrupts the tracing thread while a signal it has not yet handled
+/// is pending (it may have arrived just before a blocking wait).
+fn push_loop(
+    mut exporter: Exporter,
+    counts: &Counts,
+    stop: &mpsc::Receiver<()>,
+    main_tid: Pid,
+    socket: &Path,
+) {
+    let mut online = false;
+    loop {
+        let done = !matches!(
+            stop.recv_timeout(PUSH_EVERY),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if !done && sys::signal_pending() {
+            let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
+        }
+        exporter.update(&counts.snapshot());
+        if done {
+            let sent = exporter.finish() == client::PushState::Sent;
+            if !sent {
+                log::info!(
+                    "tau_metric_proxy not reachable on {}: final counts not pushed",
+                    socket.display()
+                );
+            }
+            return;
+        }
+        let now_online = exporter.flush() == client::PushState::Sent;
+        if now_online != online {
+            log::info!(
+                "{} tau_metric_proxy on {}",
+                if now_online { "pushing to" } else { "lost" },
+                socket.display()
+            );
+            online = now_online;
+        }
+    }
+}
+
+fn spawn_plan(
+    command: &[OsString],
+    seccomp: Option<Vec<sys::BpfInsn>>,
+) -> Result<sys::SpawnPlan, Failure> {
+    let prog = &command[0];
+    let path = find_program(Path::new(prog)).ok_or_else(|| {
+        fail(
+            127,
+            format!("cannot find executable {}", Path::new(prog).display()),
+        )
+    })?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| fail(2, "arguments must not contain NUL bytes".into()))
+    };
+    let argv = command
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envp = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstr(&kv)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(sys::SpawnPlan {
+        path: cstr(path.as_os_str().as_bytes())?,
+        argv,
+        envp,
+        seccomp,
+    })
+}
+
+/// Resolves the program like `execvp`, but in the tracer, so the traced
+/// command makes exactly one `execve` (as under strace).
+fn find_program(prog: &Path) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if prog.as_os_str().as_bytes().contains(&b'/') {
+        return executable(prog).then(|| prog.to_owned());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| executable(p))
+}
+
+/// Forks the command stopped before its `execve`, seizes it, lets it go.
+fn start_command(plan: &sys::SpawnPlan, options: u32) -> Result<Pid, Failure> {
+    let pid = sys::spawn_stopped(plan).map_err(|e| fail(1, format!("cannot fork: {e}")))?;
+    let status =
+        sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
+    match Stop::decode(status) {
+        Stop::Exited(c) => return Err(fail(c, "the command failed before it started".into())),
+        Stop::Killed(s) => {
+            return Err(fail(
+                128 + s,
+                "the command was killed before it started".into(),
+            ))
+        }
+        _ => {}
+    }
+    if let Err(e) = sys::seize(pid, options) {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        return Err(fail(1, format!("cannot trace the command: {e}")));
+    }
+    // The child is in a group-stop from its own SIGSTOP: end it. The
+    // resulting stops are handled by the main loop like any other.
+    let _ = sys::kill(pid, libc::SIGCONT);
+    Ok(pid)
+}
+
+fn task_ids(pid: Pid) -> io::Result<Vec<Pid>> {
+    let mut tids = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        if let Some(t) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
+            tids.push(t);
+        }
+    }
+    Ok(tids)
+}
+
+/// Seizes every thread of `pid`, listing them again until no new one
+/// appears (threads created meanwhile by a not-yet-seized thread).
+fn attach(pid: Pid, tracer: &mut Tracer) -> Result<(), Failure> {
+    let mut seized = HashSet::new();
+    loop {
+        let tids = task_ids(pid).map_err(|e| fail(1, format!("no process {pid}: {e}")))?;
+        let new: Vec<Pid> = tids.into_iter().filter(|t| !seized.contains(t)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        for tid in new {
+            match sys::seize(tid, OPTIONS) {
+                Ok(()) => {
+                    // PTRACE_SYSCALL needs a stop: ask for one.
+                    let _ = sys::interrupt(tid);
+                    tracer.add_thread(tid);
+                }
+                Err(e) if tid == pid => {
+                    return Err(fail(1, format!("cannot attach to process {pid}: {e}")))
+                }
+                // A thread that exited in between.
+                Err(_) => {}
+            }
+            seized.insert(tid);
+        }
+    }
+}
+
+fn monotonic_ns(origin: Instant) -> u64 {
+    origin.elapsed().as_nanos() as u64
+}
+
+/// Main loop: waits for stops until every tracee is gone (or, attached, a
+/// signal asks to detach). Returns the exit code for `tau_strace`.
+fn trace(mut tracer: Tracer, attached: bool) -> i32 {
+    let origin = Instant::now();
+    let mut os = Os;
+    loop {
+        let received = sys::take_signal();
+        let sig = received & !sys::FROM_KERNEL;
+        if sig != 0 {
+            if attached {
+                log::info!("signal {sig}: detaching");
+                detach_all(&mut tracer);
+                return 0;
+            }
+            // Run mode: the command gets the signal as it would without
+            // us. A terminal's Ctrl+C or hangup (sent by the kernel to the
+            // whole foreground group) already reached it; a signal sent to
+            // tau_strace alone did not.
+            if received & sys::FROM_KERNEL == 0 {
+                let _ = sys::kill(tracer.main(), sig);
+            }
+        }
+        let (pid, status) = match sys::wait_any() {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let stop = Stop::decode(status);
+        let now = if matches!(stop, Stop::Syscall | Stop::Seccomp) {
+            monotonic_ns(origin)
+        } else {
+            0
+        };
+        // A resume that fails means the thread died meanwhile (SIGKILL);
+        // its death is reported by a later wait.
+        let _ = match tracer.on_stop(pid, stop, now, &mut os) {
+            Action::Syscall(sig) => sys::resume_syscall(pid, sig),
+            Action::Cont(sig) => sys::resume_cont(pid, sig),
+            Action::Listen => sys::listen(pid),
+            Action::Gone => Ok(()),
+        };
+    }
+    match tracer.outcome() {
+        Some(o) => o.code(),
+        None if attached => 0,
+        None => Outcome::Exited(1).code(),
+    }
+}
+
+/// Interrupts every tracee and detaches from each at its next stop, so
+/// that all keep running (or stay stopped if a group-stop is in effect)
+/// with no signal lost.
+fn detach_all(tracer: &mut Tracer) {
+    let mut pending: HashSet<Pid> = tracer.threads().into_iter().collect();
+    for &tid in &pending {
+        let _ = sys::interrupt(tid);
+    }
+    while !pending.is_empty() {
+        let (pid, status) = match sys::wait_any() {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let stop = Stop::decode(status);
+        pending.remove(&pid);
+        match stop {
+            Stop::Exited(_) | Stop::Killed(_) => continue,
+            Stop::NewChild => {
+                if let Ok(child) = sys::event_msg(pid) {
+                    pending.insert(child as Pid);
+                }
+            }
+            _ => {}
+        }
+        let _ = sys::detach(pid, tracer::detach_signal(stop));
+    }
+    log::info!("detached");
+}

@@ -1,0 +1,211 @@
+//! Per-syscall totals shared between the tracing thread (the only writer)
+//! and the pushing thread, and the export of those totals as
+//! `strace_hits_total`, `strace_size_total` and `strace_time_total`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use client::{MetricId, PushState, Pusher};
+use protocol::{Desc, Kind, Scale};
+
+use crate::syscall::{Catalog, Slot};
+
+/// Room for `syscall_N` names beyond the tables; numbers past it are not
+/// counted (a tracee would need this many distinct invalid numbers).
+const EXTRA_SLOTS: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Cell {
+    hits: AtomicU64,
+    bytes: AtomicU64,
+    ns: AtomicU64,
+}
+
+/// One syscall's totals at a point in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) io: bool,
+    pub(crate) hits: u64,
+    pub(crate) bytes: u64,
+    pub(crate) ns: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Counts {
+    cells: Box<[Cell]>,
+    /// Name and I/O flag per slot, extended when unknown numbers appear.
+    names: Mutex<Vec<(String, bool)>>,
+}
+
+impl Counts {
+    pub(crate) fn new(known: usize) -> Counts {
+        Counts {
+            cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(),
+            names: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes the catalog's names (including new `syscall_N`) visible to
+    /// the exporter.
+    pub(crate) fn publish_names(&self, catalog: &Catalog) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for s in names.len()..catalog.len().min(self.cells.len()) {
+            names.push((catalog.name(s as Slot).to_owned(), catalog.is_io(s as Slot)));
+        }
+    }
+
+    /// Adds one completed call. Only the tracing thread writes, so plain
+    /// load/store pairs suffice (no locked read-modify-write).
+    pub(crate) fn record(&self, slot: Slot, bytes: u64, ns: u64) {
+        let Some(c) = self.cells.get(slot as usize) else {
+            return;
+        };
+        let add = |a: &AtomicU64, v: u64| {
+            a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed)
+        };
+        if bytes > 0 {
+            add(&c.bytes, bytes);
+        }
+        add(&c.ns, ns);
+        // Hits last: a reader seeing a hit also sees its time and bytes.
+        c.hits
+            .store(c.hits.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// Totals of every syscall seen at least once.
+    pub(crate) fn snapshot(&self) -> Vec<Row> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows = Vec::new();
+        for (i, (name, io)) in names.iter().enumerate() {
+            let c = &self.cells[i];
+            let hits = c.hits.load(Ordering::Acquire);
+            if hits == 0 {
+                continue;
+            }
+            rows.push(Row {
+                name: name.clone(),
+                io: *io,
+                hits,
+                bytes: c.bytes.load(Ordering::Relaxed),
+                ns: c.ns.load(Ordering::Relaxed),
+            });
+        }
+        rows
+    }
+}
+
+/// Series ids of one syscall in the pusher.
+struct Ids {
+    hits: MetricId,
+    size: Option<MetricId>,
+    time: MetricId,
+}
+
+/// Turns snapshots into cumulative totals in a [`Pusher`].
+pub(crate) struct Exporter {
+    pusher: Pusher,
+    ids: std::collections::HashMap<String, Ids>,
+}
+
+impl Exporter {
+    pub(crate) fn new(pusher: Pusher) -> Exporter {
+        Exporter {
+            pusher,
+            ids: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Copies the totals into the pusher (registering new syscalls).
+    pub(crate) fn update(&mut self, rows: &[Row]) {
+        for r in rows {
+            if !self.ids.contains_key(&r.name) {
+                let labels = [("scall", r.name.as_str())];
+                let ids = Ids {
+                    hits: self.pusher.register(Desc::counter(
+                        "strace_hits_total",
+                        &labels,
+                        "Completed system calls, per syscall name",
+                    )),
+                    size: r.io.then(|| {
+                        self.pusher.register(Desc::counter(
+                            "strace_size_total",
+                            &labels,
+                            "Bytes moved by I/O system calls (their positive return values)",
+                        ))
+                    }),
+                    time: self.pusher.register(Desc::new(
+                        "strace_time_total",
+                        &labels,
+                        "Seconds spent inside system calls",
+                        Kind::Counter,
+                        Scale::Nano,
+                    )),
+                };
+                self.ids.insert(r.name.clone(), ids);
+            }
+            let ids = &self.ids[&r.name];
+            self.pusher.set_total(ids.hits, r.hits);
+            if let Some(size) = ids.size {
+                self.pusher.set_total(size, r.bytes);
+            }
+            self.pusher.set_total(ids.time, r.ns);
+        }
+    }
+
+    pub(crate) fn flush(&mut self) -> PushState {
+        let state = self.pusher.flush();
+        for e in self.pusher.take_errors() {
+            log::warn!("tau_metric_proxy refused an update: {e}");
+        }
+        state
+    }
+
+    pub(crate) fn finish(self) -> PushState {
+        self.pusher.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_only_seen_syscalls_with_totals() {
+        let cat = Catalog::new();
+        let c = Counts::new(cat.len());
+        c.publish_names(&cat);
+        let read = cat.slot_of_name("read").unwrap();
+        let close = cat.slot_of_name("close").unwrap();
+        c.record(read, 10, 100);
+        c.record(read, 0, 50);
+        c.record(close, 0, 7);
+        let rows = c.snapshot();
+        assert_eq!(
+            rows,
+            vec![
+                Row {
+                    name: "read".into(),
+                    io: true,
+                    hits: 2,
+                    bytes: 10,
+                    ns: 150
+                },
+                Row {
+                    name: "close".into(),
+                    io: false,
+                    hits: 1,
+                    bytes: 0,
+                    ns: 7
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn slots_beyond_capacity_are_ignored() {
+        let c = Counts::new(0);
+        c.record((EXTRA_SLOTS + 5) as Slot, 1, 1);
+        assert!(c.snapshot().is_empty());
+    }
+}

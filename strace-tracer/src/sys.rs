@@ -1,0 +1,329 @@
+//! The one thin module holding every `unsafe` call of `tau_strace`: ptrace
+//! requests, waiting, forking the traced command, signals, affinity and the
+//! seccomp filter. Each function is a direct wrapper returning `io::Result`;
+//! all decisions are taken by the safe code above it.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+pub(crate) type Pid = i32;
+
+/// `PTRACE_O_*` options used by the tracer.
+pub(crate) const OPT_TRACESYSGOOD: u32 = libc::PTRACE_O_TRACESYSGOOD as u32;
+pub(crate) const OPT_TRACEFORK: u32 = libc::PTRACE_O_TRACEFORK as u32;
+pub(crate) const OPT_TRACEVFORK: u32 = libc::PTRACE_O_TRACEVFORK as u32;
+pub(crate) const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
+pub(crate) const OPT_TRACEEXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
+pub(crate) const OPT_TRACESECCOMP: u32 = libc::PTRACE_O_TRACESECCOMP as u32;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn ptrace(req: libc::c_uint, pid: Pid, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    // SAFETY: every request used here takes integer arguments or a pointer
+    // to a buffer owned by the caller and sized for the request.
+    check(unsafe {
+        libc::ptrace(
+            req,
+            pid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    })
+}
+
+pub(crate) fn seize(pid: Pid, options: u32) -> io::Result<()> {
+    ptrace(libc::PTRACE_SEIZE, pid, 0, options as usize).map(drop)
+}
+
+pub(crate) fn interrupt(pid: Pid) -> io::Result<()> {
+    ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0).map(drop)
+}
+
+pub(crate) fn listen(pid: Pid) -> io::Result<()> {
+    ptrace(libc::PTRACE_LISTEN, pid, 0, 0).map(drop)
+}
+
+/// Resumes until the next syscall stop (or any other stop).
+pub(crate) fn resume_syscall(pid: Pid, sig: i32) -> io::Result<()> {
+    ptrace(libc::PTRACE_SYSCALL, pid, 0, sig as usize).map(drop)
+}
+
+/// Resumes without syscall stops (seccomp stops still happen).
+pub(crate) fn resume_cont(pid: Pid, sig: i32) -> io::Result<()> {
+    ptrace(libc::PTRACE_CONT, pid, 0, sig as usize).map(drop)
+}
+
+pub(crate) fn detach(pid: Pid, sig: i32) -> io::Result<()> {
+    ptrace(libc::PTRACE_DETACH, pid, 0, sig as usize).map(drop)
+}
+
+pub(crate) fn event_msg(pid: Pid) -> io::Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    ptrace(
+        libc::PTRACE_GETEVENTMSG,
+        pid,
+        0,
+        &mut msg as *mut libc::c_ulong as usize,
+    )?;
+    Ok(msg)
+}
+
+/// Size of `struct ptrace_syscall_info` as of Linux 5.3.
+pub(crate) const SYSCALL_INFO_LEN: usize = 88;
+
+/// Raw `PTRACE_GET_SYSCALL_INFO`; decoded by `syscall::Info::parse`.
+pub(crate) fn syscall_info(pid: Pid, buf: &mut [u8; SYSCALL_INFO_LEN]) -> io::Result<()> {
+    ptrace(
+        libc::PTRACE_GET_SYSCALL_INFO,
+        pid,
+        SYSCALL_INFO_LEN,
+        buf.as_mut_ptr() as usize,
+    )
+    .map(drop)
+}
+
+/// `waitpid(-1, __WALL)`: the next stop or death of any tracee.
+pub(crate) fn wait_any() -> io::Result<(Pid, i32)> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, status))
+}
+
+/// Waits until `pid` is stopped or gone, without reaping a stop.
+pub(crate) fn wait_stopped(pid: Pid) -> io::Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED | libc::__WALL) };
+        if r >= 0 {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+pub(crate) fn kill(pid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
+}
+
+pub(crate) fn getpid() -> Pid {
+    // SAFETY: plain syscall.
+    unsafe { libc::getpid() }
+}
+
+pub(crate) fn gettid() -> Pid {
+    // SAFETY: plain syscall.
+    unsafe { libc::gettid() }
+}
+
+/// Sends `sig` to one thread of this process.
+pub(crate) fn tgkill_self(tid: Pid, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::syscall(libc::SYS_tgkill, getpid(), tid, sig) }).map(drop)
+}
+
+/// The CPUs `pid` (0: this thread) may run on, as a bit set.
+pub(crate) fn get_affinity(pid: Pid) -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; the size passed matches.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        check(
+            libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+                as libc::c_long,
+        )?;
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
+    }
+}
+
+/// Restricts the calling thread (and the threads it spawns later) to `cpus`.
+pub(crate) fn set_own_affinity(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; the size passed matches.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        check(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+                as libc::c_long,
+        )
+        .map(drop)
+    }
+}
+
+/// One instruction of a classic BPF program (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BpfInsn {
+    pub(crate) code: u16,
+    pub(crate) jt: u8,
+    pub(crate) jf: u8,
+    pub(crate) k: u32,
+}
+
+/// What the forked child does before `execve`.
+pub(crate) struct SpawnPlan {
+    pub(crate) path: CString,
+    pub(crate) argv: Vec<CString>,
+    pub(crate) envp: Vec<CString>,
+    /// Installed with `no_new_privs` right before the stop that hands the
+    /// child over to the tracer.
+    pub(crate) seccomp: Option<Vec<BpfInsn>>,
+}
+
+/// Forks a child that resets its signal state, stops itself with SIGSTOP
+/// and, once resumed, executes the command. Returns its pid once it is
+/// stopped, ready to be seized.
+pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
+    // Everything the child touches is prepared here: between fork and
+    // execve only async-signal-safe calls are made.
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let filter: Vec<libc::sock_filter> = plan
+        .seccomp
+        .iter()
+        .flatten()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let path: &CStr = &plan.path;
+    // SAFETY: the child only calls async-signal-safe functions on data
+    // prepared above, then execs or exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // The tracer's own signal handling must not leak into the
+            // command: default SIGPIPE (Rust ignores it) and an empty mask.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            if plan.seccomp.is_some() {
+                let ok = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                    && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog)
+                        == 0;
+                if !ok {
+                    child_fail(b"tau_strace: cannot install the seccomp filter\n");
+                }
+            }
+            libc::kill(libc::getpid(), libc::SIGSTOP);
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            child_fail(b"tau_strace: execve failed\n");
+        }
+        Ok(pid)
+    }
+}
+
+fn child_fail(msg: &[u8]) -> ! {
+    // SAFETY: async-signal-safe calls in the forked child.
+    unsafe {
+        libc::write(2, msg.as_ptr() as *const libc::c_void, msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// The last terminating signal received from outside, plus
+/// [`FROM_KERNEL`] when the kernel sent it (a terminal's Ctrl+C or
+/// hangup); 0 when none.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+pub(crate) const FROM_KERNEL: i32 = 0x100;
+
+extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // A signal this process sent itself only exists to interrupt a blocking
+    // wait: it is not a request from the user.
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+    let (from_self, from_kernel) = unsafe {
+        if info.is_null() {
+            (false, false)
+        } else {
+            (
+                (*info).si_code <= 0 && (*info).si_pid() == libc::getpid(),
+                (*info).si_code == libc::SI_KERNEL,
+            )
+        }
+    };
+    if !from_self {
+        RECEIVED.store(
+            sig | if from_kernel { FROM_KERNEL } else { 0 },
+            Ordering::SeqCst,
+        );
+    }
+}
+
+/// Installs a handler for `sigs` that records them without SA_RESTART, so a
+/// blocking `waitpid` returns EINTR.
+pub(crate) fn catch_signals(sigs: &[i32]) -> io::Result<()> {
+    for &sig in sigs {
+        // SAFETY: sigaction with a valid handler and a zeroed mask.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            check(libc::sigaction(sig, &sa, std::ptr::null_mut()) as libc::c_long)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the last recorded signal (0 when none arrived), with
+/// [`FROM_KERNEL`] or-ed in when the kernel sent it.
+pub(crate) fn take_signal() -> i32 {
+    RECEIVED.swap(0, Ordering::SeqCst)
+}
+
+/// Whether a signal is recorded and not yet taken.
+pub(crate) fn signal_pending() -> bool {
+    RECEIVED.load(Ordering::SeqCst) != 0
+}
+
+/// Blocks (`block == true`) or unblocks `sigs` in the calling thread.
+pub(crate) fn mask_signals(sigs: &[i32], block: bool) -> io::Result<()> {
+    // SAFETY: sigset operations on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        let r = libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+    }
+    Ok(())
+}
