@@ -9,9 +9,7 @@ use clap::Parser;
 pub fn parse_args<T: Parser>(tool: &str) -> T {
     match T::try_parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            e.exit()
-        }
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) => usage_error(tool, &e.to_string()),
     }
 }

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::socket::{send, MsgFlags};
-use protocol::{
-    decode_frame, encode_frame, FrameError, Preamble, PreambleError, Reply, Request, Role,
-    PREAMBLE_LEN,
-};
+use protocol::{decode_frame, encode_frame, FrameError, Preamble, PreambleError, Reply, Request, Role, PREAMBLE_LEN};
 
 /// What can go wrong talking to the daemon.
 #[derive(Debug)]
@@ -35,11 +32,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::NotRunning { path, source } => {
-                write!(
-                    f,
-                    "no tau_metric_proxy is running on {}: {source}",
-                    path.display()
-                )
+                write!(f, "no tau_metric_proxy is running on {}: {source}", path.display())
             }
             Error::Handshake(e) => write!(f, "handshake with tau_metric_proxy failed: {e}"),
             Error::Frame(e) => write!(f, "{e}"),
@@ -70,25 +63,16 @@ pub struct Connection {
 impl Connection {
     /// Connects and exchanges preambles.
     pub fn connect(path: &Path, role: Role, timeout: Duration) -> Result<Connection, Error> {
-        let stream = UnixStream::connect(path).map_err(|source| Error::NotRunning {
-            path: path.to_owned(),
-            source,
-        })?;
+        let stream = UnixStream::connect(path).map_err(|source| Error::NotRunning { path: path.to_owned(), source })?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let mut conn = Connection {
-            stream,
-            inbuf: Vec::new(),
-            outbuf: Vec::new(),
-        };
+        let mut conn = Connection { stream, inbuf: Vec::new(), outbuf: Vec::new() };
         conn.write_raw(&Preamble::new(role).encode())?;
         let mut theirs = [0u8; PREAMBLE_LEN];
-        conn.stream
-            .read_exact(&mut theirs)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => Error::Closed,
-                _ => Error::Io(e),
-            })?;
+        conn.stream.read_exact(&mut theirs).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::Closed,
+            _ => Error::Io(e),
+        })?;
         Preamble::decode(&theirs).map_err(Error::Handshake)?;
         Ok(conn)
     }
@@ -174,14 +158,9 @@ impl Connection {
                 Ok(n) => buf = &buf[n..],
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::EAGAIN) => {
-                    return Err(Error::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "write timed out",
-                    )))
+                    return Err(Error::Io(io::Error::new(io::ErrorKind::TimedOut, "write timed out")))
                 }
-                Err(nix::errno::Errno::EPIPE) | Err(nix::errno::Errno::ECONNRESET) => {
-                    return Err(Error::Closed)
-                }
+                Err(nix::errno::Errno::EPIPE) | Err(nix::errno::Errno::ECONNRESET) => return Err(Error::Closed),
                 Err(e) => return Err(Error::Io(e.into())),
             }
         }

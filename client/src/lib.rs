@@ -28,8 +28,6 @@ pub fn socket_path(explicit: Option<PathBuf>) -> PathBuf {
     }
     match std::env::var_os(protocol::SOCKET_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(protocol::default_socket_path(
-            nix::unistd::geteuid().as_raw(),
-        )),
+        _ => PathBuf::from(protocol::default_socket_path(nix::unistd::geteuid().as_raw())),
     }
 }

@@ -50,9 +50,7 @@ pub(crate) struct Cli {
 fn parse_freq(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 1_000_000.0 => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a frequency in Hz (a number above 0, at most 1000000)"
-        )),
+        _ => Err(format!("{s:?} is not a frequency in Hz (a number above 0, at most 1000000)")),
     }
 }
 
@@ -153,10 +151,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         match QueryClient::connect(&path, timeout)?.get(&names)? {
             GetResult::Found(values) => output::values(&values, format),
             GetResult::Unknown(names) => {
-                return Err(Failure::Usage(format!(
-                    "no such metric in the proxy: {}",
-                    names.join(", ")
-                )))
+                return Err(Failure::Usage(format!("no such metric in the proxy: {}", names.join(", "))))
             }
         }
     } else {
@@ -167,8 +162,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<(), Failure> {
     match path {
-        Some(p) => std::fs::write(p, text)
-            .map_err(|e| Failure::Io(format!("cannot write {}", p.display()), e)),
+        Some(p) => std::fs::write(p, text).map_err(|e| Failure::Io(format!("cannot write {}", p.display()), e)),
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())

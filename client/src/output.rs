@@ -36,19 +36,15 @@ const BOX_WIDTH: usize = 69;
 fn title_box(title: &str) -> String {
     let pad = BOX_WIDTH.saturating_sub(title.chars().count());
     let (left, right) = (pad / 2, pad - pad / 2);
-    format!(
-        "╔{bar}╗\n║{}{title}{}║\n╚{bar}╝\n",
-        " ".repeat(left),
-        " ".repeat(right),
-        bar = "═".repeat(BOX_WIDTH)
-    )
+    format!("╔{bar}╗\n║{}{title}{}║\n╚{bar}╝\n", " ".repeat(left), " ".repeat(right), bar = "═".repeat(BOX_WIDTH))
 }
 
-/// A number as JSON: integers without a fraction, others as the shortest
-/// float that reads back the same, non-finite values as null.
+/// A number as JSON: whole numbers (exact up to 2^53) without a fraction,
+/// others as the shortest float that reads back the same, non-finite
+/// values as null.
 pub(crate) fn json_number(v: &ValueInfo) -> Value {
-    if v.integral && v.value.abs() < 9_007_199_254_740_992.0 {
-        json!(v.value as u64)
+    if v.value.fract() == 0.0 && v.value.abs() < 9_007_199_254_740_992.0 {
+        json!(v.value as i64)
     } else {
         json!(v.value)
     }
@@ -62,8 +58,7 @@ fn pretty<T: Serialize>(v: &T, indent: &[u8]) -> String {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    v.serialize(&mut ser)
-        .expect("serialising JSON values cannot fail");
+    v.serialize(&mut ser).expect("serialising JSON values cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
@@ -91,24 +86,13 @@ pub(crate) fn descs(descs: &[DescInfo], format: Format) -> String {
             let mut out = title_box("List of tau_metric_exporter Metrics");
             out.push('\n');
             for d in descs {
-                out.push_str(&format!(
-                    " • {} ({}) :\n   {}\n",
-                    d.name,
-                    d.kind.tau_name(),
-                    d.help
-                ));
+                out.push_str(&format!(" • {} ({}) :\n   {}\n", d.name, d.kind.tau_name(), d.help));
             }
             out
         }
         Format::Json => {
-            let list: Vec<DescOut> = descs
-                .iter()
-                .map(|d| DescOut {
-                    name: &d.name,
-                    doc: &d.help,
-                    kind: d.kind.tau_name(),
-                })
-                .collect();
+            let list: Vec<DescOut> =
+                descs.iter().map(|d| DescOut { name: &d.name, doc: &d.help, kind: d.kind.tau_name() }).collect();
             pretty(&list, b"    ") + "\n"
         }
         Format::Yaml => {
@@ -118,24 +102,14 @@ pub(crate) fn descs(descs: &[DescInfo], format: Format) -> String {
             descs
                 .iter()
                 .map(|d| {
-                    format!(
-                        "- name: {}\n  doc: {}\n  type: {}\n",
-                        quoted(&d.name),
-                        quoted(&d.help),
-                        d.kind.tau_name()
-                    )
+                    format!("- name: {}\n  doc: {}\n  type: {}\n", quoted(&d.name), quoted(&d.help), d.kind.tau_name())
                 })
                 .collect()
         }
         Format::Txt => {
             let mut out = String::from("# name doc type\n");
             for d in descs {
-                out.push_str(&format!(
-                    "{} {} {}\n",
-                    d.name,
-                    quoted(&d.help),
-                    d.kind.tau_name()
-                ));
+                out.push_str(&format!("{} {} {}\n", d.name, quoted(&d.help), d.kind.tau_name()));
             }
             out
         }
@@ -149,12 +123,7 @@ pub(crate) fn values(values: &[ValueInfo], format: Format) -> String {
             let mut out = title_box("Values of tau_metric_exporter Metrics");
             out.push('\n');
             for v in values {
-                out.push_str(&format!(
-                    " • {} = {}\n   last change at {}\n",
-                    v.name,
-                    number_text(v),
-                    ts_text(v.ts)
-                ));
+                out.push_str(&format!(" • {} = {}\n   last change at {}\n", v.name, number_text(v), ts_text(v.ts)));
             }
             out
         }
@@ -165,25 +134,13 @@ pub(crate) fn values(values: &[ValueInfo], format: Format) -> String {
             }
             values
                 .iter()
-                .map(|v| {
-                    format!(
-                        "- name: {}\n  ts: {}\n  value: {}\n",
-                        quoted(&v.name),
-                        ts_text(v.ts),
-                        yaml_number(v)
-                    )
-                })
+                .map(|v| format!("- name: {}\n  ts: {}\n  value: {}\n", quoted(&v.name), ts_text(v.ts), yaml_number(v)))
                 .collect()
         }
         Format::Txt => {
             let mut out = String::from("# name ts value\n");
             for v in values {
-                out.push_str(&format!(
-                    "{} {} {}\n",
-                    v.name,
-                    ts_text(v.ts),
-                    number_text(v)
-                ));
+                out.push_str(&format!("{} {} {}\n", v.name, ts_text(v.ts), number_text(v)));
             }
             out
         }
@@ -198,21 +155,13 @@ pub(crate) fn ts_text(ts: f64) -> String {
 fn values_json(values: &[ValueInfo]) -> Vec<ValueOut<'_>> {
     values
         .iter()
-        .map(|v| ValueOut {
-            name: &v.name,
-            ts: ts_text(v.ts).parse().unwrap_or(Value::Null),
-            value: json_number(v),
-        })
+        .map(|v| ValueOut { name: &v.name, ts: ts_text(v.ts).parse().unwrap_or(Value::Null), value: json_number(v) })
         .collect()
 }
 
 /// One tracking snapshot, as an element of the JSON array being written.
 pub(crate) fn track_snapshot_json(values: &[ValueInfo]) -> String {
-    pretty(&values_json(values), b"  ")
-        .lines()
-        .map(|l| format!("  {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    pretty(&values_json(values), b"  ").lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
@@ -262,24 +211,9 @@ mod tests {
     #[test]
     fn values_in_every_format() {
         let v = [
-            ValueInfo {
-                name: "a_total".into(),
-                ts: 1667486717.483395,
-                value: 9.0,
-                integral: true,
-            },
-            ValueInfo {
-                name: "t_total".into(),
-                ts: 1.0,
-                value: 0.25,
-                integral: false,
-            },
-            ValueInfo {
-                name: "g".into(),
-                ts: 2.0,
-                value: f64::NAN,
-                integral: false,
-            },
+            ValueInfo { name: "a_total".into(), ts: 1667486717.483395, value: 9.0 },
+            ValueInfo { name: "t_total".into(), ts: 1.0, value: 0.25 },
+            ValueInfo { name: "g".into(), ts: 2.0, value: f64::NAN },
         ];
         assert_eq!(
             values(&v, Format::Json),
@@ -295,12 +229,8 @@ mod tests {
             values(&v[..2], Format::Yaml),
             "- name: \"a_total\"\n  ts: 1667486717.483395\n  value: 9\n- name: \"t_total\"\n  ts: 1.000000\n  value: 0.25\n"
         );
-        assert_eq!(
-            values(&v[2..], Format::Yaml),
-            "- name: \"g\"\n  ts: 2.000000\n  value: .nan\n"
-        );
+        assert_eq!(values(&v[2..], Format::Yaml), "- name: \"g\"\n  ts: 2.000000\n  value: .nan\n");
         assert_eq!(values(&[], Format::Yaml), "[]\n");
-        assert!(values(&v[..1], Format::Md)
-            .ends_with("\n • a_total = 9\n   last change at 1667486717.483395\n"));
+        assert!(values(&v[..1], Format::Md).ends_with("\n • a_total = 9\n   last change at 1667486717.483395\n"));
     }
 }

@@ -99,19 +99,10 @@ impl Pusher {
         let id = MetricId(self.descs.len() as u32);
         self.slots.push(match desc.kind {
             Kind::Counter => Slot::Int { total: 0, sent: 0 },
-            Kind::Gauge => Slot::Gauge {
-                value: 0.0,
-                dirty: false,
-            },
+            Kind::Gauge => Slot::Gauge { value: 0.0, dirty: false },
         });
         if let Some(conn) = &mut self.conn {
-            if conn
-                .queue(&Request::Register {
-                    id: id.0,
-                    desc: desc.clone(),
-                })
-                .is_err()
-            {
+            if conn.queue(&Request::Register { id: id.0, desc: desc.clone() }).is_err() {
                 self.conn = None;
             }
         }
@@ -143,12 +134,7 @@ impl Pusher {
                 *total += delta;
                 *pending += delta;
             }
-            Slot::Int { total: 0, sent: 0 } => {
-                *slot = Slot::Float {
-                    total: delta,
-                    pending: delta,
-                }
-            }
+            Slot::Int { total: 0, sent: 0 } => *slot = Slot::Float { total: delta, pending: delta },
             _ => {}
         }
     }
@@ -230,10 +216,7 @@ impl Pusher {
         for slot in &mut self.slots {
             *slot = match slot {
                 Slot::Int { .. } | Slot::Float { .. } => Slot::Int { total: 0, sent: 0 },
-                Slot::Gauge { .. } => Slot::Gauge {
-                    value: 0.0,
-                    dirty: false,
-                },
+                Slot::Gauge { .. } => Slot::Gauge { value: 0.0, dirty: false },
             };
         }
     }
@@ -245,29 +228,16 @@ impl Pusher {
             }
         }
         self.last_attempt = Some(Instant::now());
-        let Ok(mut conn) =
-            Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout)
-        else {
+        let Ok(mut conn) = Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout) else {
             return false;
         };
-        let mut queued = conn.queue(&Request::Hello {
-            identity: self.identity.clone(),
-        });
+        let mut queued = conn.queue(&Request::Hello { identity: self.identity.clone() });
         for (i, desc) in self.descs.iter().enumerate() {
-            queued = queued.and_then(|_| {
-                conn.queue(&Request::Register {
-                    id: i as u32,
-                    desc: desc.clone(),
-                })
-            });
+            queued = queued.and_then(|_| conn.queue(&Request::Register { id: i as u32, desc: desc.clone() }));
         }
         let totals = self.total_samples();
         for chunk in totals.chunks(8192) {
-            queued = queued.and_then(|_| {
-                conn.queue(&Request::Resync {
-                    samples: chunk.to_vec(),
-                })
-            });
+            queued = queued.and_then(|_| conn.queue(&Request::Resync { samples: chunk.to_vec() }));
         }
         if queued.is_err() || conn.flush().is_err() {
             return false;
@@ -309,10 +279,7 @@ impl Pusher {
                 Slot::Gauge { value, dirty: true } => Value::Float(value),
                 _ => continue,
             };
-            out.push(Sample {
-                id: i as u32,
-                value,
-            });
+            out.push(Sample { id: i as u32, value });
         }
         out
     }
@@ -326,10 +293,7 @@ impl Pusher {
                 Slot::Float { total, .. } => Value::Float(total),
                 Slot::Gauge { value, .. } => Value::Float(value),
             };
-            out.push(Sample {
-                id: i as u32,
-                value,
-            });
+            out.push(Sample { id: i as u32, value });
         }
         out
     }
@@ -348,12 +312,7 @@ impl Pusher {
 /// This process's identity: pid, start time, and a random nonce.
 fn own_identity(program: &str) -> Identity {
     let pid = std::process::id();
-    Identity {
-        pid,
-        start_time: process_start_time(pid).unwrap_or(0),
-        nonce: random_u64(),
-        program: program.to_owned(),
-    }
+    Identity { pid, start_time: process_start_time(pid).unwrap_or(0), nonce: random_u64(), program: program.to_owned() }
 }
 
 /// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
@@ -368,12 +327,7 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 fn random_u64() -> u64 {
     // RandomState is seeded from the OS's random source.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     h.finish()
 }
 
@@ -399,20 +353,8 @@ mod tests {
         p.add(id, 2);
         assert_eq!(p.flush(), PushState::Offline);
         assert_eq!(p.total(id), 7);
-        assert_eq!(
-            p.changed_samples(),
-            vec![Sample {
-                id: 0,
-                value: Value::Int(7)
-            }]
-        );
-        assert_eq!(
-            p.total_samples(),
-            vec![Sample {
-                id: 0,
-                value: Value::Int(7)
-            }]
-        );
+        assert_eq!(p.changed_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
+        assert_eq!(p.total_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
     }
 
     #[test]

@@ -23,9 +23,7 @@ pub enum GetResult {
 
 impl QueryClient {
     pub fn connect(path: &Path, timeout: Duration) -> Result<QueryClient, Error> {
-        Ok(QueryClient {
-            conn: Connection::connect(path, Role::Query, timeout)?,
-        })
+        Ok(QueryClient { conn: Connection::connect(path, Role::Query, timeout)? })
     }
 
     /// Every series description, ordered by name.
@@ -59,15 +57,11 @@ impl QueryClient {
 
     /// The named series (`family{labels}` as listed), in the order given.
     pub fn get(&mut self, names: &[String]) -> Result<GetResult, Error> {
-        self.conn.queue(&Request::Get {
-            names: names.to_vec(),
-        })?;
+        self.conn.queue(&Request::Get { names: names.to_vec() })?;
         self.conn.flush()?;
         match self.conn.recv()? {
             Reply::Unknown { names } => Ok(GetResult::Unknown(names)),
-            Reply::Values { values, last, .. } => {
-                Ok(GetResult::Found(self.rest_of_values(values, last)?))
-            }
+            Reply::Values { values, last, .. } => Ok(GetResult::Found(self.rest_of_values(values, last)?)),
             other => Err(unexpected(other)),
         }
     }
@@ -76,25 +70,15 @@ impl QueryClient {
         self.conn.queue(req)?;
         self.conn.flush()?;
         match self.conn.recv()? {
-            Reply::Values {
-                generation,
-                values,
-                last,
-            } => Ok((generation, self.rest_of_values(values, last)?)),
+            Reply::Values { generation, values, last } => Ok((generation, self.rest_of_values(values, last)?)),
             other => Err(unexpected(other)),
         }
     }
 
-    fn rest_of_values(
-        &mut self,
-        mut out: Vec<ValueInfo>,
-        mut last: bool,
-    ) -> Result<Vec<ValueInfo>, Error> {
+    fn rest_of_values(&mut self, mut out: Vec<ValueInfo>, mut last: bool) -> Result<Vec<ValueInfo>, Error> {
         while !last {
             match self.conn.recv()? {
-                Reply::Values {
-                    values, last: l, ..
-                } => {
+                Reply::Values { values, last: l, .. } => {
                     out.extend(values);
                     last = l;
                 }

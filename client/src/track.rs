@@ -29,8 +29,7 @@ pub(crate) fn run(
     }
     let (sink, shown): (Box<dyn Write>, String) = match path {
         Some(p) => {
-            let f = File::create(p)
-                .map_err(|e| Failure::Io(format!("cannot create {}", p.display()), e))?;
+            let f = File::create(p).map_err(|e| Failure::Io(format!("cannot create {}", p.display()), e))?;
             (Box::new(f), p.display().to_string())
         }
         None => (Box::new(std::io::stdout()), "stdout".to_owned()),
@@ -41,19 +40,12 @@ pub(crate) fn run(
     } else {
         eprintln!("{message}");
     }
-    let mut out = Writer {
-        sink: BufWriter::new(sink),
-        format,
-        snapshots: 0,
-    };
+    let mut out = Writer { sink: BufWriter::new(sink), format, snapshots: 0 };
     out.begin()?;
 
     if let Some(names) = &names {
         if let GetResult::Unknown(missing) = query.get(names)? {
-            eprintln!(
-                "tau_metric_client: not in the proxy yet, tracked once they appear: {}",
-                missing.join(", ")
-            );
+            eprintln!("tau_metric_client: not in the proxy yet, tracked once they appear: {}", missing.join(", "));
         }
     }
     let period = Duration::from_secs_f64(1.0 / freq);
@@ -136,12 +128,7 @@ impl Writer {
             Format::Txt | Format::Md => {
                 let mut s = String::new();
                 for v in values {
-                    s.push_str(&format!(
-                        "{} {} {}\n",
-                        v.name,
-                        output::ts_text(v.ts),
-                        output::number_text(v)
-                    ));
+                    s.push_str(&format!("{} {} {}\n", v.name, output::ts_text(v.ts), output::number_text(v)));
                 }
                 s
             }

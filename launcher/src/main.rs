@@ -60,10 +60,7 @@ struct Cli {
 fn main() {
     let cli: Cli = client::parse_args(TOOL);
     let socket = client::socket_path(cli.unix.clone());
-    let config = run::Config {
-        socket,
-        verbose: cli.verbose,
-    };
+    let config = run::Config { socket, verbose: cli.verbose };
     let code = match (cli.attach, cli.command.is_empty()) {
         (Some(pid), _) => {
             if !cli.command.is_empty() && cli.verbose {
@@ -71,10 +68,7 @@ fn main() {
             }
             run::attach(&config, pid)
         }
-        (None, true) => client::usage_error(
-            TOOL,
-            "no command given: tau_metric_proxy_run [-m] [-s] -- COMMAND",
-        ),
+        (None, true) => client::usage_error(TOOL, "no command given: tau_metric_proxy_run [-m] [-s] -- COMMAND"),
         (None, false) => run::launch(&config, &cli.command, cli.mpi, cli.strace),
     };
     std::process::exit(code);

@@ -57,9 +57,7 @@ fn count_run(config: &Config, operation: &str) {
 
 /// Finds `tau_strace` beside this executable, else on `PATH`.
 fn tracer() -> Result<PathBuf, String> {
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("tau_strace")));
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("tau_strace")));
     if let Some(p) = beside.filter(|p| p.is_file()) {
         return Ok(p);
     }
@@ -74,8 +72,7 @@ fn tracer() -> Result<PathBuf, String> {
 /// Runs `command` instrumented; returns the exit code to leave with.
 pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: bool) -> i32 {
     count_run(config, "exec");
-    let mut env: Vec<(OsString, OsString)> =
-        vec![(protocol::SOCKET_ENV.into(), config.socket.clone().into())];
+    let mut env: Vec<(OsString, OsString)> = vec![(protocol::SOCKET_ENV.into(), config.socket.clone().into())];
     if mpi {
         match crate::mpi::preload_env(command, config.verbose) {
             Ok(vars) => env.extend(vars),
@@ -117,20 +114,13 @@ pub(crate) fn attach(config: &Config, pid: i32) -> i32 {
         }
     };
     let mut cmd = Command::new(&tracer);
-    cmd.arg("-u")
-        .arg(&config.socket)
-        .arg("-p")
-        .arg(pid.to_string());
+    cmd.arg("-u").arg(&config.socket).arg("-p").arg(pid.to_string());
     config.say(&format!("attaching tau_strace to pid {pid}"));
     spawn_and_wait(cmd, tracer.as_os_str())
 }
 
 fn shown(command: &[OsString]) -> String {
-    command
-        .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 fn spawn_and_wait(mut cmd: Command, name: &std::ffi::OsStr) -> i32 {
@@ -147,15 +137,8 @@ fn spawn_and_wait(mut cmd: Command, name: &std::ffi::OsStr) -> i32 {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            eprintln!(
-                "{TOOL}: error: cannot run {}: {e}",
-                Path::new(name).display()
-            );
+            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            eprintln!("{TOOL}: error: cannot run {}: {e}", Path::new(name).display());
             return code;
         }
     };

@@ -22,10 +22,7 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::Oversized(n) => {
-                write!(
-                    f,
-                    "frame of {n} bytes exceeds the limit of {MAX_FRAME} bytes"
-                )
+                write!(f, "frame of {n} bytes exceeds the limit of {MAX_FRAME} bytes")
             }
             FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
         }
@@ -77,9 +74,7 @@ pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)
     let Some(payload) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {
         return Ok(None);
     };
-    let msg = options()
-        .deserialize(payload)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let msg = options().deserialize(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     Ok(Some((msg, FRAME_HEADER + len)))
 }
 
@@ -90,48 +85,19 @@ mod tests {
 
     fn samples() -> Vec<Request> {
         vec![
-            Request::Hello {
-                identity: Identity {
-                    pid: 42,
-                    start_time: 7,
-                    nonce: u64::MAX,
-                    program: "a.out".into(),
-                },
-            },
+            Request::Hello { identity: Identity { pid: 42, start_time: 7, nonce: u64::MAX, program: "a.out".into() } },
             Request::Register {
                 id: 3,
-                desc: Desc::new(
-                    "mpi_time_total",
-                    &[("function", "MPI_Send")],
-                    "Time",
-                    Kind::Counter,
-                    Scale::Nano,
-                ),
+                desc: Desc::new("mpi_time_total", &[("function", "MPI_Send")], "Time", Kind::Counter, Scale::Nano),
             },
             Request::Update {
-                samples: vec![
-                    Sample {
-                        id: 0,
-                        value: Value::Int(1),
-                    },
-                    Sample {
-                        id: 1,
-                        value: Value::Float(-2.5),
-                    },
-                ],
+                samples: vec![Sample { id: 0, value: Value::Int(1) }, Sample { id: 1, value: Value::Float(-2.5) }],
             },
-            Request::Resync {
-                samples: vec![Sample {
-                    id: 9,
-                    value: Value::Int(u64::MAX),
-                }],
-            },
+            Request::Resync { samples: vec![Sample { id: 9, value: Value::Int(u64::MAX) }] },
             Request::Goodbye,
             Request::List,
             Request::Values,
-            Request::Get {
-                names: vec!["a".into(), "b{c=\"d\"}".into()],
-            },
+            Request::Get { names: vec!["a".into(), "b{c=\"d\"}".into()] },
             Request::Changes { since: 12 },
         ]
     }
@@ -156,12 +122,7 @@ mod tests {
     fn replies_round_trip() {
         let r = Reply::Values {
             generation: 5,
-            values: vec![ValueInfo {
-                name: "x".into(),
-                ts: 1.5,
-                value: 2.0,
-                integral: true,
-            }],
+            values: vec![ValueInfo { name: "x".into(), ts: 1.5, value: 2.0 }],
             last: true,
         };
         let mut buf = Vec::new();
@@ -172,12 +133,7 @@ mod tests {
     #[test]
     fn counter_update_costs_a_few_bytes_per_series() {
         let mut buf = Vec::new();
-        let samples = (0..100)
-            .map(|id| Sample {
-                id,
-                value: Value::Int(3),
-            })
-            .collect();
+        let samples = (0..100).map(|id| Sample { id, value: Value::Int(3) }).collect();
         encode_frame(&Request::Update { samples }, &mut buf).unwrap();
         // header + tag + length + 100 * (id + value tag + value)
         assert_eq!(buf.len(), 4 + 1 + 1 + 100 * 3);
@@ -190,11 +146,7 @@ mod tests {
             buf.clear();
             encode_frame(&m, &mut buf).unwrap();
             for cut in 0..buf.len() {
-                assert_eq!(
-                    decode_frame::<Request>(&buf[..cut]),
-                    Ok(None),
-                    "cut at {cut} of {m:?}"
-                );
+                assert_eq!(decode_frame::<Request>(&buf[..cut]), Ok(None), "cut at {cut} of {m:?}");
             }
         }
     }
@@ -207,10 +159,7 @@ mod tests {
         for keep in 0..payload_len {
             let mut f = (keep as u32).to_le_bytes().to_vec();
             f.extend_from_slice(&buf[FRAME_HEADER..FRAME_HEADER + keep]);
-            assert!(
-                matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))),
-                "keep {keep}"
-            );
+            assert!(matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))), "keep {keep}");
         }
     }
 
@@ -218,15 +167,9 @@ mod tests {
     fn oversized_prefix_is_refused_before_reading() {
         let mut buf = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
         buf.extend_from_slice(&[0; 16]);
-        assert_eq!(
-            decode_frame::<Request>(&buf),
-            Err(FrameError::Oversized(MAX_FRAME + 1))
-        );
+        assert_eq!(decode_frame::<Request>(&buf), Err(FrameError::Oversized(MAX_FRAME + 1)));
         let huge = u32::MAX.to_le_bytes();
-        assert_eq!(
-            decode_frame::<Request>(&huge),
-            Err(FrameError::Oversized(u32::MAX as usize))
-        );
+        assert_eq!(decode_frame::<Request>(&huge), Err(FrameError::Oversized(u32::MAX as usize)));
     }
 
     #[test]
@@ -237,10 +180,7 @@ mod tests {
         payload.extend_from_slice(&(1u64 << 62).to_le_bytes());
         let mut f = (payload.len() as u32).to_le_bytes().to_vec();
         f.extend_from_slice(&payload);
-        assert!(matches!(
-            decode_frame::<Request>(&f),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode_frame::<Request>(&f), Err(FrameError::Malformed(_))));
     }
 
     #[test]
@@ -249,10 +189,7 @@ mod tests {
         encode_frame(&Request::Goodbye, &mut buf).unwrap();
         buf.push(0);
         buf[0] += 1;
-        assert!(matches!(
-            decode_frame::<Request>(&buf),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode_frame::<Request>(&buf), Err(FrameError::Malformed(_))));
     }
 
     #[test]

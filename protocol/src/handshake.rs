@@ -75,24 +75,12 @@ impl std::error::Error for PreambleError {}
 impl Preamble {
     /// A preamble of this build's [`VERSION`].
     pub fn new(role: Role) -> Preamble {
-        Preamble {
-            version: VERSION,
-            role,
-        }
+        Preamble { version: VERSION, role }
     }
 
     pub fn encode(&self) -> [u8; PREAMBLE_LEN] {
         let v = self.version.to_le_bytes();
-        [
-            MAGIC[0],
-            MAGIC[1],
-            MAGIC[2],
-            MAGIC[3],
-            v[0],
-            v[1],
-            self.role.to_byte(),
-            0,
-        ]
+        [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], self.role.to_byte(), 0]
     }
 
     /// Decodes and checks a peer's preamble against this build's version.
@@ -103,10 +91,7 @@ impl Preamble {
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version != VERSION {
-            return Err(PreambleError::VersionMismatch {
-                ours: VERSION,
-                theirs: version,
-            });
+            return Err(PreambleError::VersionMismatch { ours: VERSION, theirs: version });
         }
         let role = Role::from_byte(bytes[6]).ok_or(PreambleError::BadRole(bytes[6]))?;
         Ok(Preamble { version, role })
@@ -130,13 +115,7 @@ mod tests {
         let mut b = Preamble::new(Role::Query).encode();
         b[4] = 9;
         let err = Preamble::decode(&b).unwrap_err();
-        assert_eq!(
-            err,
-            PreambleError::VersionMismatch {
-                ours: VERSION,
-                theirs: 9
-            }
-        );
+        assert_eq!(err, PreambleError::VersionMismatch { ours: VERSION, theirs: 9 });
         assert_eq!(
             err.to_string(),
             format!("protocol version mismatch: this side speaks version {VERSION}, the peer speaks version 9")

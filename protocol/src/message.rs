@@ -83,10 +83,7 @@ impl Desc {
     pub fn new(name: &str, labels: &[(&str, &str)], help: &str, kind: Kind, scale: Scale) -> Desc {
         Desc {
             name: name.to_owned(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             help: help.to_owned(),
             kind,
             scale,
@@ -161,8 +158,6 @@ pub struct ValueInfo {
     /// Last change, seconds since the Unix epoch.
     pub ts: f64,
     pub value: f64,
-    /// The value is an exact integer (print it without a fraction).
-    pub integral: bool,
 }
 
 /// Daemon to peer.
@@ -178,11 +173,7 @@ pub enum Reply {
     Descs { descs: Vec<DescInfo>, last: bool },
     /// Answer to value queries, in one or more frames like [`Reply::Descs`];
     /// `generation` is the store's current one.
-    Values {
-        generation: u64,
-        values: Vec<ValueInfo>,
-        last: bool,
-    },
+    Values { generation: u64, values: Vec<ValueInfo>, last: bool },
     /// Answer to [`Request::Get`] when some names are not in the proxy.
     Unknown { names: Vec<String> },
 }

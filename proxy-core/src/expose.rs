@@ -19,10 +19,7 @@ impl Format {
     /// Picks OpenMetrics when the `Accept` header offers it, else text 0.0.4.
     pub fn negotiate(accept: Option<&str>) -> Format {
         match accept {
-            Some(a)
-                if a.split(',')
-                    .any(|m| m.trim().starts_with("application/openmetrics-text")) =>
-            {
+            Some(a) if a.split(',').any(|m| m.trim().starts_with("application/openmetrics-text")) => {
                 Format::OpenMetrics
             }
             _ => Format::Text,
@@ -124,74 +121,26 @@ mod tests {
 
     fn store() -> Store {
         let mut st = Store::new(Limits::default());
-        let (a, _) = st.hello(Identity {
-            pid: 1,
-            start_time: 1,
-            nonce: 1,
-            program: "t".into(),
-        });
-        st.register(
-            a,
-            0,
-            &Desc::counter(
-                "mpi_hits_total",
-                &[("function", "MPI_Send")],
-                "Number of calls",
-            ),
-        )
-        .unwrap();
-        st.register(
-            a,
-            1,
-            &Desc::counter(
-                "mpi_hits_total",
-                &[("function", "MPI_Bcast")],
-                "Number of calls",
-            ),
-        )
-        .unwrap();
-        st.register(
-            a,
-            2,
-            &Desc::gauge(
-                "odd",
-                &[("path", "C:\\dir\n\"x\"")],
-                "Help with \\ and \"quotes\"\nand lines",
-            ),
-        )
-        .unwrap();
+        let (a, _) = st.hello(Identity { pid: 1, start_time: 1, nonce: 1, program: "t".into() });
+        st.register(a, 0, &Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "Number of calls")).unwrap();
+        st.register(a, 1, &Desc::counter("mpi_hits_total", &[("function", "MPI_Bcast")], "Number of calls")).unwrap();
+        st.register(a, 2, &Desc::gauge("odd", &[("path", "C:\\dir\n\"x\"")], "Help with \\ and \"quotes\"\nand lines"))
+            .unwrap();
         st.register(
             a,
             3,
-            &Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "Seconds")
-                .with_scale(Scale::Nano),
+            &Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "Seconds").with_scale(Scale::Nano),
         )
         .unwrap();
-        st.register(a, 4, &Desc::gauge("nan_gauge", &[], "n"))
-            .unwrap();
+        st.register(a, 4, &Desc::gauge("nan_gauge", &[], "n")).unwrap();
         st.update(
             a,
             &[
-                Sample {
-                    id: 0,
-                    value: Value::Int(u64::MAX),
-                },
-                Sample {
-                    id: 1,
-                    value: Value::Int(3),
-                },
-                Sample {
-                    id: 2,
-                    value: Value::Float(-0.25),
-                },
-                Sample {
-                    id: 3,
-                    value: Value::Int(1_234_567_891),
-                },
-                Sample {
-                    id: 4,
-                    value: Value::Float(f64::NEG_INFINITY),
-                },
+                Sample { id: 0, value: Value::Int(u64::MAX) },
+                Sample { id: 1, value: Value::Int(3) },
+                Sample { id: 2, value: Value::Float(-0.25) },
+                Sample { id: 3, value: Value::Int(1_234_567_891) },
+                Sample { id: 4, value: Value::Float(f64::NEG_INFINITY) },
             ],
             1.0,
         );
@@ -246,10 +195,7 @@ mod tests {
     #[test]
     fn accept_header_negotiation() {
         assert_eq!(Format::negotiate(None), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
-            Format::Text
-        );
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")), Format::Text);
         assert_eq!(
             Format::negotiate(Some(
                 "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"

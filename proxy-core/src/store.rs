@@ -29,10 +29,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_series: 1_000_000,
-            max_series_per_collector: 100_000,
-        }
+        Limits { max_series: 1_000_000, max_series_per_collector: 100_000 }
     }
 }
 
@@ -168,10 +165,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(limits: Limits) -> Store {
-        Store {
-            limits,
-            ..Store::default()
-        }
+        Store { limits, ..Store::default() }
     }
 
     /// Bumped by every change; value queries return it so that a client can
@@ -186,11 +180,7 @@ impl Store {
 
     /// Collectors with a live connection.
     pub fn connected_collectors(&self) -> usize {
-        self.collectors
-            .iter()
-            .flatten()
-            .filter(|c| c.connected)
-            .count()
+        self.collectors.iter().flatten().filter(|c| c.connected).count()
     }
 
     /// Collectors remembered, connected or waiting to reconnect.
@@ -207,28 +197,13 @@ impl Store {
     /// (a reconnection, whose `Resync` adds only what was not yet counted).
     pub fn hello(&mut self, identity: Identity) -> (CollectorSlot, bool) {
         if let Some(&index) = self.by_identity.get(&identity_key(&identity)) {
-            let c = self.collectors[index as usize]
-                .as_mut()
-                .expect("indexed collector exists");
+            let c = self.collectors[index as usize].as_mut().expect("indexed collector exists");
             c.epoch = c.epoch.wrapping_add(1);
             c.connected = true;
-            return (
-                CollectorSlot {
-                    index,
-                    epoch: c.epoch,
-                },
-                true,
-            );
+            return (CollectorSlot { index, epoch: c.epoch }, true);
         }
         let key = identity_key(&identity);
-        let c = Collector {
-            identity,
-            epoch: 0,
-            connected: true,
-            ids: Vec::new(),
-            counted: Vec::new(),
-            registered: 0,
-        };
+        let c = Collector { identity, epoch: 0, connected: true, ids: Vec::new(), counted: Vec::new(), registered: 0 };
         let index = match self.free_slots.pop() {
             Some(i) => {
                 self.collectors[i as usize] = Some(c);
@@ -243,6 +218,11 @@ impl Store {
         (CollectorSlot { index, epoch: 0 }, false)
     }
 
+    /// Whether `slot` is still the collector's current connection.
+    pub fn is_current(&self, slot: CollectorSlot) -> bool {
+        matches!(self.collectors.get(slot.index as usize), Some(Some(c)) if c.epoch == slot.epoch && c.connected)
+    }
+
     fn collector_mut(&mut self, slot: CollectorSlot) -> Result<&mut Collector, IngestError> {
         match self.collectors.get_mut(slot.index as usize) {
             Some(Some(c)) if c.epoch == slot.epoch && c.connected => Ok(c),
@@ -254,12 +234,7 @@ impl Store {
     }
 
     /// Binds the collector's `id` to the series `desc` names, creating it.
-    pub fn register(
-        &mut self,
-        slot: CollectorSlot,
-        id: u32,
-        desc: &Desc,
-    ) -> Result<SeriesId, IngestError> {
+    pub fn register(&mut self, slot: CollectorSlot, id: u32, desc: &Desc) -> Result<SeriesId, IngestError> {
         let limit = self.limits.max_series_per_collector;
         let c = self.collector_mut(slot)?;
         if id as usize >= limit {
@@ -271,14 +246,9 @@ impl Store {
         let fresh = c.ids.get(id as usize).is_none_or(|s| s.is_none());
         if fresh && c.registered >= limit {
             self.refused_series += 1;
-            return Err(IngestError::new(
-                Some(id),
-                format!("per-collector limit of {limit} series reached"),
-            ));
+            return Err(IngestError::new(Some(id), format!("per-collector limit of {limit} series reached")));
         }
-        let sid = self
-            .series_for(desc)
-            .map_err(|m| IngestError::new(Some(id), m))?;
+        let sid = self.series_for(desc).map_err(|m| IngestError::new(Some(id), m))?;
         let c = self.collector_mut(slot)?;
         if c.ids.len() <= id as usize {
             c.ids.resize(id as usize + 1, None);
@@ -304,18 +274,13 @@ impl Store {
                 return Err(type_conflict(&desc.name, s.kind, desc.kind));
             }
             if s.scale != desc.scale {
-                return Err(format!(
-                    "unit conflict: {key} was registered with another scale"
-                ));
+                return Err(format!("unit conflict: {key} was registered with another scale"));
             }
             return Ok(sid);
         }
         if self.series.len() >= self.limits.max_series {
             self.refused_series += 1;
-            return Err(format!(
-                "node limit of {} series reached",
-                self.limits.max_series
-            ));
+            return Err(format!("node limit of {} series reached", self.limits.max_series));
         }
         let fam = match self.family_order.get(&desc.name) {
             Some(&f) => {
@@ -328,7 +293,10 @@ impl Store {
             None => {
                 let om = om_family_name(&desc.name, desc.kind).to_owned();
                 if self.om_names.contains_key(&om) {
-                    return Err(format!("name conflict: {:?} would share the OpenMetrics family {om:?} with another metric", desc.name));
+                    return Err(format!(
+                        "name conflict: {:?} would share the OpenMetrics family {om:?} with another metric",
+                        desc.name
+                    ));
                 }
                 self.om_names.insert(om, desc.kind);
                 let help = if desc.help.is_empty() {
@@ -336,12 +304,7 @@ impl Store {
                 } else {
                     desc.help.clone()
                 };
-                self.families.push(Family {
-                    name: desc.name.clone(),
-                    help,
-                    kind: desc.kind,
-                    series: BTreeMap::new(),
-                });
+                self.families.push(Family { name: desc.name.clone(), help, kind: desc.kind, series: BTreeMap::new() });
                 let f = (self.families.len() - 1) as u32;
                 self.family_order.insert(desc.name.clone(), f);
                 f
@@ -366,33 +329,17 @@ impl Store {
 
     /// Applies counter deltas and gauge values; `now` is the Unix time in
     /// seconds. Bad samples are reported and skipped, the rest applied.
-    pub fn update(
-        &mut self,
-        slot: CollectorSlot,
-        samples: &[Sample],
-        now: f64,
-    ) -> Vec<IngestError> {
+    pub fn update(&mut self, slot: CollectorSlot, samples: &[Sample], now: f64) -> Vec<IngestError> {
         self.apply(slot, samples, now, false)
     }
 
     /// Applies a collector's cumulative totals: only the part of each
     /// counter that this store has not counted yet is added.
-    pub fn resync(
-        &mut self,
-        slot: CollectorSlot,
-        samples: &[Sample],
-        now: f64,
-    ) -> Vec<IngestError> {
+    pub fn resync(&mut self, slot: CollectorSlot, samples: &[Sample], now: f64) -> Vec<IngestError> {
         self.apply(slot, samples, now, true)
     }
 
-    fn apply(
-        &mut self,
-        slot: CollectorSlot,
-        samples: &[Sample],
-        now: f64,
-        totals: bool,
-    ) -> Vec<IngestError> {
+    fn apply(&mut self, slot: CollectorSlot, samples: &[Sample], now: f64, totals: bool) -> Vec<IngestError> {
         let mut errors = Vec::new();
         let generation = self.generation + 1;
         if let Err(e) = self.collector_mut(slot) {
@@ -405,21 +352,14 @@ impl Store {
         for s in samples {
             let idx = s.id as usize;
             let Some(Some(sid)) = c.ids.get(idx) else {
-                errors.push(IngestError::new(
-                    Some(s.id),
-                    "update for a series id that was not registered".into(),
-                ));
+                errors.push(IngestError::new(Some(s.id), "update for a series id that was not registered".into()));
                 continue;
             };
             let series = &mut self.series[*sid as usize];
             let counted = &mut c.counted[idx];
             let delta_applied = match (series.kind, s.value) {
                 (Kind::Counter, Value::Int(v)) => {
-                    let d = if totals {
-                        v.saturating_sub(counted.int)
-                    } else {
-                        v
-                    };
+                    let d = if totals { v.saturating_sub(counted.int) } else { v };
                     counted.int = counted.int.saturating_add(d);
                     series.int = series.int.saturating_add(d);
                     d != 0
@@ -436,11 +376,7 @@ impl Store {
                         ));
                         continue;
                     }
-                    let d = if totals {
-                        (v - counted.float).max(0.0)
-                    } else {
-                        v
-                    };
+                    let d = if totals { (v - counted.float).max(0.0) } else { v };
                     counted.float += d;
                     series.float += d;
                     d != 0.0
@@ -491,11 +427,7 @@ impl Store {
             .collectors
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| {
-                c.as_ref()
-                    .filter(|c| !c.connected && !alive(&c.identity))
-                    .map(|_| i as u32)
-            })
+            .filter_map(|(i, c)| c.as_ref().filter(|c| !c.connected && !alive(&c.identity)).map(|_| i as u32))
             .collect();
         for &i in &gone {
             self.forget(i, now);
@@ -561,13 +493,7 @@ impl Store {
 
     /// Every series description, ordered by name.
     pub fn descs(&self) -> Vec<DescInfo> {
-        self.ordered()
-            .map(|(fam, s)| DescInfo {
-                name: s.key.clone(),
-                help: fam.help.clone(),
-                kind: s.kind,
-            })
-            .collect()
+        self.ordered().map(|(fam, s)| DescInfo { name: s.key.clone(), help: fam.help.clone(), kind: s.kind }).collect()
     }
 
     /// Every series value, ordered by name.
@@ -577,46 +503,29 @@ impl Store {
 
     /// The named series' values, in the order asked; or the names unknown.
     pub fn get(&self, names: &[String]) -> Result<Vec<ValueInfo>, Vec<String>> {
-        let unknown: Vec<String> = names
-            .iter()
-            .filter(|n| !self.by_key.contains_key(*n))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> = names.iter().filter(|n| !self.by_key.contains_key(*n)).cloned().collect();
         if !unknown.is_empty() {
             return Err(unknown);
         }
-        Ok(names
-            .iter()
-            .map(|n| value_info(&self.series[self.by_key[n] as usize]))
-            .collect())
+        Ok(names.iter().map(|n| value_info(&self.series[self.by_key[n] as usize])).collect())
     }
 
     /// The series that changed after generation `since`, ordered by name.
     pub fn changes(&self, since: u64) -> Vec<ValueInfo> {
-        self.ordered()
-            .filter(|(_, s)| s.changed > since)
-            .map(|(_, s)| value_info(s))
-            .collect()
+        self.ordered().filter(|(_, s)| s.changed > since).map(|(_, s)| value_info(s)).collect()
     }
 
     /// Families in name order, each with its series in key order.
     pub(crate) fn ordered(&self) -> impl Iterator<Item = (&Family, &Series)> {
         self.family_order.values().flat_map(move |&f| {
             let fam = &self.families[f as usize];
-            fam.series
-                .values()
-                .map(move |&sid| (fam, &self.series[sid as usize]))
+            fam.series.values().map(move |&sid| (fam, &self.series[sid as usize]))
         })
     }
 }
 
 fn value_info(s: &Series) -> ValueInfo {
-    ValueInfo {
-        name: s.key.clone(),
-        ts: s.ts,
-        value: s.value(),
-        integral: s.is_integral(),
-    }
+    ValueInfo { name: s.key.clone(), ts: s.ts, value: s.value() }
 }
 
 fn type_conflict(name: &str, was: Kind, now: Kind) -> String {
@@ -640,26 +549,15 @@ mod tests {
     use super::*;
 
     fn ident(pid: u32) -> Identity {
-        Identity {
-            pid,
-            start_time: 1,
-            nonce: 2,
-            program: "p".into(),
-        }
+        Identity { pid, start_time: 1, nonce: 2, program: "p".into() }
     }
 
     fn int(id: u32, v: u64) -> Sample {
-        Sample {
-            id,
-            value: Value::Int(v),
-        }
+        Sample { id, value: Value::Int(v) }
     }
 
     fn flt(id: u32, v: f64) -> Sample {
-        Sample {
-            id,
-            value: Value::Float(v),
-        }
+        Sample { id, value: Value::Float(v) }
     }
 
     fn val(st: &Store, name: &str) -> f64 {
@@ -682,7 +580,6 @@ mod tests {
         let v = &st.values()[0];
         assert_eq!(v.name, "mpi_hits_total{function=\"MPI_Send\"}");
         assert_eq!(v.value, ((1u64 << 53) - 1) as f64);
-        assert!(v.integral);
         assert_eq!(v.ts, 2.0);
     }
 
@@ -761,66 +658,25 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_and_counted_nowhere() {
-        let mut st = Store::new(Limits {
-            max_series: 3,
-            max_series_per_collector: 2,
-        });
+        let mut st = Store::new(Limits { max_series: 3, max_series_per_collector: 2 });
         let (a, _) = st.hello(ident(1));
-        st.register(a, 0, &Desc::counter("x_total", &[], ""))
-            .unwrap();
-        let e = st
-            .register(a, 1, &Desc::gauge("x_total", &[], ""))
-            .unwrap_err();
-        assert_eq!(
-            e.message,
-            "gauge name \"x_total\" must not end in \"_total\""
-        );
+        st.register(a, 0, &Desc::counter("x_total", &[], "")).unwrap();
+        let e = st.register(a, 1, &Desc::gauge("x_total", &[], "")).unwrap_err();
+        assert_eq!(e.message, "gauge name \"x_total\" must not end in \"_total\"");
         let e = st.register(a, 1, &Desc::gauge("x", &[], "")).unwrap_err();
-        assert_eq!(
-            e.message,
-            "name conflict: \"x\" would share the OpenMetrics family \"x\" with another metric"
-        );
-        let e = st
-            .register(
-                a,
-                1,
-                &Desc::counter("y_total", &[], "").with_scale(Scale::Nano),
-            )
-            .map(|_| ());
+        assert_eq!(e.message, "name conflict: \"x\" would share the OpenMetrics family \"x\" with another metric");
+        let e = st.register(a, 1, &Desc::counter("y_total", &[], "").with_scale(Scale::Nano)).map(|_| ());
         assert!(e.is_ok());
-        let e = st
-            .register(a, 2, &Desc::counter("z_total", &[], ""))
-            .unwrap_err();
-        assert_eq!(
-            e.message,
-            "series id 2 is beyond the per-collector limit of 2 series"
-        );
+        let e = st.register(a, 2, &Desc::counter("z_total", &[], "")).unwrap_err();
+        assert_eq!(e.message, "series id 2 is beyond the per-collector limit of 2 series");
         let (b, _) = st.hello(ident(2));
-        let e = st
-            .register(b, 0, &Desc::counter("y_total", &[], ""))
-            .unwrap_err();
-        assert_eq!(
-            e.message,
-            "unit conflict: y_total was registered with another scale"
-        );
-        st.register(b, 0, &Desc::counter("w_total", &[], ""))
-            .unwrap();
-        let e = st
-            .register(b, 1, &Desc::counter("v_total", &[], ""))
-            .unwrap_err();
+        let e = st.register(b, 0, &Desc::counter("y_total", &[], "")).unwrap_err();
+        assert_eq!(e.message, "unit conflict: y_total was registered with another scale");
+        st.register(b, 0, &Desc::counter("w_total", &[], "")).unwrap();
+        let e = st.register(b, 1, &Desc::counter("v_total", &[], "")).unwrap_err();
         assert_eq!(e.message, "node limit of 3 series reached");
         assert_eq!(st.refused_series(), 1);
-        let errs = st.update(
-            a,
-            &[
-                flt(0, f64::NAN),
-                flt(0, -1.0),
-                flt(0, f64::INFINITY),
-                int(5, 1),
-                int(0, 2),
-            ],
-            1.0,
-        );
+        let errs = st.update(a, &[flt(0, f64::NAN), flt(0, -1.0), flt(0, f64::INFINITY), int(5, 1), int(0, 2)], 1.0);
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             msgs,
@@ -838,15 +694,10 @@ mod tests {
     fn nanosecond_counters_export_seconds() {
         let mut st = Store::new(Limits::default());
         let (a, _) = st.hello(ident(1));
-        st.register(
-            a,
-            0,
-            &Desc::counter("t_total", &[], "").with_scale(Scale::Nano),
-        )
-        .unwrap();
+        st.register(a, 0, &Desc::counter("t_total", &[], "").with_scale(Scale::Nano)).unwrap();
         st.update(a, &[int(0, 1_500_000_000)], 1.0);
         let v = &st.values()[0];
-        assert_eq!((v.value, v.integral), (1.5, false));
+        assert_eq!(v.value, 1.5);
     }
 
     #[test]

@@ -44,45 +44,29 @@ pub fn validate_desc(desc: &Desc) -> Result<(), NameError> {
         return Err(NameError(format!("invalid metric name {name:?}")));
     }
     if desc.kind == Kind::Counter && (!name.ends_with("_total") || name == "_total") {
-        return Err(NameError(format!(
-            "counter name {name:?} must end in \"_total\""
-        )));
+        return Err(NameError(format!("counter name {name:?} must end in \"_total\"")));
     }
     if desc.kind == Kind::Gauge && name.ends_with("_total") {
-        return Err(NameError(format!(
-            "gauge name {name:?} must not end in \"_total\""
-        )));
+        return Err(NameError(format!("gauge name {name:?} must not end in \"_total\"")));
     }
     if desc.help.len() > MAX_TEXT_LEN {
-        return Err(NameError(format!(
-            "help text of {name:?} is longer than {MAX_TEXT_LEN} bytes"
-        )));
+        return Err(NameError(format!("help text of {name:?} is longer than {MAX_TEXT_LEN} bytes")));
     }
     if desc.labels.len() > MAX_LABELS {
-        return Err(NameError(format!(
-            "{name:?} has more than {MAX_LABELS} labels"
-        )));
+        return Err(NameError(format!("{name:?} has more than {MAX_LABELS} labels")));
     }
     for (i, (label, value)) in desc.labels.iter().enumerate() {
         if label.len() > MAX_NAME_LEN || !is_label_name(label) {
-            return Err(NameError(format!(
-                "invalid label name {label:?} in {name:?}"
-            )));
+            return Err(NameError(format!("invalid label name {label:?} in {name:?}")));
         }
         if label.starts_with("__") {
-            return Err(NameError(format!(
-                "label name {label:?} in {name:?} is reserved (starts with \"__\")"
-            )));
+            return Err(NameError(format!("label name {label:?} in {name:?} is reserved (starts with \"__\")")));
         }
         if value.len() > MAX_TEXT_LEN {
-            return Err(NameError(format!(
-                "value of label {label:?} in {name:?} is longer than {MAX_TEXT_LEN} bytes"
-            )));
+            return Err(NameError(format!("value of label {label:?} in {name:?} is longer than {MAX_TEXT_LEN} bytes")));
         }
         if desc.labels[..i].iter().any(|(l, _)| l == label) {
-            return Err(NameError(format!(
-                "label {label:?} appears twice in {name:?}"
-            )));
+            return Err(NameError(format!("label {label:?} appears twice in {name:?}")));
         }
     }
     Ok(())
@@ -133,45 +117,22 @@ mod tests {
 
     #[test]
     fn good_names_pass() {
-        validate_desc(&Desc::counter(
-            "mpi_hits_total",
-            &[("function", "MPI_Send")],
-            "x",
-        ))
-        .unwrap();
+        validate_desc(&Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "x")).unwrap();
         validate_desc(&Desc::gauge("a:b_c9", &[("_x", "any \" value\n")], "")).unwrap();
     }
 
     #[test]
     fn bad_names_are_explained() {
-        assert_eq!(
-            err(Desc::counter("9x_total", &[], "")),
-            "invalid metric name \"9x_total\""
-        );
-        assert_eq!(
-            err(Desc::counter("a-b_total", &[], "")),
-            "invalid metric name \"a-b_total\""
-        );
-        assert_eq!(
-            err(Desc::counter("hits", &[], "")),
-            "counter name \"hits\" must end in \"_total\""
-        );
-        assert_eq!(
-            err(Desc::gauge("g_total", &[], "")),
-            "gauge name \"g_total\" must not end in \"_total\""
-        );
-        assert_eq!(
-            err(Desc::gauge("g", &[("a b", "")], "")),
-            "invalid label name \"a b\" in \"g\""
-        );
+        assert_eq!(err(Desc::counter("9x_total", &[], "")), "invalid metric name \"9x_total\"");
+        assert_eq!(err(Desc::counter("a-b_total", &[], "")), "invalid metric name \"a-b_total\"");
+        assert_eq!(err(Desc::counter("hits", &[], "")), "counter name \"hits\" must end in \"_total\"");
+        assert_eq!(err(Desc::gauge("g_total", &[], "")), "gauge name \"g_total\" must not end in \"_total\"");
+        assert_eq!(err(Desc::gauge("g", &[("a b", "")], "")), "invalid label name \"a b\" in \"g\"");
         assert_eq!(
             err(Desc::gauge("g", &[("__name__", "")], "")),
             "label name \"__name__\" in \"g\" is reserved (starts with \"__\")"
         );
-        assert_eq!(
-            err(Desc::gauge("g", &[("a", "1"), ("a", "2")], "")),
-            "label \"a\" appears twice in \"g\""
-        );
+        assert_eq!(err(Desc::gauge("g", &[("a", "1"), ("a", "2")], "")), "label \"a\" appears twice in \"g\"");
         assert_eq!(err(Desc::gauge("", &[], "")), "invalid metric name \"\"");
     }
 

@@ -22,19 +22,9 @@ pub(crate) struct Http {
 
 impl Http {
     /// Binds `addr:port` and serves in a thread of its own.
-    pub(crate) fn start(
-        addr: IpAddr,
-        port: u16,
-        store: Arc<Mutex<Store>>,
-        selfm: SelfMetrics,
-    ) -> Result<Http, String> {
-        let server = Server::http((addr, port))
-            .map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| format!("{addr}:{port}"));
+    pub(crate) fn start(addr: IpAddr, port: u16, store: Arc<Mutex<Store>>, selfm: SelfMetrics) -> Result<Http, String> {
+        let server = Server::http((addr, port)).map_err(|e| format!("cannot listen on {addr}:{port}: {e}"))?;
+        let bound = server.server_addr().to_ip().map(|a| a.to_string()).unwrap_or_else(|| format!("{addr}:{port}"));
         log::info!("now listening on {bound}");
         let server = Arc::new(server);
         let s = server.clone();
@@ -73,29 +63,22 @@ fn respond(req: Request, store: &Mutex<Store>, selfm: SelfMetrics, body: &mut St
     let path = req.url().split('?').next().unwrap_or("");
     match path {
         "/metrics" | "/metrics/" => {
-            let accept = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Accept"))
-                .map(|h| h.value.as_str().to_owned());
+            let accept = req.headers().iter().find(|h| h.field.equiv("Accept")).map(|h| h.value.as_str().to_owned());
             let format = Format::negotiate(accept.as_deref());
             {
                 let mut st = store.lock();
                 st.internal_add(selfm.scrapes, 1, now());
                 render(&st, format, body);
             }
-            let r = Response::from_data(body.as_bytes())
-                .with_header(header("Content-Type", format.content_type()));
+            let r = Response::from_data(body.as_bytes()).with_header(header("Content-Type", format.content_type()));
             let _ = req.respond(r);
         }
         "/" => {
-            let r = Response::from_string(INDEX)
-                .with_header(header("Content-Type", "text/html; charset=utf-8"));
+            let r = Response::from_string(INDEX).with_header(header("Content-Type", "text/html; charset=utf-8"));
             let _ = req.respond(r);
         }
         _ => {
-            let _ = req
-                .respond(Response::from_string("not found: try /metrics\n").with_status_code(404));
+            let _ = req.respond(Response::from_string("not found: try /metrics\n").with_status_code(404));
         }
     }
 }

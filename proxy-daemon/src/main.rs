@@ -46,7 +46,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli: Cli = client::parse_args("tau_metric_proxy");
     init_logging(&cli);
     if let Err(e) = run(cli) {
         log::error!("{e}");
@@ -66,30 +66,15 @@ fn init_logging(cli: &Cli) {
         .filter_level(level)
         .parse_env("TAU_METRIC_PROXY_LOG")
         .format(|buf, record| {
-            let module = record
-                .module_path()
-                .unwrap_or("")
-                .rsplit("::")
-                .next()
-                .unwrap_or("");
-            writeln!(
-                buf,
-                "{} ({}:{}): {}",
-                record.level(),
-                module,
-                record.line().unwrap_or(0),
-                record.args()
-            )
+            let module = record.module_path().unwrap_or("").rsplit("::").next().unwrap_or("");
+            writeln!(buf, "{} ({}:{}): {}", record.level(), module, record.line().unwrap_or(0), record.args())
         })
         .init();
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     let path = client::socket_path(cli.unix);
-    let limits = Limits {
-        max_series: cli.max_series,
-        max_series_per_collector: cli.max_series_per_collector,
-    };
+    let limits = Limits { max_series: cli.max_series, max_series_per_collector: cli.max_series_per_collector };
     let store = Arc::new(Mutex::new(Store::new(limits)));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.

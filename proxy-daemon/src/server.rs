@@ -32,46 +32,27 @@ pub(crate) struct SelfMetrics {
 
 impl SelfMetrics {
     pub(crate) fn register(store: &mut Store) -> SelfMetrics {
-        let mut reg = |d: Desc| {
-            store
-                .internal(&d)
-                .expect("self metric descriptions are valid")
-        };
+        let mut reg = |d: Desc| store.internal(&d).expect("self metric descriptions are valid");
         SelfMetrics {
             collectors: reg(Desc::gauge(
                 "tau_metric_proxy_collectors",
                 &[],
                 "Collectors currently connected to the proxy",
             )),
-            frames: reg(Desc::counter(
-                "tau_metric_proxy_frames_total",
-                &[],
-                "Frames received from collectors",
-            )),
-            bytes: reg(Desc::counter(
-                "tau_metric_proxy_received_bytes_total",
-                &[],
-                "Bytes received from collectors",
-            )),
+            frames: reg(Desc::counter("tau_metric_proxy_frames_total", &[], "Frames received from collectors")),
+            bytes: reg(Desc::counter("tau_metric_proxy_received_bytes_total", &[], "Bytes received from collectors")),
             protocol_errors: reg(Desc::counter(
                 "tau_metric_proxy_protocol_errors_total",
                 &[],
                 "Connections closed because they broke the protocol",
             )),
-            scrapes: reg(Desc::counter(
-                "tau_metric_proxy_scrapes_total",
-                &[],
-                "Scrapes of the HTTP /metrics endpoint",
-            )),
+            scrapes: reg(Desc::counter("tau_metric_proxy_scrapes_total", &[], "Scrapes of the HTTP /metrics endpoint")),
         }
     }
 }
 
 pub(crate) fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 #[derive(Debug)]
@@ -81,11 +62,7 @@ enum State {
     /// A collector that has not said hello yet.
     Collector,
     /// A collector with its store slot.
-    Pushing {
-        slot: CollectorSlot,
-        program: String,
-        pid: u32,
-    },
+    Pushing { slot: CollectorSlot, program: String, pid: u32 },
     /// A query client.
     Query,
     /// A collector that said goodbye; anything more is ignored.
@@ -110,6 +87,8 @@ enum Close {
     Protocol(String),
     /// An I/O error on the socket.
     Io(io::Error),
+    /// The same collector connected again; this connection is stale.
+    Superseded,
 }
 
 /// Owns the listener and every connection.
@@ -133,26 +112,13 @@ impl Server {
         selfm: SelfMetrics,
     ) -> Result<Server, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
-            .and_then(|_| {
-                poll.registry()
-                    .register(&mut signals, SIGNALS, Interest::READABLE)
-            })
+            .and_then(|_| poll.registry().register(&mut signals, SIGNALS, Interest::READABLE))
             .map_err(|e| format!("cannot register with the event loop: {e}"))?;
-        Ok(Server {
-            poll,
-            listener,
-            signals,
-            conns: Vec::new(),
-            free: Vec::new(),
-            store,
-            selfm,
-            frames: 0,
-            bytes: 0,
-        })
+        Ok(Server { poll, listener, signals, conns: Vec::new(), free: Vec::new(), store, selfm, frames: 0, bytes: 0 })
     }
 
     /// Serves until SIGINT or SIGTERM.
@@ -218,11 +184,7 @@ impl Server {
 
     fn add_conn(&mut self, mut stream: UnixStream) {
         let i = self.free.pop().unwrap_or(self.conns.len());
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE)
-        {
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE) {
             log::warn!("cannot register a connection: {e}");
             return;
         }
@@ -282,8 +244,7 @@ impl Server {
             let bytes: [u8; PREAMBLE_LEN] = bytes.try_into().expect("slice of preamble length");
             // Answer first, even on a mismatch, so the peer can say which
             // version this daemon speaks.
-            conn.outbuf
-                .extend_from_slice(&Preamble::new(Role::Daemon).encode());
+            conn.outbuf.extend_from_slice(&Preamble::new(Role::Daemon).encode());
             conn.inbuf.drain(..PREAMBLE_LEN);
             conn.state = match Preamble::decode(&bytes) {
                 Ok(p) if p.role == Role::Collector => State::Collector,
@@ -340,17 +301,8 @@ impl Server {
         }
         let want_write = !conn.outbuf.is_empty();
         if want_write != conn.writable_armed {
-            let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            if self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, Token(i + FIRST_CONN), interest)
-                .is_ok()
-            {
+            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if self.poll.registry().reregister(&mut conn.stream, Token(i + FIRST_CONN), interest).is_ok() {
                 conn.writable_armed = want_write;
             }
         }
@@ -370,11 +322,10 @@ impl Server {
         match why {
             Close::Eof => log::debug!("{who} disconnected"),
             Close::Io(e) => log::debug!("{who} connection failed: {e}"),
+            Close::Superseded => log::debug!("{who} reconnected: closing its previous connection"),
             Close::Protocol(msg) => {
                 log::warn!("closing connection of {who}: {msg}");
-                self.store
-                    .lock()
-                    .internal_add(self.selfm.protocol_errors, 1, now());
+                self.store.lock().internal_add(self.selfm.protocol_errors, 1, now());
             }
         }
         if let State::Pushing { slot, .. } = conn.state {
@@ -396,30 +347,24 @@ impl Server {
 
 /// Applies one request of a connection. An error closes the connection.
 fn handle(conn: &mut Conn, store: &mut Store, req: Request, now: f64) -> Result<(), Close> {
+    if let State::Pushing { slot, .. } = conn.state {
+        if !store.is_current(slot) {
+            return Err(Close::Superseded);
+        }
+    }
     let reply = match (&conn.state, req) {
         (State::Collector, Request::Hello { identity }) => {
             let (pid, program) = (identity.pid, identity.program.clone());
             let (slot, resumed) = store.hello(identity);
-            log::debug!(
-                "collector {program} (pid {pid}) {}",
-                if resumed { "reconnected" } else { "connected" }
-            );
+            log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
             conn.state = State::Pushing { slot, program, pid };
             None
         }
-        (State::Pushing { slot, .. }, Request::Register { id, desc }) => store
-            .register(*slot, id, &desc)
-            .err()
-            .map(|e| Reply::Error {
-                id: e.id,
-                message: e.message,
-            }),
-        (State::Pushing { slot, .. }, Request::Update { samples }) => {
-            errors_reply(store.update(*slot, &samples, now))
+        (State::Pushing { slot, .. }, Request::Register { id, desc }) => {
+            store.register(*slot, id, &desc).err().map(|e| Reply::Error { id: e.id, message: e.message })
         }
-        (State::Pushing { slot, .. }, Request::Resync { samples }) => {
-            errors_reply(store.resync(*slot, &samples, now))
-        }
+        (State::Pushing { slot, .. }, Request::Update { samples }) => errors_reply(store.update(*slot, &samples, now)),
+        (State::Pushing { slot, .. }, Request::Resync { samples }) => errors_reply(store.resync(*slot, &samples, now)),
         (State::Pushing { slot, .. }, Request::Goodbye) => {
             store.goodbye(*slot, now);
             conn.state = State::Done;
@@ -473,18 +418,11 @@ fn state_name(s: &State) -> &'static str {
 fn errors_reply(errors: Vec<proxy_core::IngestError>) -> Option<Reply> {
     let first = errors.first()?;
     let message = if errors.len() > 1 {
-        format!(
-            "{} (and {} more errors in this update)",
-            first.message,
-            errors.len() - 1
-        )
+        format!("{} (and {} more errors in this update)", first.message, errors.len() - 1)
     } else {
         first.message.clone()
     };
-    Some(Reply::Error {
-        id: first.id,
-        message,
-    })
+    Some(Reply::Error { id: first.id, message })
 }
 
 /// Target payload of one reply frame, well below the frame limit (a single
@@ -512,14 +450,7 @@ fn queue_values(conn: &mut Conn, generation: u64, values: Vec<protocol::ValueInf
     let chunks = chunk_by_size(&values, |v| v.name.len() + 24);
     let n = chunks.len();
     for (i, c) in chunks.into_iter().enumerate() {
-        queue_reply(
-            conn,
-            &Reply::Values {
-                generation,
-                values: c.to_vec(),
-                last: i + 1 == n,
-            },
-        );
+        queue_reply(conn, &Reply::Values { generation, values: c.to_vec(), last: i + 1 == n });
     }
 }
 
@@ -527,13 +458,7 @@ fn queue_descs(conn: &mut Conn, descs: Vec<protocol::DescInfo>) {
     let chunks = chunk_by_size(&descs, |d| d.name.len() + d.help.len() + 8);
     let n = chunks.len();
     for (i, c) in chunks.into_iter().enumerate() {
-        queue_reply(
-            conn,
-            &Reply::Descs {
-                descs: c.to_vec(),
-                last: i + 1 == n,
-            },
-        );
+        queue_reply(conn, &Reply::Descs { descs: c.to_vec(), last: i + 1 == n });
     }
 }
 
@@ -547,10 +472,7 @@ fn queue_reply(conn: &mut Conn, reply: &Reply) {
     }
     if let Err(e) = encode_frame(reply, &mut conn.outbuf) {
         // Only a reply over the frame limit can fail: tell the peer instead.
-        let msg = Reply::Error {
-            id: None,
-            message: format!("reply too large: {e}"),
-        };
+        let msg = Reply::Error { id: None, message: format!("reply too large: {e}") };
         let _ = encode_frame(&msg, &mut conn.outbuf);
     }
 }

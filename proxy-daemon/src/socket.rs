@@ -13,27 +13,17 @@ pub(crate) fn bind(path: &Path) -> Result<mio::net::UnixListener, String> {
     match std::fs::symlink_metadata(path) {
         Ok(md) => {
             if !md.file_type().is_socket() {
-                return Err(format!(
-                    "{shown} exists and is not a socket; refusing to replace it"
-                ));
+                return Err(format!("{shown} exists and is not a socket; refusing to replace it"));
             }
             let me = nix::unistd::geteuid().as_raw();
             if md.uid() != me {
-                return Err(format!(
-                    "{shown} belongs to uid {}, not to uid {me}; refusing to replace it",
-                    md.uid()
-                ));
+                return Err(format!("{shown} belongs to uid {}, not to uid {me}; refusing to replace it", md.uid()));
             }
             match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(format!(
-                        "another tau_metric_proxy is already running on {shown}"
-                    ))
-                }
+                Ok(_) => return Err(format!("another tau_metric_proxy is already running on {shown}")),
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                     log::info!("removing stale socket {shown}");
-                    std::fs::remove_file(path)
-                        .map_err(|e| format!("cannot remove stale socket {shown}: {e}"))?;
+                    std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {shown}: {e}"))?;
                 }
                 Err(e) => return Err(format!("cannot probe existing socket {shown}: {e}")),
             }

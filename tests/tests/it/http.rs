@@ -1,0 +1,118 @@
+//! The HTTP endpoint Prometheus scrapes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use protocol::{Desc, Request, Role, Sample, Scale, Value};
+
+use crate::util::{http_get, http_raw, identity, text, Proxy, RawPeer};
+
+/// A proxy holding a few awkward series: labels needing escapes, a
+/// nanosecond counter, a gauge, a huge integer.
+fn populated() -> (Proxy, RawPeer) {
+    let p = Proxy::start();
+    let mut c = RawPeer::connect(&p.socket, Role::Collector);
+    c.send(&Request::Hello { identity: identity("http") });
+    let descs = [
+        Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "Number of calls"),
+        Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "Seconds spent in calls").with_scale(Scale::Nano),
+        Desc::gauge("job_ranks", &[("path", "C:\\tmp\n\"q\"")], "Ranks with a \"quoted\" \\ help\nover two lines"),
+        Desc::counter("big_total", &[], "A counter past 2^53"),
+    ];
+    for (i, d) in descs.into_iter().enumerate() {
+        c.send(&Request::Register { id: i as u32, desc: d });
+    }
+    c.send(&Request::Update {
+        samples: vec![
+            Sample { id: 0, value: Value::Int(12) },
+            Sample { id: 1, value: Value::Int(2_500_000_001) },
+            Sample { id: 2, value: Value::Float(4.0) },
+            Sample { id: 3, value: Value::Int(u64::MAX - 1) },
+        ],
+    });
+    assert_eq!(p.wait_value("mpi_hits_total{function=\"MPI_Send\"}", 12.0), 12.0);
+    (p, c)
+}
+
+#[test]
+fn metrics_page_in_text_format() {
+    let (p, _c) = populated();
+    for path in ["/metrics", "/metrics/", "/metrics?x=1"] {
+        let r = http_get(p.port, path, None);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        let body = r.body;
+        assert!(body.contains(
+            "# HELP mpi_hits_total Number of calls\n# TYPE mpi_hits_total counter\nmpi_hits_total{function=\"MPI_Send\"} 12\n"
+        ));
+        assert!(body.contains("mpi_time_total{function=\"MPI_Send\"} 2.500000001\n"), "{body}");
+        assert!(body.contains("big_total 18446744073709551614\n"), "{body}");
+        assert!(
+            body.contains(
+                "# HELP job_ranks Ranks with a \"quoted\" \\\\ help\\nover two lines\n# TYPE job_ranks gauge\n\
+             job_ranks{path=\"C:\\\\tmp\\n\\\"q\\\"\"} 4\n"
+            ),
+            "{body}"
+        );
+        assert!(body.contains("tau_metric_proxy_scrapes_total "));
+        assert!(!body.contains("# EOF"));
+    }
+}
+
+#[test]
+fn openmetrics_when_the_scraper_asks() {
+    let (p, _c) = populated();
+    // What Prometheus 2.x sends.
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                  text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let r = http_get(p.port, "/metrics", Some(accept));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(r.body.ends_with("# EOF\n"));
+    assert!(r.body.contains("# TYPE mpi_hits counter\nmpi_hits_total{function=\"MPI_Send\"} 12\n"), "{}", r.body);
+    assert!(r.body.contains("# HELP job_ranks Ranks with a \\\"quoted\\\" \\\\ help\\nover two lines\n"), "{}", r.body);
+}
+
+/// `promtool check metrics` reads the page on stdin; it prints lint
+/// problems and exits non-zero on any.
+fn promtool_check(body: &str) -> (Option<i32>, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (cargo xtask test installs it)");
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn promtool_accepts_the_page() {
+    let (p, _c) = populated();
+    let body = p.metrics_text();
+    assert_eq!(promtool_check(&body), (Some(0), String::new()), "page:\n{body}");
+    // promtool does complain about a bad page: the check is real.
+    let (code, complaint) = promtool_check("# TYPE hits counter\nhits 1\n");
+    assert_eq!(code, Some(3));
+    assert!(complaint.contains("counter metrics should have \"_total\" suffix"), "{complaint}");
+}
+
+#[test]
+fn index_unknown_paths_and_methods() {
+    let p = Proxy::start();
+    let r = http_get(p.port, "/", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert!(r.body.contains("<a href=\"/metrics\">Metrics</a>"));
+    let r = http_get(p.port, "/nope", None);
+    assert_eq!((r.status, r.body.as_str()), (404, "not found: try /metrics\n"));
+    let r = http_raw(p.port, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+    let r = http_raw(p.port, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    // Only requests for /metrics (here the HEAD) count as scrapes.
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total"), 1.0);
+}

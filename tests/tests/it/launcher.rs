@@ -1,0 +1,90 @@
+//! `tau_metric_proxy_run` without collectors: statuses, counting, environment.
+
+use std::process::Command;
+
+use crate::util::{bin, text, Proxy, TempDir};
+
+fn run(socket: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("tau_metric_proxy_run")).arg("-u").arg(socket).args(args).output().unwrap()
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    let p = Proxy::start();
+    assert_eq!(run(&p.socket, &["--", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(run(&p.socket, &["--", "true"]).status.code(), Some(0));
+    // Killed by signal N: 128+N.
+    assert_eq!(run(&p.socket, &["--", "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
+    assert_eq!(run(&p.socket, &["--", "sh", "-c", "kill -KILL $$"]).status.code(), Some(128 + 9));
+    let out = run(&p.socket, &["--", "/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(
+        text(&out.stderr),
+        "tau_metric_proxy_run: error: cannot run /nonexistent/program: No such file or directory (os error 2)\n"
+    );
+    assert_eq!(p.wait_value("tau_metric_proxy_run_total{operation=\"exec\"}", 5.0), 5.0);
+}
+
+#[test]
+fn the_command_sees_the_socket_and_its_own_io() {
+    let p = Proxy::start();
+    let out = run(&p.socket, &["--", "sh", "-c", "echo \"$TAU_METRIC_PROXY\"; echo err >&2"]);
+    assert_eq!(text(&out.stdout), format!("{}\n", p.socket.display()));
+    assert_eq!(text(&out.stderr), "err\n");
+}
+
+#[test]
+fn without_a_proxy_the_command_runs_unchanged() {
+    let dir = TempDir::new("noproxy");
+    let socket = dir.join("absent.sock");
+    let out = run(&socket, &["--", "sh", "-c", "echo hello; exit 4"]);
+    assert_eq!((out.status.code(), text(&out.stdout), text(&out.stderr)), (Some(4), "hello\n".into(), String::new()));
+    let out = run(&socket, &["-v", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "tau_metric_proxy_run: tau_metric_proxy not found on {}: the command runs without it (collectors push once it starts)\n\
+             tau_metric_proxy_run: running true\n",
+            socket.display()
+        )
+    );
+}
+
+#[test]
+fn relays_signals_sent_to_it() {
+    let p = Proxy::start();
+    let child = Command::new(bin("tau_metric_proxy_run"))
+        .arg("-u")
+        .arg(&p.socket)
+        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; while :; do sleep 0.01; done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the command runs (it was counted before being started).
+    p.wait_value("tau_metric_proxy_run_total{operation=\"exec\"}", 1.0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(7), "got TERM\n".into()));
+}
+
+#[test]
+fn usage_errors() {
+    let dir = TempDir::new("usage");
+    let socket = dir.join("s.sock");
+    let out = run(&socket, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "tau_metric_proxy_run: error: no command given: tau_metric_proxy_run [-m] [-s] -- COMMAND (see tau_metric_proxy_run --help)\n"
+    );
+    let out = run(&socket, &["-S", "12", "-m"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(bin("tau_metric_proxy_run")).arg("-h").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with(
+        "tau_metric_proxy_run -m -s -v -h -u [PATH] -S [PID] -- [COMMAND]\n\n\
+         Wrapper to run commands instrumented for the tau_metric_proxy.\n\n-m: enable MPI profiling\n"
+    ));
+}

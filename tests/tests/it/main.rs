@@ -1,0 +1,22 @@
+//! One integration-test binary for the whole project: every module runs the
+//! real binaries (built by `cargo build --workspace`, which `cargo xtask
+//! test` does first) on temporary sockets and free ports.
+#![forbid(unsafe_code)]
+// Helpers are `pub` for the sibling modules; nothing is exported further.
+#![allow(unreachable_pub)]
+
+/// Helpers: locate binaries, start a real daemon, query it, raw protocol peers.
+#[allow(dead_code)] // each test module uses a different subset
+mod util;
+
+/// The daemon: start-up, socket ownership, signals, bad frames, reconnection.
+mod daemon;
+
+/// The HTTP endpoint: formats, content negotiation, promtool, status codes.
+mod http;
+
+/// `tau_metric_client`: every flag and output format, tracking, errors.
+mod client_cli;
+
+/// `tau_metric_proxy_run` core: exit statuses, counting, absent proxy.
+mod launcher;
