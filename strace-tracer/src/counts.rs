@@ -40,10 +40,7 @@ pub(crate) struct Counts {
 
 impl Counts {
     pub(crate) fn new(known: usize) -> Counts {
-        Counts {
-            cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(),
-            names: Mutex::new(Vec::new()),
-        }
+        Counts { cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(), names: Mutex::new(Vec::new()) }
     }
 
     /// Makes the catalog's names (including new `syscall_N`) visible to
@@ -61,16 +58,13 @@ impl Counts {
         let Some(c) = self.cells.get(slot as usize) else {
             return;
         };
-        let add = |a: &AtomicU64, v: u64| {
-            a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed)
-        };
+        let add = |a: &AtomicU64, v: u64| a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
         if bytes > 0 {
             add(&c.bytes, bytes);
         }
         add(&c.ns, ns);
         // Hits last: a reader seeing a hit also sees its time and bytes.
-        c.hits
-            .store(c.hits.load(Ordering::Relaxed) + 1, Ordering::Release);
+        c.hits.store(c.hits.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
     /// Totals of every syscall seen at least once.
@@ -110,10 +104,7 @@ pub(crate) struct Exporter {
 
 impl Exporter {
     pub(crate) fn new(pusher: Pusher) -> Exporter {
-        Exporter {
-            pusher,
-            ids: std::collections::HashMap::new(),
-        }
+        Exporter { pusher, ids: std::collections::HashMap::new() }
     }
 
     /// Copies the totals into the pusher (registering new syscalls).
@@ -184,20 +175,8 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                Row {
-                    name: "read".into(),
-                    io: true,
-                    hits: 2,
-                    bytes: 10,
-                    ns: 150
-                },
-                Row {
-                    name: "close".into(),
-                    io: false,
-                    hits: 1,
-                    bytes: 0,
-                    ns: 7
-                },
+                Row { name: "read".into(), io: true, hits: 2, bytes: 10, ns: 150 },
+                Row { name: "close".into(), io: false, hits: 1, bytes: 0, ns: 7 },
             ]
         );
     }

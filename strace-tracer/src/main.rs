@@ -3,6 +3,7 @@
 //! counts, bytes and times to tau_metric_proxy.
 
 mod counts;
+mod sched;
 mod stop;
 mod sys;
 mod syscall;
@@ -41,24 +42,20 @@ struct Cli {
     verbose: bool,
     /// Attach to this running process (all its threads) instead of running
     /// a command; SIGINT or SIGTERM detaches and leaves it running.
-    #[arg(
-        short = 'p',
-        long = "pid",
-        value_name = "PID",
-        conflicts_with = "command"
-    )]
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "command")]
     pid: Option<i32>,
     /// Count only these syscalls (comma-separated names). With a command, a
     /// seccomp filter stops the tracee in these calls only, so all others
     /// run at native speed (the command then runs with no_new_privs set).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
+    /// Keep the tracer under the normal scheduling policy. By default it
+    /// runs as SCHED_IDLE (when it may return from it), which keeps tracer
+    /// and tracee on one CPU, and falls back when starved.
+    #[arg(long)]
+    no_idle_sched: bool,
     /// The command to run and trace.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required_unless_present = "pid"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
     command: Vec<OsString>,
 }
 
@@ -71,11 +68,7 @@ const TERMINATING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::
 fn main() {
     let cli = Cli::parse();
     env_logger::Builder::new()
-        .filter_level(if cli.verbose {
-            log::LevelFilter::Info
-        } else {
-            log::LevelFilter::Warn
-        })
+        .filter_level(if cli.verbose { log::LevelFilter::Info } else { log::LevelFilter::Warn })
         .format_timestamp(None)
         .format_target(false)
         .init();
@@ -118,11 +111,8 @@ impl Inspect for Os {
     }
 }
 
-const OPTIONS: u32 = sys::OPT_TRACESYSGOOD
-    | sys::OPT_TRACECLONE
-    | sys::OPT_TRACEFORK
-    | sys::OPT_TRACEVFORK
-    | sys::OPT_TRACEEXEC;
+const OPTIONS: u32 =
+    sys::OPT_TRACESYSGOOD | sys::OPT_TRACECLONE | sys::OPT_TRACEFORK | sys::OPT_TRACEVFORK | sys::OPT_TRACEEXEC;
 
 fn run(cli: Cli) -> Result<i32, Failure> {
     let catalog = Catalog::new();
@@ -144,10 +134,8 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     // Handlers first (installed after fork they would race with an early
     // signal), blocked until the pusher thread exists so that it never
     // takes one of them.
-    sys::mask_signals(&TERMINATING, true)
-        .map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
-    sys::catch_signals(&TERMINATING)
-        .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
+    sys::mask_signals(&TERMINATING, true).map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
+    sys::catch_signals(&TERMINATING).map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
 
     let (tracer, attached) = match cli.pid {
         Some(pid) => {
@@ -158,26 +146,13 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             }
             let mut tracer = Tracer::new(catalog, counts.clone(), pid, false, only.as_deref());
             attach(pid, &mut tracer)?;
-            log::info!(
-                "attached to process {pid} ({} threads)",
-                tracer.threads().len()
-            );
+            log::info!("attached to process {pid} ({} threads)", tracer.threads().len());
             (tracer, true)
         }
         None => {
-            let plan = spawn_plan(
-                &cli.command,
-                only.as_deref().map(|s| catalog.seccomp_filter(s)),
-            )?;
+            let plan = spawn_plan(&cli.command, only.as_deref().map(|s| catalog.seccomp_filter(s)))?;
             let seccomp = plan.seccomp.is_some();
-            let pid = start_command(
-                &plan,
-                if seccomp {
-                    OPTIONS | sys::OPT_TRACESECCOMP
-                } else {
-                    OPTIONS
-                },
-            )?;
+            let pid = start_command(&plan, if seccomp { OPTIONS | sys::OPT_TRACESECCOMP } else { OPTIONS })?;
             let mut tracer = Tracer::new(catalog, counts.clone(), pid, seccomp, only.as_deref());
             tracer.add_thread(pid);
             (tracer, false)
@@ -186,15 +161,13 @@ fn run(cli: Cli) -> Result<i32, Failure> {
 
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let main_tid = sys::gettid();
+    let idle_sched = !cli.no_idle_sched;
     let pusher = {
         let counts = counts.clone();
-        let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(
-            socket.clone(),
-            "tau_strace",
-        )));
+        let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(socket.clone(), "tau_strace")));
         std::thread::Builder::new()
             .name("push".into())
-            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket))
+            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket, idle_sched))
             .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?
     };
     let _ = sys::mask_signals(&TERMINATING, false);
@@ -214,57 +187,42 @@ fn push_loop(
     stop: &mpsc::Receiver<()>,
     main_tid: Pid,
     socket: &Path,
+    idle_sched: bool,
 ) {
+    // Set from here so that this thread keeps the normal policy and can
+    // always rescue a starved tracer.
+    let mut governor = if idle_sched { sched::start(main_tid) } else { None };
     let mut online = false;
     loop {
-        let done = !matches!(
-            stop.recv_timeout(PUSH_EVERY),
-            Err(mpsc::RecvTimeoutError::Timeout)
-        );
+        let done = !matches!(stop.recv_timeout(PUSH_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
         if !done && sys::signal_pending() {
             let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
+        }
+        if let Some(g) = &mut governor {
+            sched::tick(g, main_tid);
         }
         exporter.update(&counts.snapshot());
         if done {
             let sent = exporter.finish() == client::PushState::Sent;
             if !sent {
-                log::info!(
-                    "tau_metric_proxy not reachable on {}: final counts not pushed",
-                    socket.display()
-                );
+                log::info!("tau_metric_proxy not reachable on {}: final counts not pushed", socket.display());
             }
             return;
         }
         let now_online = exporter.flush() == client::PushState::Sent;
         if now_online != online {
-            log::info!(
-                "{} tau_metric_proxy on {}",
-                if now_online { "pushing to" } else { "lost" },
-                socket.display()
-            );
+            log::info!("{} tau_metric_proxy on {}", if now_online { "pushing to" } else { "lost" }, socket.display());
             online = now_online;
         }
     }
 }
 
-fn spawn_plan(
-    command: &[OsString],
-    seccomp: Option<Vec<sys::BpfInsn>>,
-) -> Result<sys::SpawnPlan, Failure> {
+fn spawn_plan(command: &[OsString], seccomp: Option<Vec<sys::BpfInsn>>) -> Result<sys::SpawnPlan, Failure> {
     let prog = &command[0];
-    let path = find_program(Path::new(prog)).ok_or_else(|| {
-        fail(
-            127,
-            format!("cannot find executable {}", Path::new(prog).display()),
-        )
-    })?;
-    let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| fail(2, "arguments must not contain NUL bytes".into()))
-    };
-    let argv = command
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let path = find_program(Path::new(prog))
+        .ok_or_else(|| fail(127, format!("cannot find executable {}", Path::new(prog).display())))?;
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| fail(2, "arguments must not contain NUL bytes".into()));
+    let argv = command.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let envp = std::env::vars_os()
         .map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
@@ -273,43 +231,27 @@ fn spawn_plan(
             cstr(&kv)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(sys::SpawnPlan {
-        path: cstr(path.as_os_str().as_bytes())?,
-        argv,
-        envp,
-        seccomp,
-    })
+    Ok(sys::SpawnPlan { path: cstr(path.as_os_str().as_bytes())?, argv, envp, seccomp })
 }
 
 /// Resolves the program like `execvp`, but in the tracer, so the traced
 /// command makes exactly one `execve` (as under strace).
 fn find_program(prog: &Path) -> Option<PathBuf> {
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if prog.as_os_str().as_bytes().contains(&b'/') {
         return executable(prog).then(|| prog.to_owned());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| executable(p))
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| executable(p))
 }
 
 /// Forks the command stopped before its `execve`, seizes it, lets it go.
 fn start_command(plan: &sys::SpawnPlan, options: u32) -> Result<Pid, Failure> {
     let pid = sys::spawn_stopped(plan).map_err(|e| fail(1, format!("cannot fork: {e}")))?;
-    let status =
-        sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
+    let status = sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
     match Stop::decode(status) {
         Stop::Exited(c) => return Err(fail(c, "the command failed before it started".into())),
-        Stop::Killed(s) => {
-            return Err(fail(
-                128 + s,
-                "the command was killed before it started".into(),
-            ))
-        }
+        Stop::Killed(s) => return Err(fail(128 + s, "the command was killed before it started".into())),
         _ => {}
     }
     if let Err(e) = sys::seize(pid, options) {
@@ -349,9 +291,7 @@ fn attach(pid: Pid, tracer: &mut Tracer) -> Result<(), Failure> {
                     let _ = sys::interrupt(tid);
                     tracer.add_thread(tid);
                 }
-                Err(e) if tid == pid => {
-                    return Err(fail(1, format!("cannot attach to process {pid}: {e}")))
-                }
+                Err(e) if tid == pid => return Err(fail(1, format!("cannot attach to process {pid}: {e}"))),
                 // A thread that exited in between.
                 Err(_) => {}
             }
@@ -392,11 +332,7 @@ fn trace(mut tracer: Tracer, attached: bool) -> i32 {
             Err(_) => break,
         };
         let stop = Stop::decode(status);
-        let now = if matches!(stop, Stop::Syscall | Stop::Seccomp) {
-            monotonic_ns(origin)
-        } else {
-            0
-        };
+        let now = if matches!(stop, Stop::Syscall | Stop::Seccomp) { monotonic_ns(origin) } else { 0 };
         // A resume that fails means the thread died meanwhile (SIGKILL);
         // its death is reported by a later wait.
         let _ = match tracer.on_stop(pid, stop, now, &mut os) {

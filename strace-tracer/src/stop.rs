@@ -94,14 +94,8 @@ mod tests {
         assert_eq!(Stop::decode(stopped(SIGTRAP, 7)), Stop::Seccomp);
         assert_eq!(Stop::decode(stopped(SIGTRAP, 6)), Stop::OtherEvent(6));
         assert_eq!(Stop::decode(stopped(SIGTRAP, 128)), Stop::EventStop);
-        assert_eq!(
-            Stop::decode(stopped(SIGSTOP, 128)),
-            Stop::GroupStop(SIGSTOP)
-        );
-        assert_eq!(
-            Stop::decode(stopped(SIGTSTP, 128)),
-            Stop::GroupStop(SIGTSTP)
-        );
+        assert_eq!(Stop::decode(stopped(SIGSTOP, 128)), Stop::GroupStop(SIGSTOP));
+        assert_eq!(Stop::decode(stopped(SIGTSTP, 128)), Stop::GroupStop(SIGTSTP));
         assert_eq!(Stop::decode(stopped(SIGSTOP, 0)), Stop::Signal(SIGSTOP));
         assert_eq!(Stop::decode(stopped(10, 0)), Stop::Signal(10));
         // A real SIGTRAP (not a syscall stop) is a signal to deliver.

@@ -28,14 +28,7 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
 fn ptrace(req: libc::c_uint, pid: Pid, addr: usize, data: usize) -> io::Result<libc::c_long> {
     // SAFETY: every request used here takes integer arguments or a pointer
     // to a buffer owned by the caller and sized for the request.
-    check(unsafe {
-        libc::ptrace(
-            req,
-            pid,
-            addr as *mut libc::c_void,
-            data as *mut libc::c_void,
-        )
-    })
+    check(unsafe { libc::ptrace(req, pid, addr as *mut libc::c_void, data as *mut libc::c_void) })
 }
 
 pub(crate) fn seize(pid: Pid, options: u32) -> io::Result<()> {
@@ -66,12 +59,7 @@ pub(crate) fn detach(pid: Pid, sig: i32) -> io::Result<()> {
 
 pub(crate) fn event_msg(pid: Pid) -> io::Result<u64> {
     let mut msg: libc::c_ulong = 0;
-    ptrace(
-        libc::PTRACE_GETEVENTMSG,
-        pid,
-        0,
-        &mut msg as *mut libc::c_ulong as usize,
-    )?;
+    ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut msg as *mut libc::c_ulong as usize)?;
     Ok(msg)
 }
 
@@ -80,13 +68,7 @@ pub(crate) const SYSCALL_INFO_LEN: usize = 88;
 
 /// Raw `PTRACE_GET_SYSCALL_INFO`; decoded by `syscall::Info::parse`.
 pub(crate) fn syscall_info(pid: Pid, buf: &mut [u8; SYSCALL_INFO_LEN]) -> io::Result<()> {
-    ptrace(
-        libc::PTRACE_GET_SYSCALL_INFO,
-        pid,
-        SYSCALL_INFO_LEN,
-        buf.as_mut_ptr() as usize,
-    )
-    .map(drop)
+    ptrace(libc::PTRACE_GET_SYSCALL_INFO, pid, SYSCALL_INFO_LEN, buf.as_mut_ptr() as usize).map(drop)
 }
 
 /// `waitpid(-1, __WALL)`: the next stop or death of any tracee.
@@ -142,13 +124,8 @@ pub(crate) fn get_affinity(pid: Pid) -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; the size passed matches.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        check(
-            libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-                as libc::c_long,
-        )?;
-        Ok((0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect())
+        check(libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) as libc::c_long)?;
+        Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
     }
 }
 
@@ -160,11 +137,7 @@ pub(crate) fn set_own_affinity(cpus: &[usize]) -> io::Result<()> {
         for &c in cpus {
             libc::CPU_SET(c, &mut set);
         }
-        check(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-                as libc::c_long,
-        )
-        .map(drop)
+        check(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) as libc::c_long).map(drop)
     }
 }
 
@@ -197,21 +170,9 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let filter: Vec<libc::sock_filter> = plan
-        .seccomp
-        .iter()
-        .flatten()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
+    let filter: Vec<libc::sock_filter> =
+        plan.seccomp.iter().flatten().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     let path: &CStr = &plan.path;
     // SAFETY: the child only calls async-signal-safe functions on data
     // prepared above, then execs or exits.
@@ -229,8 +190,7 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if plan.seccomp.is_some() {
                 let ok = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-                    && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog)
-                        == 0;
+                    && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
                 if !ok {
                     child_fail(b"tau_strace: cannot install the seccomp filter\n");
                 }
@@ -265,17 +225,11 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c
         if info.is_null() {
             (false, false)
         } else {
-            (
-                (*info).si_code <= 0 && (*info).si_pid() == libc::getpid(),
-                (*info).si_code == libc::SI_KERNEL,
-            )
+            ((*info).si_code <= 0 && (*info).si_pid() == libc::getpid(), (*info).si_code == libc::SI_KERNEL)
         }
     };
     if !from_self {
-        RECEIVED.store(
-            sig | if from_kernel { FROM_KERNEL } else { 0 },
-            Ordering::SeqCst,
-        );
+        RECEIVED.store(sig | if from_kernel { FROM_KERNEL } else { 0 }, Ordering::SeqCst);
     }
 }
 
@@ -315,15 +269,20 @@ pub(crate) fn mask_signals(sigs: &[i32], block: bool) -> io::Result<()> {
         for &s in sigs {
             libc::sigaddset(&mut set, s);
         }
-        let how = if block {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
+        let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
         let r = libc::pthread_sigmask(how, &set, std::ptr::null_mut());
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
     }
     Ok(())
+}
+
+/// Switches thread `tid` (0: the caller) to `SCHED_IDLE` or back to
+/// `SCHED_OTHER`.
+pub(crate) fn set_idle_policy(tid: Pid, idle: bool) -> io::Result<()> {
+    let policy = if idle { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
+    let p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall with a valid param.
+    check(unsafe { libc::sched_setscheduler(tid, policy, &p) } as libc::c_long).map(drop)
 }

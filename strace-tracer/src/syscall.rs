@@ -40,14 +40,8 @@ impl Info {
         let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().expect("8 bytes"));
         match buf[0] {
-            OP_ENTRY | OP_SECCOMP => Info::Entry {
-                arch: u32_at(4),
-                nr: u64_at(24),
-            },
-            OP_EXIT => Info::Exit {
-                rval: u64_at(24) as i64,
-                is_error: buf[32] != 0,
-            },
+            OP_ENTRY | OP_SECCOMP => Info::Entry { arch: u32_at(4), nr: u64_at(24) },
+            OP_EXIT => Info::Exit { rval: u64_at(24) as i64, is_error: buf[32] != 0 },
             _ => Info::None,
         }
     }
@@ -178,9 +172,7 @@ impl Catalog {
         let known = match abi {
             Some((Abi::X86_64, n)) => self.x86_64.get(n as usize).copied(),
             Some((Abi::I386, n)) => self.i386.get(n as usize).copied(),
-            Some((Abi::X32, n)) if n as usize >= X32_FIRST => {
-                self.x32_high.get(n as usize - X32_FIRST).copied()
-            }
+            Some((Abi::X32, n)) if n as usize >= X32_FIRST => self.x32_high.get(n as usize - X32_FIRST).copied(),
             Some((Abi::X32, n)) => self.x86_64.get(n as usize).copied(),
             None => None,
         };
@@ -201,21 +193,12 @@ impl Catalog {
     /// Numbers per ABI that carry one of `names` (for the seccomp filter).
     fn numbers(&self, names: &[Slot]) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
         let pick = |table: &[Slot], base: u32| -> Vec<u32> {
-            table
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| names.contains(s))
-                .map(|(n, _)| n as u32 + base)
-                .collect()
+            table.iter().enumerate().filter(|(_, s)| names.contains(s)).map(|(n, _)| n as u32 + base).collect()
         };
         let x86_64 = pick(&self.x86_64, 0);
         let i386 = pick(&self.i386, 0);
         let bit = X32_SYSCALL_BIT as u32;
-        let mut x32: Vec<u32> = x86_64
-            .iter()
-            .filter(|&&n| (n as usize) < X32_FIRST)
-            .map(|n| n | bit)
-            .collect();
+        let mut x32: Vec<u32> = x86_64.iter().filter(|&&n| (n as usize) < X32_FIRST).map(|n| n | bit).collect();
         x32.extend(pick(&self.x32_high, X32_FIRST as u32 | bit));
         (x86_64, i386, x32)
     }
@@ -314,15 +297,7 @@ mod tests {
 
     #[test]
     fn io_families() {
-        for n in [
-            "read",
-            "pwritev2",
-            "sendfile",
-            "splice",
-            "copy_file_range",
-            "recvmsg",
-            "sendto",
-        ] {
+        for n in ["read", "pwritev2", "sendfile", "splice", "copy_file_range", "recvmsg", "sendto"] {
             assert!(is_io(n), "{n}");
         }
         for n in ["openat", "close", "sendmmsg", "lseek", "mmap"] {
@@ -336,31 +311,13 @@ mod tests {
         buf[0] = OP_ENTRY;
         buf[4..8].copy_from_slice(&AUDIT_ARCH_I386.to_ne_bytes());
         buf[24..32].copy_from_slice(&4u64.to_ne_bytes());
-        assert_eq!(
-            Info::parse(&buf),
-            Info::Entry {
-                arch: AUDIT_ARCH_I386,
-                nr: 4
-            }
-        );
+        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4 });
         buf[0] = OP_SECCOMP;
-        assert_eq!(
-            Info::parse(&buf),
-            Info::Entry {
-                arch: AUDIT_ARCH_I386,
-                nr: 4
-            }
-        );
+        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4 });
         buf[0] = OP_EXIT;
         buf[24..32].copy_from_slice(&(-9i64).to_ne_bytes());
         buf[32] = 1;
-        assert_eq!(
-            Info::parse(&buf),
-            Info::Exit {
-                rval: -9,
-                is_error: true
-            }
-        );
+        assert_eq!(Info::parse(&buf), Info::Exit { rval: -9, is_error: true });
         buf[0] = 0;
         assert_eq!(Info::parse(&buf), Info::None);
     }
@@ -384,10 +341,7 @@ mod tests {
     #[test]
     fn seccomp_filter_traces_only_the_chosen_names() {
         let c = Catalog::new();
-        let chosen: Vec<Slot> = ["write", "getpid"]
-            .iter()
-            .map(|n| c.slot_of_name(n).unwrap())
-            .collect();
+        let chosen: Vec<Slot> = ["write", "getpid"].iter().map(|n| c.slot_of_name(n).unwrap()).collect();
         let prog = c.seccomp_filter(&chosen);
         let trace = 0x7ff0_0000;
         let allow = 0x7fff_0000;
@@ -395,10 +349,7 @@ mod tests {
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_X86_64, 39), trace);
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_X86_64, 0), allow);
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_X86_64, 231), allow);
-        assert_eq!(
-            run_bpf(&prog, AUDIT_ARCH_X86_64, 1 | X32_SYSCALL_BIT as u32),
-            trace
-        );
+        assert_eq!(run_bpf(&prog, AUDIT_ARCH_X86_64, 1 | X32_SYSCALL_BIT as u32), trace);
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_I386, 4), trace);
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_I386, 20), trace);
         assert_eq!(run_bpf(&prog, AUDIT_ARCH_I386, 1), allow);

@@ -90,15 +90,7 @@ impl Tracer {
             v
         });
         counts.publish_names(&catalog);
-        Tracer {
-            catalog,
-            counts,
-            threads: HashMap::new(),
-            seccomp,
-            only,
-            main,
-            outcome: None,
-        }
+        Tracer { catalog, counts, threads: HashMap::new(), seccomp, only, main, outcome: None }
     }
 
     /// Registers a thread being traced (attached or announced by an event).
@@ -121,13 +113,7 @@ impl Tracer {
     }
 
     /// `now_ns` is a monotonic time stamp, only read for syscall stops.
-    pub(crate) fn on_stop(
-        &mut self,
-        pid: Pid,
-        stop: Stop,
-        now_ns: u64,
-        os: &mut dyn Inspect,
-    ) -> Action {
+    pub(crate) fn on_stop(&mut self, pid: Pid, stop: Stop, now_ns: u64, os: &mut dyn Inspect) -> Action {
         match stop {
             Stop::Syscall => {
                 let pending = self.threads.entry(pid).or_default().entry.take();
@@ -216,26 +202,18 @@ impl Tracer {
             }
         }
         if let Some(t) = self.threads.get_mut(&pid) {
-            t.entry = Some(Entry {
-                slot,
-                at_ns: now_ns,
-            });
+            t.entry = Some(Entry { slot, at_ns: now_ns });
         }
     }
 
     fn count_exit(&mut self, pid: Pid, entry: Entry, now_ns: u64, os: &mut dyn Inspect) {
         let mut bytes = 0;
         if self.catalog.is_io(entry.slot) {
-            if let Ok(Info::Exit {
-                rval,
-                is_error: false,
-            }) = os.syscall_info(pid)
-            {
+            if let Ok(Info::Exit { rval, is_error: false }) = os.syscall_info(pid) {
                 bytes = rval.max(0) as u64;
             }
         }
-        self.counts
-            .record(entry.slot, bytes, now_ns.saturating_sub(entry.at_ns));
+        self.counts.record(entry.slot, bytes, now_ns.saturating_sub(entry.at_ns));
     }
 }
 
@@ -273,51 +251,28 @@ mod tests {
     fn setup(seccomp: bool, only: Option<&[&str]>) -> (Tracer, Arc<Counts>) {
         let catalog = Catalog::new();
         let counts = Arc::new(Counts::new(catalog.len()));
-        let only: Option<Vec<Slot>> =
-            only.map(|n| n.iter().map(|n| catalog.slot_of_name(n).unwrap()).collect());
+        let only: Option<Vec<Slot>> = only.map(|n| n.iter().map(|n| catalog.slot_of_name(n).unwrap()).collect());
         let mut t = Tracer::new(catalog, counts.clone(), 100, seccomp, only.as_deref());
         t.add_thread(100);
         (t, counts)
     }
 
     fn totals(c: &Counts, name: &str) -> (u64, u64, u64) {
-        c.snapshot()
-            .into_iter()
-            .find(|r| r.name == name)
-            .map(|r| (r.hits, r.bytes, r.ns))
-            .unwrap_or((0, 0, 0))
+        c.snapshot().into_iter().find(|r| r.name == name).map(|r| (r.hits, r.bytes, r.ns)).unwrap_or((0, 0, 0))
     }
 
     #[test]
     fn counts_a_call_with_bytes_and_time() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 0,
-        });
-        s.infos.push_back(Info::Exit {
-            rval: 42,
-            is_error: false,
-        });
-        assert_eq!(
-            t.on_stop(100, Stop::Syscall, 1_000, &mut s),
-            Action::Syscall(0)
-        );
-        assert_eq!(
-            t.on_stop(100, Stop::Syscall, 1_700, &mut s),
-            Action::Syscall(0)
-        );
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
+        s.infos.push_back(Info::Exit { rval: 42, is_error: false });
+        assert_eq!(t.on_stop(100, Stop::Syscall, 1_000, &mut s), Action::Syscall(0));
+        assert_eq!(t.on_stop(100, Stop::Syscall, 1_700, &mut s), Action::Syscall(0));
         assert_eq!(totals(&c, "read"), (1, 42, 700));
         // A failed read counts as a call without bytes.
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 0,
-        });
-        s.infos.push_back(Info::Exit {
-            rval: -11,
-            is_error: true,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
+        s.infos.push_back(Info::Exit { rval: -11, is_error: true });
         t.on_stop(100, Stop::Syscall, 2_000, &mut s);
         t.on_stop(100, Stop::Syscall, 2_100, &mut s);
         assert_eq!(totals(&c, "read"), (2, 42, 800));
@@ -327,17 +282,11 @@ mod tests {
     fn non_io_exit_needs_no_query_and_32_bit_calls_share_names() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_I386,
-            nr: 20,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_I386, nr: 20 });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         // No info scripted for the exit: asking would panic.
         t.on_stop(100, Stop::Syscall, 5, &mut s);
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 39,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 39 });
         t.on_stop(100, Stop::Syscall, 10, &mut s);
         t.on_stop(100, Stop::Syscall, 12, &mut s);
         assert_eq!(totals(&c, "getpid"), (2, 0, 7));
@@ -348,17 +297,11 @@ mod tests {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
         // Exit of a call in progress at attach time.
-        s.infos.push_back(Info::Exit {
-            rval: 3,
-            is_error: false,
-        });
+        s.infos.push_back(Info::Exit { rval: 3, is_error: false });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         assert_eq!(totals(&c, "read"), (0, 0, 0));
         // exit_group never returns.
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 231,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 231 });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         assert_eq!(t.on_stop(100, Stop::Exited(3), 0, &mut s), Action::Gone);
         assert_eq!(totals(&c, "exit_group"), (0, 0, 0));
@@ -370,18 +313,9 @@ mod tests {
     fn signals_are_delivered_and_group_stops_listened() {
         let (mut t, _) = setup(false, None);
         let mut s = Script::default();
-        assert_eq!(
-            t.on_stop(100, Stop::Signal(10), 0, &mut s),
-            Action::Syscall(10)
-        );
-        assert_eq!(
-            t.on_stop(100, Stop::GroupStop(19), 0, &mut s),
-            Action::Listen
-        );
-        assert_eq!(
-            t.on_stop(100, Stop::EventStop, 0, &mut s),
-            Action::Syscall(0)
-        );
+        assert_eq!(t.on_stop(100, Stop::Signal(10), 0, &mut s), Action::Syscall(10));
+        assert_eq!(t.on_stop(100, Stop::GroupStop(19), 0, &mut s), Action::Listen);
+        assert_eq!(t.on_stop(100, Stop::EventStop, 0, &mut s), Action::Syscall(0));
         assert_eq!(t.on_stop(100, Stop::Killed(9), 0, &mut s), Action::Gone);
         assert_eq!(t.outcome().map(Outcome::code), Some(137));
     }
@@ -396,10 +330,7 @@ mod tests {
         th.sort();
         assert_eq!(th, vec![100, 101]);
         // Thread 101 enters execve; the exec is reported under the leader id.
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 59,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 59 });
         t.on_stop(101, Stop::Syscall, 10, &mut s);
         t.on_stop(100, Stop::Killed(9), 0, &mut s);
         assert_eq!(t.outcome(), Some(Outcome::Killed(9)));
@@ -417,20 +348,11 @@ mod tests {
         let (mut t, c) = setup(true, Some(&["write"]));
         let mut s = Script::default();
         assert_eq!(t.on_stop(100, Stop::EventStop, 0, &mut s), Action::Cont(0));
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 1,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 1 });
         assert_eq!(t.on_stop(100, Stop::Seccomp, 0, &mut s), Action::Syscall(0));
         // A signal arriving inside the call keeps syscall tracing on.
-        assert_eq!(
-            t.on_stop(100, Stop::Signal(14), 0, &mut s),
-            Action::Syscall(14)
-        );
-        s.infos.push_back(Info::Exit {
-            rval: 5,
-            is_error: false,
-        });
+        assert_eq!(t.on_stop(100, Stop::Signal(14), 0, &mut s), Action::Syscall(14));
+        s.infos.push_back(Info::Exit { rval: 5, is_error: false });
         assert_eq!(t.on_stop(100, Stop::Syscall, 9, &mut s), Action::Cont(0));
         assert_eq!(totals(&c, "write"), (1, 5, 9));
     }
@@ -439,16 +361,10 @@ mod tests {
     fn only_filter_without_seccomp_skips_other_calls() {
         let (mut t, c) = setup(false, Some(&["write"]));
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 0,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         // The read's exit is then taken for an entry and checked.
-        s.infos.push_back(Info::Exit {
-            rval: 1,
-            is_error: false,
-        });
+        s.infos.push_back(Info::Exit { rval: 1, is_error: false });
         t.on_stop(100, Stop::Syscall, 1, &mut s);
         assert_eq!(totals(&c, "read"), (0, 0, 0));
     }
@@ -457,10 +373,7 @@ mod tests {
     fn unknown_numbers_get_published_names() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 999,
-        });
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 999 });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         t.on_stop(100, Stop::Syscall, 4, &mut s);
         assert_eq!(totals(&c, "syscall_999"), (1, 0, 4));
