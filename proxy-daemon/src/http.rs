@@ -67,7 +67,11 @@ fn respond(req: Request, store: &Mutex<Store>, selfm: SelfMetrics, body: &mut St
             let format = Format::negotiate(accept.as_deref());
             {
                 let mut st = store.lock();
-                st.internal_add(selfm.scrapes, 1, now());
+                let counter = match format {
+                    Format::Text => selfm.scrapes_text,
+                    Format::OpenMetrics => selfm.scrapes_openmetrics,
+                };
+                st.internal_add(counter, 1, now());
                 render(&st, format, body);
             }
             let r = Response::from_data(body.as_bytes()).with_header(header("Content-Type", format.content_type()));

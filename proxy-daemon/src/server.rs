@@ -27,7 +27,9 @@ pub(crate) struct SelfMetrics {
     frames: SeriesId,
     bytes: SeriesId,
     protocol_errors: SeriesId,
-    pub(crate) scrapes: SeriesId,
+    /// Scrapes answered in text 0.0.4 and in OpenMetrics.
+    pub(crate) scrapes_text: SeriesId,
+    pub(crate) scrapes_openmetrics: SeriesId,
 }
 
 impl SelfMetrics {
@@ -46,7 +48,16 @@ impl SelfMetrics {
                 &[],
                 "Connections closed because they broke the protocol",
             )),
-            scrapes: reg(Desc::counter("tau_metric_proxy_scrapes_total", &[], "Scrapes of the HTTP /metrics endpoint")),
+            scrapes_text: reg(Desc::counter(
+                "tau_metric_proxy_scrapes_total",
+                &[("format", "text")],
+                "Scrapes of the HTTP /metrics endpoint, by exposition format served",
+            )),
+            scrapes_openmetrics: reg(Desc::counter(
+                "tau_metric_proxy_scrapes_total",
+                &[("format", "openmetrics")],
+                "Scrapes of the HTTP /metrics endpoint, by exposition format served",
+            )),
         }
     }
 }

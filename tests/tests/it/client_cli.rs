@@ -89,11 +89,14 @@ fn values_and_get_in_every_format() {
     assert_eq!(got, serde_json::json!([{"name": RUN, "ts": run["ts"], "value": 9}]));
 
     // A comma separated list, in the order asked.
-    let two = format!("tau_metric_proxy_scrapes_total,{RUN}");
+    let two = format!("tau_metric_proxy_scrapes_total{{format=\"text\"}},{RUN}");
     let txt = ok(&p.client(&["-g", &two, "-f", "txt"]));
     let lines: Vec<&str> = txt.lines().collect();
     assert_eq!(lines[0], "# name ts value");
-    assert!(lines[1].starts_with("tau_metric_proxy_scrapes_total ") && lines[1].ends_with(" 0"), "{txt}");
+    assert!(
+        lines[1].starts_with("tau_metric_proxy_scrapes_total{format=\"text\"} ") && lines[1].ends_with(" 0"),
+        "{txt}"
+    );
     assert!(lines[2].starts_with(&format!("{RUN} ")) && lines[2].ends_with(" 9"), "{txt}");
     assert_eq!(lines.len(), 3);
 

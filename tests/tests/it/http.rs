@@ -54,7 +54,7 @@ fn metrics_page_in_text_format() {
             ),
             "{body}"
         );
-        assert!(body.contains("tau_metric_proxy_scrapes_total "));
+        assert!(body.contains("tau_metric_proxy_scrapes_total{format=\"text\"} "));
         assert!(!body.contains("# EOF"));
     }
 }
@@ -69,6 +69,7 @@ fn openmetrics_when_the_scraper_asks() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     assert!(r.body.ends_with("# EOF\n"));
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"openmetrics\"}"), 1.0);
     assert!(r.body.contains("# TYPE mpi_hits counter\nmpi_hits_total{function=\"MPI_Send\"} 12\n"), "{}", r.body);
     assert!(r.body.contains("# HELP job_ranks Ranks with a \\\"quoted\\\" \\\\ help\\nover two lines\n"), "{}", r.body);
 }
@@ -114,5 +115,6 @@ fn index_unknown_paths_and_methods() {
     let r = http_raw(p.port, "HEAD /metrics HTTP/1.0\r\n\r\n");
     assert_eq!((r.status, r.body.as_str()), (200, ""));
     // Only requests for /metrics (here the HEAD) count as scrapes.
-    assert_eq!(p.value("tau_metric_proxy_scrapes_total"), 1.0);
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"text\"}"), 1.0);
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"openmetrics\"}"), 0.0);
 }
