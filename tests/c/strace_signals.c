@@ -14,6 +14,12 @@ static void on_usr1(int sig) {
 }
 
 int main(void) {
+    /* SIGCHLD is ignored but, as any signal of a traced process, it would
+     * interrupt (and restart) a wait4 at a timing-dependent moment. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
     signal(SIGUSR1, on_usr1);
     for (int i = 0; i < 3; i++) kill(getpid(), SIGUSR1);
     int st, go[2];

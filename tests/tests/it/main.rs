@@ -20,3 +20,6 @@ mod client_cli;
 
 /// `tau_metric_proxy_run` core: exit statuses, counting, absent proxy.
 mod launcher;
+
+/// `tau_strace`: counts against real strace, bytes, signals, attach/detach, absent or late proxy.
+mod strace;

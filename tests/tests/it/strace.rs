@@ -1,0 +1,341 @@
+//! `tau_strace`: per-syscall counts compared with real `strace -f -c` on
+//! the same programs (single-threaded, multi-threaded, forking, exec-ing,
+//! 32-bit calls), exact byte counts, exit statuses and signals, attach and
+//! detach, and an absent or late proxy.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin, wait_for, Proxy, TempDir};
+
+/// Compiles `tests/c/NAME.c` into `dir` (statically when asked, so the
+/// dynamic loader's own reads do not blur byte counts).
+fn compile(dir: &TempDir, name: &str, statically: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
+    let out = dir.join(name);
+    let mut cc = Command::new("cc");
+    cc.args(["-O2", "-pthread", "-o"]).arg(&out).arg(&src);
+    if statically {
+        cc.arg("-static");
+    }
+    let r = cc.output().expect("run cc");
+    assert!(r.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&r.stderr));
+    out
+}
+
+/// Per-syscall call counts from `strace -f -c` (all personalities summed).
+fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> BTreeMap<String, u64> {
+    let out = dir.join("strace.out");
+    let r = Command::new("strace")
+        .args(["-f", "-c", "-U", "name,calls", "-o"])
+        .arg(&out)
+        .arg(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strace");
+    assert!(r.status.code().is_some(), "strace itself failed: {}", String::from_utf8_lossy(&r.stderr));
+    let text = std::fs::read_to_string(&out).expect("strace summary");
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [name, calls] = f[..] {
+            if let (true, Ok(n)) = (name != "total", calls.parse::<u64>()) {
+                *counts.entry(name.to_owned()).or_insert(0) += n;
+            }
+        }
+    }
+    assert!(!counts.is_empty(), "no counts in strace output:\n{text}");
+    counts
+}
+
+/// The series of one family, keyed by syscall name.
+fn family(values: &BTreeMap<String, f64>, fam: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{fam}{{scall=\"");
+    values
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.strip_suffix("\"}")?.to_owned(), *v as u64)))
+        .collect()
+}
+
+fn tau_strace(socket: &Path, extra: &[&str], prog: &Path, args: &[&str]) -> Output {
+    Command::new(bin("tau_strace"))
+        .arg("-u")
+        .arg(socket)
+        .args(extra)
+        .arg("--")
+        .arg(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tau_strace")
+}
+
+/// Waits until the proxy's hit counts equal `want` (they arrive with the
+/// final push) and returns every value.
+fn wait_hits(proxy: &Proxy, want: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    let mut last = BTreeMap::new();
+    wait_for(Duration::from_secs(10), || {
+        last = proxy.values();
+        (family(&last, "strace_hits_total") == *want).then_some(())
+    });
+    last
+}
+
+/// Runs `prog` under strace and under tau_strace, asserts equal hits and
+/// the same exit code; returns tau_strace's output and the proxy's values.
+fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Output, BTreeMap<String, f64>) {
+    let dir = TempDir::new("strace");
+    let prog = compile(&dir, name, statically);
+    let args: Vec<String> = args.iter().map(|a| a.replace("$DIR", &dir.path().to_string_lossy())).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let want = strace_counts(&prog, &args, &dir);
+    let untraced = Command::new(&prog).args(&args).stdin(Stdio::null()).output().expect("run untraced");
+    let proxy = Proxy::start();
+    let out = tau_strace(&proxy.socket, extra, &prog, &args);
+    assert_eq!(
+        out.status.code(),
+        untraced.status.code(),
+        "{name}: exit code; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, untraced.stdout, "{name}: output differs under tau_strace");
+    let values = wait_hits(&proxy, &want);
+    assert_eq!(
+        family(&values, "strace_hits_total"),
+        want,
+        "{name}: per-syscall calls (left: tau_strace, right: strace -f -c)"
+    );
+    (out, values)
+}
+
+#[test]
+fn single_threaded_counts_and_bytes_match() {
+    let (out, v) = compare("strace_io", true, &["$DIR"], &[]);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = family(&v, "strace_size_total");
+    let want: BTreeMap<String, u64> = [
+        ("read", 3584),
+        ("write", 10100),
+        ("pwrite64", 300),
+        ("pread64", 200),
+        ("writev", 900),
+        ("readv", 900),
+        ("sendto", 256),
+        ("recvfrom", 256),
+        ("sendmsg", 40),
+        ("recvmsg", 40),
+        ("sendfile", 1000),
+        ("splice", 100),
+        ("copy_file_range", 500),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(size, want, "bytes per I/O syscall");
+    // Time is exported in seconds, for every syscall seen.
+    let time = family(&v, "strace_time_total");
+    assert_eq!(time.keys().collect::<Vec<_>>(), family(&v, "strace_hits_total").keys().collect::<Vec<_>>());
+    assert!(v["strace_time_total{scall=\"getppid\"}"] < 1.0);
+}
+
+#[test]
+fn multi_threaded_counts_match() {
+    let (_, v) = compare("strace_threads", false, &[], &[]);
+    assert_eq!(v["strace_hits_total{scall=\"getppid\"}"], 200.0);
+    assert_eq!(v["strace_size_total{scall=\"write\"}"], 20000.0);
+}
+
+#[test]
+fn forking_counts_and_exit_code_match() {
+    let (out, v) = compare("strace_fork", false, &[], &[]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(v["strace_hits_total{scall=\"getppid\"}"], 22.0);
+}
+
+#[test]
+fn exec_from_main_and_from_a_thread_counts_match() {
+    let (out, v) = compare("strace_exec", false, &[], &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(v["strace_hits_total{scall=\"execve\"}"], 3.0);
+    assert_eq!(v["strace_hits_total{scall=\"getppid\"}"], 4.0);
+}
+
+#[test]
+fn i386_syscalls_are_named_from_their_table() {
+    let (out, v) = compare("strace_i386", true, &[], &[]);
+    assert_eq!(out.stdout, b"hello int80\n");
+    assert_eq!(v["strace_hits_total{scall=\"getpid\"}"], 4.0);
+    assert_eq!(v["strace_size_total{scall=\"write\"}"], 12.0);
+}
+
+#[test]
+fn signals_and_job_control_behave_as_untraced() {
+    let (out, _) = compare("strace_signals", false, &[], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "usr1=3 stopped=1 continued=1 child=7\n");
+}
+
+#[test]
+fn default_scheduling_opt_out_keeps_counts() {
+    compare("strace_threads", false, &[], &["--no-idle-sched"]);
+}
+
+#[test]
+fn only_traces_the_chosen_syscalls() {
+    let dir = TempDir::new("strace-only");
+    let prog = compile(&dir, "strace_threads", false);
+    let proxy = Proxy::start();
+    let out = tau_strace(&proxy.socket, &["--only", "write,getppid"], &prog, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: BTreeMap<String, u64> = [("getppid".to_owned(), 200), ("write".to_owned(), 200)].into();
+    let v = wait_hits(&proxy, &want);
+    assert_eq!(family(&v, "strace_hits_total"), want);
+    assert_eq!(v["strace_size_total{scall=\"write\"}"], 20000.0);
+
+    let bad = tau_strace(&proxy.socket, &["--only", "write,nosuchcall"], &prog, &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr), "tau_strace: unknown syscall name in --only: nosuchcall\n");
+}
+
+#[test]
+fn exit_statuses_are_relayed() {
+    let sock = Path::new("/nonexistent-dir/none.sock");
+    let sh = Path::new("/bin/sh");
+    assert_eq!(tau_strace(sock, &[], sh, &["-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(tau_strace(sock, &[], sh, &["-c", "kill -SEGV $$"]).status.code(), Some(128 + 11));
+    assert_eq!(tau_strace(sock, &[], sh, &["-c", "kill -KILL $$"]).status.code(), Some(128 + 9));
+    let missing = tau_strace(sock, &[], Path::new("no-such-program-here"), &[]);
+    assert_eq!(missing.status.code(), Some(127));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr), "tau_strace: cannot find executable no-such-program-here\n");
+}
+
+#[test]
+fn sigterm_to_the_tracer_reaches_the_command() {
+    let mut child = Command::new(bin("tau_strace"))
+        .args(["-u", "/nonexistent-dir/none.sock", "--", "sleep", "30"])
+        .spawn()
+        .expect("run tau_strace");
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("signal tau_strace");
+    let started = Instant::now();
+    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
+    assert_eq!(status.code(), Some(128 + 15), "sleep was killed by the forwarded SIGTERM");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn absent_proxy_leaves_the_command_untouched() {
+    let dir = TempDir::new("strace-absent");
+    let prog = compile(&dir, "strace_fork", false);
+    let out = tau_strace(&dir.join("no-proxy.sock"), &[], &prog, &[]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn late_proxy_gets_everything_counted_before_it_started() {
+    let dir = TempDir::new("strace-late");
+    let prog = compile(&dir, "strace_late", false);
+    let socket = dir.join("late.sock");
+    let go = dir.join("go");
+    let mut child = Command::new(bin("tau_strace"))
+        .arg("-u")
+        .arg(&socket)
+        .arg("--")
+        .arg(&prog)
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tau_strace");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready");
+    assert_eq!(line, "ready\n");
+    let proxy = Proxy::start_at(TempDir::new("late-proxy"), socket, &[]);
+    // Counted before the proxy existed, pushed once it appears.
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 100.0), 100.0);
+    std::fs::write(&go, b"").expect("create go file");
+    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 150.0), 150.0);
+}
+
+/// `/proc/PID/task/*/status`: (state letter, tracer pid) per thread.
+fn thread_states(pid: u32) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let status = std::fs::read_to_string(e.expect("entry").path().join("status")).unwrap_or_default();
+        let field =
+            |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|s| s.trim().to_owned()).unwrap_or_default();
+        v.push((field("State:"), field("TracerPid:")));
+    }
+    v
+}
+
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn attach_counts_every_thread_and_ctrl_c_detaches_cleanly() {
+    let dir = TempDir::new("strace-attach");
+    let prog = compile(&dir, "strace_attach", false);
+    let progress = dir.join("progress");
+    let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
+    let proxy = Proxy::start();
+    let mut tracer = Command::new(bin("tau_strace"))
+        .arg("-u")
+        .arg(&proxy.socket)
+        .args(["-p", &target.id().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("attach tau_strace");
+    // Both threads are traced: the writer's write and the sleeper's getppid.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let v = proxy.values();
+        let hits = family(&v, "strace_hits_total");
+        (hits.get("write").copied().unwrap_or(0) >= 3 && hits.get("getppid").copied().unwrap_or(0) >= 3).then_some(hits)
+    });
+    assert!(seen.is_some(), "no counts from the attached process: {:?}", proxy.values());
+    let states = thread_states(target.id());
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|(_, tracer_pid)| tracer_pid == &tracer.id().to_string()), "{states:?}");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("Ctrl+C tau_strace");
+    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
+    assert_eq!(status.code(), Some(0));
+    // The target runs on, untraced and not stopped.
+    let states = thread_states(target.id());
+    assert!(
+        states
+            .iter()
+            .all(|(state, tracer_pid)| tracer_pid == "0" && !state.starts_with('T') && !state.starts_with('t')),
+        "{states:?}"
+    );
+    let before = lines_in(&progress);
+    assert!(
+        wait_for(Duration::from_secs(10), || (lines_in(&progress) > before + 3).then_some(())).is_some(),
+        "target stopped making progress"
+    );
+    assert_eq!(target.try_wait().expect("wait target"), None, "target still alive");
+    // Its counts stay with the proxy after the detach.
+    assert!(family(&proxy.values(), "strace_hits_total")["write"] >= 3);
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+#[test]
+fn attach_to_a_missing_process_fails_clearly() {
+    let out = Command::new(bin("tau_strace"))
+        .args(["-u", "/nonexistent-dir/none.sock", "-p", "999999999"])
+        .output()
+        .expect("run tau_strace");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("tau_strace: no process 999999999: "), "{err}");
+}
