@@ -11,9 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod expose;
+mod session;
 mod store;
 mod validate;
 
 pub use expose::{render, Format};
+pub use session::{Session, SessionEnd, Tally};
 pub use store::{CollectorSlot, IngestError, Limits, SeriesId, Store};
 pub use validate::{series_key, validate_desc, NameError};

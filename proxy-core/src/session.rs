@@ -1,0 +1,342 @@
+//! One peer's protocol state machine: bytes in, store changes and reply
+//! bytes out. The daemon only moves bytes between sockets and sessions.
+
+use protocol::{decode_frame, encode_frame, DescInfo, Preamble, Reply, Request, Role, ValueInfo, PREAMBLE_LEN};
+
+use crate::store::{CollectorSlot, IngestError, Store};
+
+/// Replies a peer does not read are dropped beyond this many queued bytes.
+const MAX_QUEUED_REPLY: usize = 64 << 20;
+/// Target payload of one reply frame, well below the frame limit (a single
+/// series, bounded by the name rules, always fits).
+const REPLY_CHUNK_BYTES: usize = 256 * 1024;
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the peer's preamble.
+    Preamble,
+    /// A collector that has not said hello yet.
+    Collector,
+    /// A collector with its store slot.
+    Pushing { slot: CollectorSlot, program: String, pid: u32 },
+    /// A query client.
+    Query,
+    /// A collector that said goodbye; anything more is ignored.
+    Done,
+}
+
+/// Why a session must end; the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The peer broke the protocol: the message says how (logged, counted).
+    Protocol(String),
+    /// The same collector connected again; this connection is stale.
+    Superseded,
+}
+
+/// Frames and bytes received from collectors, for the self metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    dropped_replies: bool,
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        Session::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session { state: State::Preamble, inbuf: Vec::new(), out: Vec::new(), dropped_replies: false }
+    }
+
+    /// Reply bytes to send; the caller drains what it wrote.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Whether replies were dropped because the peer does not read them
+    /// (reported once).
+    pub fn take_dropped_replies(&mut self) -> bool {
+        std::mem::take(&mut self.dropped_replies)
+    }
+
+    /// Who is on the other side, for log lines.
+    pub fn describe(&self) -> String {
+        match &self.state {
+            State::Pushing { program, pid, .. } => format!("collector {program} (pid {pid})"),
+            State::Query => "query client".to_owned(),
+            _ => "peer".to_owned(),
+        }
+    }
+
+    /// Feeds bytes read from the peer and handles every whole frame.
+    pub fn feed(&mut self, bytes: &[u8], store: &mut Store, now: f64, tally: &mut Tally) -> Result<(), SessionEnd> {
+        self.inbuf.extend_from_slice(bytes);
+        if let State::Preamble = self.state {
+            let Some(head) = self.inbuf.get(..PREAMBLE_LEN) else { return Ok(()) };
+            let head: [u8; PREAMBLE_LEN] = head.try_into().expect("slice of preamble length");
+            // Answer first, even on a mismatch, so the peer can say which
+            // version this daemon speaks.
+            self.out.extend_from_slice(&Preamble::new(Role::Daemon).encode());
+            self.inbuf.drain(..PREAMBLE_LEN);
+            self.state = match Preamble::decode(&head) {
+                Ok(p) if p.role == Role::Collector => State::Collector,
+                Ok(p) if p.role == Role::Query => State::Query,
+                Ok(_) => return Err(SessionEnd::Protocol("peer claims to be a daemon".into())),
+                Err(e) => return Err(SessionEnd::Protocol(format!("refused: {e}"))),
+            };
+        }
+        let mut at = 0;
+        let result = loop {
+            let (req, used) = match decode_frame::<Request>(&self.inbuf[at..]) {
+                Ok(Some(d)) => d,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(SessionEnd::Protocol(e.to_string())),
+            };
+            at += used;
+            if matches!(self.state, State::Collector | State::Pushing { .. }) {
+                tally.frames += 1;
+                tally.bytes += used as u64;
+            }
+            if let Err(e) = self.handle(store, req, now) {
+                break Err(e);
+            }
+        };
+        self.inbuf.drain(..at);
+        result
+    }
+
+    /// The connection closed: a collector's gauges leave; its counted
+    /// totals are kept in case it reconnects.
+    pub fn disconnect(&mut self, store: &mut Store, now: f64) {
+        if let State::Pushing { slot, .. } = self.state {
+            store.disconnect(slot, now);
+        }
+        self.state = State::Done;
+    }
+
+    fn handle(&mut self, store: &mut Store, req: Request, now: f64) -> Result<(), SessionEnd> {
+        if let State::Pushing { slot, .. } = self.state {
+            if !store.is_current(slot) {
+                return Err(SessionEnd::Superseded);
+            }
+        }
+        match (&self.state, req) {
+            (State::Collector, Request::Hello { identity }) => {
+                let (pid, program) = (identity.pid, identity.program.clone());
+                let (slot, resumed) = store.hello(identity);
+                log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
+                self.state = State::Pushing { slot, program, pid };
+            }
+            (State::Pushing { slot, .. }, Request::Register { id, desc }) => {
+                if let Err(e) = store.register(*slot, id, &desc) {
+                    self.errors(vec![e]);
+                }
+            }
+            (State::Pushing { slot, .. }, Request::Update { samples }) => {
+                let errors = store.update(*slot, &samples, now);
+                self.errors(errors);
+            }
+            (State::Pushing { slot, .. }, Request::Resync { samples }) => {
+                let errors = store.resync(*slot, &samples, now);
+                self.errors(errors);
+            }
+            (State::Pushing { slot, .. }, Request::Goodbye) => {
+                store.goodbye(*slot, now);
+                self.state = State::Done;
+            }
+            (State::Query, Request::List) => self.descs(store.descs()),
+            (State::Query, Request::Values) => self.values(store.generation(), store.values()),
+            (State::Query, Request::Get { names }) => match store.get(&names) {
+                Ok(values) => self.values(store.generation(), values),
+                Err(names) => self.reply(&Reply::Unknown { names }),
+            },
+            (State::Query, Request::Changes { since }) => self.values(store.generation(), store.changes(since)),
+            (State::Done, _) => {}
+            (state, req) => {
+                return Err(SessionEnd::Protocol(format!(
+                    "out-of-order frame: {} is not valid in state {}",
+                    request_name(&req),
+                    state_name(state)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn errors(&mut self, errors: Vec<IngestError>) {
+        let Some(first) = errors.first() else { return };
+        let message = if errors.len() > 1 {
+            format!("{} (and {} more errors in this request)", first.message, errors.len() - 1)
+        } else {
+            first.message.clone()
+        };
+        self.reply(&Reply::Error { id: first.id, message });
+    }
+
+    fn values(&mut self, generation: u64, values: Vec<ValueInfo>) {
+        let chunks = chunk_by_size(&values, |v| v.name.len() + 24);
+        let n = chunks.len();
+        for (i, c) in chunks.into_iter().enumerate() {
+            self.reply(&Reply::Values { generation, values: c.to_vec(), last: i + 1 == n });
+        }
+    }
+
+    fn descs(&mut self, descs: Vec<DescInfo>) {
+        let chunks = chunk_by_size(&descs, |d| d.name.len() + d.help.len() + 8);
+        let n = chunks.len();
+        for (i, c) in chunks.into_iter().enumerate() {
+            self.reply(&Reply::Descs { descs: c.to_vec(), last: i + 1 == n });
+        }
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        if self.out.len() > MAX_QUEUED_REPLY {
+            self.dropped_replies = true;
+            return;
+        }
+        if let Err(e) = encode_frame(reply, &mut self.out) {
+            // Only a reply over the frame limit can fail: say so instead.
+            let msg = Reply::Error { id: None, message: format!("reply too large: {e}") };
+            let _ = encode_frame(&msg, &mut self.out);
+        }
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Hello { .. } => "Hello",
+        Request::Register { .. } => "Register",
+        Request::Update { .. } => "Update",
+        Request::Resync { .. } => "Resync",
+        Request::Goodbye => "Goodbye",
+        Request::List => "List",
+        Request::Values => "Values",
+        Request::Get { .. } => "Get",
+        Request::Changes { .. } => "Changes",
+    }
+}
+
+fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Preamble => "preamble",
+        State::Collector => "collector-before-hello",
+        State::Pushing { .. } => "collector",
+        State::Query => "query",
+        State::Done => "done",
+    }
+}
+
+/// Splits `items` into runs whose estimated encoded size stays near
+/// [`REPLY_CHUNK_BYTES`]; always at least one (possibly empty) run.
+fn chunk_by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if bytes + n > REPLY_CHUNK_BYTES && i > start {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
+    }
+    out.push(&items[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Limits;
+    use protocol::{Desc, Identity, Sample, Value};
+
+    fn frames(reqs: &[Request]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in reqs {
+            encode_frame(r, &mut out).unwrap();
+        }
+        out
+    }
+
+    fn replies(s: &mut Session) -> Vec<Reply> {
+        let mut out = Vec::new();
+        let buf = std::mem::take(s.output());
+        let mut at = PREAMBLE_LEN.min(buf.len());
+        while let Some((r, used)) = decode_frame::<Reply>(&buf[at..]).unwrap() {
+            out.push(r);
+            at += used;
+        }
+        out
+    }
+
+    fn collector_bytes(reqs: &[Request]) -> Vec<u8> {
+        let mut b = Preamble::new(Role::Collector).encode().to_vec();
+        b.extend(frames(reqs));
+        b
+    }
+
+    #[test]
+    fn byte_by_byte_feeding_gives_the_same_result() {
+        let id = Identity { pid: 1, start_time: 0, nonce: 9, program: "p".into() };
+        let bytes = collector_bytes(&[
+            Request::Hello { identity: id },
+            Request::Register { id: 0, desc: Desc::counter("x_total", &[], "x") },
+            Request::Update { samples: vec![Sample { id: 0, value: Value::Int(7) }] },
+        ]);
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::new();
+        let mut tally = Tally::default();
+        for b in &bytes {
+            s.feed(std::slice::from_ref(b), &mut st, 1.0, &mut tally).unwrap();
+        }
+        assert_eq!(st.get(&["x_total".into()]).unwrap()[0].value, 7.0);
+        assert_eq!((tally.frames, tally.bytes), (3, (bytes.len() - PREAMBLE_LEN) as u64));
+        assert_eq!(s.describe(), "collector p (pid 1)");
+    }
+
+    #[test]
+    fn large_replies_are_split_and_marked() {
+        let mut st = Store::new(Limits::default());
+        let (slot, _) = st.hello(Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() });
+        let long = "v".repeat(3000);
+        for i in 0..300 {
+            st.register(slot, i, &Desc::counter("x_total", &[("i", &i.to_string()), ("l", &long)], "x")).unwrap();
+        }
+        let mut s = Session::new();
+        let mut b = Preamble::new(Role::Query).encode().to_vec();
+        b.extend(frames(&[Request::Values]));
+        s.feed(&b, &mut st, 1.0, &mut Tally::default()).unwrap();
+        let r = replies(&mut s);
+        assert!(r.len() > 1, "{} frames", r.len());
+        let mut total = 0;
+        for (i, reply) in r.iter().enumerate() {
+            let Reply::Values { values, last, .. } = reply else { panic!("{reply:?}") };
+            assert_eq!(*last, i + 1 == r.len());
+            total += values.len();
+        }
+        assert_eq!(total, 300);
+    }
+
+    #[test]
+    fn out_of_order_frames_end_the_session() {
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::new();
+        let b = collector_bytes(&[Request::List]);
+        assert_eq!(
+            s.feed(&b, &mut st, 1.0, &mut Tally::default()),
+            Err(SessionEnd::Protocol("out-of-order frame: List is not valid in state collector-before-hello".into()))
+        );
+    }
+}
