@@ -1,6 +1,7 @@
 //! `tau_metric_proxy`: the node daemon. Parses flags, binds both servers, runs.
 #![forbid(unsafe_code)]
 
+mod access;
 mod http;
 mod server;
 mod socket;
@@ -37,6 +38,12 @@ struct Cli {
     /// Most series one collector may register
     #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
     max_series_per_collector: usize,
+    /// Also let this user connect to the socket (name or uid; repeat or comma separate)
+    #[arg(long = "allow-uid", value_name = "USER", value_delimiter = ',')]
+    allow_uid: Vec<String>,
+    /// Also let members of this group connect to the socket (name or gid; repeat or comma separate)
+    #[arg(long = "allow-group", value_name = "GROUP", value_delimiter = ',')]
+    allow_group: Vec<String>,
     /// Log more (repeat for even more)
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -75,10 +82,12 @@ fn init_logging(cli: &Cli) {
 fn run(cli: Cli) -> Result<(), String> {
     let path = client::socket_path(cli.unix);
     let limits = Limits { max_series: cli.max_series, max_series_per_collector: cli.max_series_per_collector };
+    let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
+    raise_fd_limit();
     let store = Arc::new(Mutex::new(Store::new(limits)));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.
-    let listener = socket::bind(&path)?;
+    let listener = socket::bind(&path, access.is_shared())?;
     let http = match http::Http::start(cli.bind, cli.port, store.clone(), selfm) {
         Ok(h) => h,
         Err(e) => {
@@ -87,9 +96,22 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     };
     log::info!("UNIX push gateway running on {}", path.display());
-    let result = server::Server::new(listener, store, selfm).and_then(|s| s.run());
+    if access.is_shared() {
+        log::info!("socket also open to {}", access.describe());
+    }
+    let result = server::Server::new(listener, store, selfm, access).and_then(|s| s.run());
     http.stop();
     socket::remove(&path);
     log::info!("tau_metric_proxy stopped");
     result
+}
+
+/// Every collector holds a connection: allow as many as the hard limit lets.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            log::debug!("cannot raise the open file limit from {soft} to {hard}");
+        }
+    }
 }

@@ -9,6 +9,8 @@ use mio::{Events, Interest, Poll, Token};
 use parking_lot::Mutex;
 use protocol::Desc;
 use proxy_core::{SeriesId, Session, SessionEnd, Store, Tally};
+
+use crate::access::Access;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -25,6 +27,7 @@ pub(crate) struct SelfMetrics {
     frames: SeriesId,
     bytes: SeriesId,
     protocol_errors: SeriesId,
+    refused_connections: SeriesId,
     /// Scrapes answered in text 0.0.4 and in OpenMetrics.
     pub(crate) scrapes_text: SeriesId,
     pub(crate) scrapes_openmetrics: SeriesId,
@@ -45,6 +48,11 @@ impl SelfMetrics {
                 "tau_metric_proxy_protocol_errors_total",
                 &[],
                 "Connections closed because they broke the protocol",
+            )),
+            refused_connections: reg(Desc::counter(
+                "tau_metric_proxy_refused_connections_total",
+                &[],
+                "Connections refused because the peer's user may not use the proxy",
             )),
             scrapes_text: reg(Desc::counter(
                 "tau_metric_proxy_scrapes_total",
@@ -92,6 +100,7 @@ pub(crate) struct Server {
     selfm: SelfMetrics,
     /// Per-wakeup tallies added to the self metrics in one go.
     tally: Tally,
+    access: Access,
 }
 
 impl Server {
@@ -99,6 +108,7 @@ impl Server {
         mut listener: UnixListener,
         store: Arc<Mutex<Store>>,
         selfm: SelfMetrics,
+        access: Access,
     ) -> Result<Server, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
         let mut signals =
@@ -116,6 +126,7 @@ impl Server {
             store,
             selfm,
             tally: Tally::default(),
+            access,
         })
     }
 
@@ -180,6 +191,19 @@ impl Server {
     }
 
     fn add_conn(&mut self, mut stream: UnixStream) {
+        if let Err(peer) = self.access.check(&stream) {
+            match peer {
+                Some(p) => log::warn!(
+                    "refused connection from uid {} (pid {}): only the proxy's user may connect \
+                     (see --allow-uid and --allow-group)",
+                    p.uid,
+                    p.pid
+                ),
+                None => log::warn!("refused connection: cannot read the peer's credentials"),
+            }
+            self.store.lock().internal_add(self.selfm.refused_connections, 1, now());
+            return;
+        }
         let i = self.free.pop().unwrap_or(self.conns.len());
         if let Err(e) = self.poll.registry().register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE) {
             log::warn!("cannot register a connection: {e}");

@@ -8,7 +8,10 @@ use std::path::Path;
 use nix::sys::stat::{umask, Mode};
 
 /// Binds `path`, replacing a stale socket left by a dead proxy.
-pub(crate) fn bind(path: &Path) -> Result<mio::net::UnixListener, String> {
+///
+/// The socket is owner-only, unless `shared`: then anyone may connect and
+/// the peer credential check of every connection decides.
+pub(crate) fn bind(path: &Path, shared: bool) -> Result<mio::net::UnixListener, String> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
         Ok(md) => {
@@ -32,7 +35,7 @@ pub(crate) fn bind(path: &Path) -> Result<mio::net::UnixListener, String> {
         Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
     }
     // Owner-only from the start: no window in which others could connect.
-    let old = umask(Mode::from_bits_truncate(0o177));
+    let old = umask(Mode::from_bits_truncate(if shared { 0o111 } else { 0o177 }));
     let bound = mio::net::UnixListener::bind(path);
     umask(old);
     bound.map_err(|e| format!("cannot bind UNIX socket {shown}: {e}"))

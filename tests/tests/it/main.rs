@@ -18,6 +18,9 @@ mod http;
 /// `tau_metric_client`: every flag and output format, tracking, errors.
 mod client_cli;
 
+/// Who may connect: owner-only socket, `--allow-uid`, `--allow-group`.
+mod access;
+
 /// `tau_metric_proxy_run` core: exit statuses, counting, absent proxy.
 mod launcher;
 
