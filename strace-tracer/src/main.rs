@@ -31,7 +31,12 @@ use tracer::{Action, Inspect, Outcome, Tracer};
 /// Trace a command (or attach to a process) and push per-syscall counters
 /// to tau_metric_proxy.
 #[derive(Parser, Debug)]
-#[command(name = "tau_strace", version, about)]
+#[command(
+    name = "tau_strace",
+    version,
+    about,
+    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID"
+)]
 struct Cli {
     /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
     /// /tmp/tau_metric_proxy.<uid>.unix]
@@ -203,8 +208,9 @@ fn push_loop(
         }
         exporter.update(&counts.snapshot());
         if done {
-            let sent = exporter.finish() == client::PushState::Sent;
-            if !sent {
+            if exporter.finish() == client::PushState::Sent {
+                log::info!("final counts pushed to tau_metric_proxy on {}", socket.display());
+            } else {
                 log::info!("tau_metric_proxy not reachable on {}: final counts not pushed", socket.display());
             }
             return;

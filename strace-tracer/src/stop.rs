@@ -12,10 +12,10 @@ pub(crate) enum Stop {
     /// `execve` succeeded; the event message holds the former thread id.
     Exec,
     /// Group-stop of a seized tracee (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU).
-    GroupStop(i32),
+    Group(i32),
     /// `PTRACE_EVENT_STOP` that is not a group-stop: `PTRACE_INTERRUPT`,
     /// the first stop of a new child, or the wake-up after `PTRACE_LISTEN`.
-    EventStop,
+    Trap,
     /// Signal-delivery stop: the signal is pending for the tracee.
     Signal(i32),
     /// Another ptrace event (not requested; resumed as is).
@@ -59,8 +59,8 @@ impl Stop {
             PTRACE_EVENT_EXEC => Stop::Exec,
             PTRACE_EVENT_SECCOMP => Stop::Seccomp,
             PTRACE_EVENT_STOP => match sig {
-                SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => Stop::GroupStop(sig),
-                _ => Stop::EventStop,
+                SIGSTOP | SIGTSTP | SIGTTIN | SIGTTOU => Stop::Group(sig),
+                _ => Stop::Trap,
             },
             e => Stop::OtherEvent(e),
         }
@@ -93,9 +93,9 @@ mod tests {
         assert_eq!(Stop::decode(stopped(SIGTRAP, 4)), Stop::Exec);
         assert_eq!(Stop::decode(stopped(SIGTRAP, 7)), Stop::Seccomp);
         assert_eq!(Stop::decode(stopped(SIGTRAP, 6)), Stop::OtherEvent(6));
-        assert_eq!(Stop::decode(stopped(SIGTRAP, 128)), Stop::EventStop);
-        assert_eq!(Stop::decode(stopped(SIGSTOP, 128)), Stop::GroupStop(SIGSTOP));
-        assert_eq!(Stop::decode(stopped(SIGTSTP, 128)), Stop::GroupStop(SIGTSTP));
+        assert_eq!(Stop::decode(stopped(SIGTRAP, 128)), Stop::Trap);
+        assert_eq!(Stop::decode(stopped(SIGSTOP, 128)), Stop::Group(SIGSTOP));
+        assert_eq!(Stop::decode(stopped(SIGTSTP, 128)), Stop::Group(SIGTSTP));
         assert_eq!(Stop::decode(stopped(SIGSTOP, 0)), Stop::Signal(SIGSTOP));
         assert_eq!(Stop::decode(stopped(10, 0)), Stop::Signal(10));
         // A real SIGTRAP (not a syscall stop) is a signal to deliver.

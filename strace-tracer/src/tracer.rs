@@ -154,11 +154,11 @@ impl Tracer {
                 }
                 self.resume(pid, 0)
             }
-            Stop::GroupStop(_) => {
+            Stop::Group(_) => {
                 self.add_thread(pid);
                 Action::Listen
             }
-            Stop::EventStop | Stop::OtherEvent(_) => {
+            Stop::Trap | Stop::OtherEvent(_) => {
                 self.add_thread(pid);
                 self.resume(pid, 0)
             }
@@ -314,8 +314,8 @@ mod tests {
         let (mut t, _) = setup(false, None);
         let mut s = Script::default();
         assert_eq!(t.on_stop(100, Stop::Signal(10), 0, &mut s), Action::Syscall(10));
-        assert_eq!(t.on_stop(100, Stop::GroupStop(19), 0, &mut s), Action::Listen);
-        assert_eq!(t.on_stop(100, Stop::EventStop, 0, &mut s), Action::Syscall(0));
+        assert_eq!(t.on_stop(100, Stop::Group(19), 0, &mut s), Action::Listen);
+        assert_eq!(t.on_stop(100, Stop::Trap, 0, &mut s), Action::Syscall(0));
         assert_eq!(t.on_stop(100, Stop::Killed(9), 0, &mut s), Action::Gone);
         assert_eq!(t.outcome().map(Outcome::code), Some(137));
     }
@@ -347,7 +347,7 @@ mod tests {
     fn seccomp_mode_stops_only_inside_selected_calls() {
         let (mut t, c) = setup(true, Some(&["write"]));
         let mut s = Script::default();
-        assert_eq!(t.on_stop(100, Stop::EventStop, 0, &mut s), Action::Cont(0));
+        assert_eq!(t.on_stop(100, Stop::Trap, 0, &mut s), Action::Cont(0));
         s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 1 });
         assert_eq!(t.on_stop(100, Stop::Seccomp, 0, &mut s), Action::Syscall(0));
         // A signal arriving inside the call keeps syscall tracing on.
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn detach_keeps_pending_signals() {
         assert_eq!(detach_signal(Stop::Signal(15)), 15);
-        assert_eq!(detach_signal(Stop::GroupStop(19)), 0);
+        assert_eq!(detach_signal(Stop::Group(19)), 0);
         assert_eq!(detach_signal(Stop::Syscall), 0);
     }
 }

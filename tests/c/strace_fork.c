@@ -1,6 +1,7 @@
 /* Forking: a fork child, a vfork child and a grandchild, each making a
  * known number of getppid calls; the parent waits for all and exits with
  * the sum of their exit codes (1 + 2 + 3 = 6). */
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,13 @@ static void calls(int n) {
 
 int main(void) {
     int total = 0, st;
+    /* A traced process sees even ignored signals: a SIGCHLD landing while
+     * it waits for another child would interrupt and restart the wait4 (a
+     * second call) at a timing-dependent moment. Blocked, it cannot. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
     pid_t a = fork();
     if (a == 0) {
         calls(10);

@@ -339,3 +339,45 @@ fn attach_to_a_missing_process_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("tau_strace: no process 999999999: "), "{err}");
 }
+
+#[test]
+fn attach_with_only_counts_just_those_calls_and_sigterm_detaches() {
+    let dir = TempDir::new("strace-attach-only");
+    let prog = compile(&dir, "strace_attach", false);
+    let progress = dir.join("progress");
+    let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
+    let proxy = Proxy::start();
+    let mut tracer = Command::new(bin("tau_strace"))
+        .arg("-u")
+        .arg(&proxy.socket)
+        .args(["--only", "getppid", "-p", &target.id().to_string()])
+        .spawn()
+        .expect("attach tau_strace");
+    let seen = wait_for(Duration::from_secs(10), || {
+        let hits = family(&proxy.values(), "strace_hits_total");
+        (hits.get("getppid").copied().unwrap_or(0) >= 3).then_some(hits)
+    })
+    .expect("getppid counted");
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["getppid"]);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM tau_strace");
+    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
+    assert_eq!(status.code(), Some(0));
+    let before = lines_in(&progress);
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > before + 3).then_some(())).is_some());
+    assert!(thread_states(target.id()).iter().all(|(_, tracer_pid)| tracer_pid == "0"));
+    assert_eq!(family(&proxy.values(), "strace_hits_total").keys().collect::<Vec<_>>(), ["getppid"]);
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+#[test]
+fn verbose_reports_the_final_push() {
+    let proxy = Proxy::start();
+    let out = tau_strace(&proxy.socket, &["-v"], Path::new("/bin/true"), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("final counts pushed to tau_metric_proxy on {}", proxy.socket.display())), "{err}");
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"execve\"}", 1.0), 1.0);
+}
