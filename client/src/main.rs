@@ -2,57 +2,17 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod promconfig;
+mod tool_cli;
 mod track;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use client::{GetResult, QueryClient};
 use output::Format;
-
-/// tau_metric_proxy client
-#[derive(Debug, Parser)]
-#[command(name = "tau_metric_client", version)]
-#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list"]))]
-pub(crate) struct Cli {
-    /// File to store the result to
-    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
-    output: Option<PathBuf>,
-    /// Path to the tau_metric_proxy UNIX socket
-    #[arg(short = 'u', long = "unix", value_name = "UNIX")]
-    unix: Option<PathBuf>,
-    /// Sampling frequency in Hz (for data retrieval)
-    #[arg(short = 'F', long = "freq", value_name = "FREQ", default_value_t = 1.0, value_parser = parse_freq)]
-    freq: f64,
-    /// Output format [default: md, json when tracking]
-    #[arg(short = 'f', long = "format", value_enum)]
-    format: Option<Format>,
-    /// List metrics in the tau_metric_proxy
-    #[arg(short = 'l', long = "list")]
-    list: bool,
-    /// List all values in the tau_metric_proxy
-    #[arg(short = 'v', long = "values")]
-    values: bool,
-    /// Get values by name (comma separated)
-    #[arg(short = 'g', long = "get", value_name = "GET")]
-    get: Option<String>,
-    /// Track all non-null counters over time
-    #[arg(short = 't', long = "track")]
-    track: bool,
-    /// Track a given list of values over time (comma separated)
-    #[arg(short = 'T', long = "track-list", value_name = "TRACK_LIST")]
-    track_list: Option<String>,
-}
-
-fn parse_freq(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 && f <= 1_000_000.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a frequency in Hz (a number above 0, at most 1000000)")),
-    }
-}
+use tool_cli::Cli;
 
 /// Splits a comma separated list of series names. Commas inside a label
 /// set (`a{x="1",y="2"}`) or a quoted label value do not split.
@@ -127,6 +87,10 @@ impl From<client::Error> for Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(nodes) = &cli.prometheus_config {
+        let text = promconfig::generate(nodes, cli.prometheus_rules.as_deref()).map_err(Failure::Usage)?;
+        return write_output(cli.output.as_deref(), &text);
+    }
     let path = client::socket_path(cli.unix.clone());
     let timeout = Duration::from_secs(10);
     if cli.track || cli.track_list.is_some() {

@@ -21,14 +21,7 @@ struct ValueOut<'a> {
     value: Value,
 }
 
-/// Output format chosen with `-f`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
-    Md,
-    Json,
-    Yaml,
-    Txt,
-}
+pub(crate) use crate::tool_cli::Format;
 
 /// Inner width of the markdown title box.
 const BOX_WIDTH: usize = 69;

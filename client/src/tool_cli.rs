@@ -1,0 +1,64 @@
+//! The command line of `tau_metric_client`, alone in its file so that
+//! `cargo xtask dist` can build the man page and completions from it.
+
+use std::path::PathBuf;
+
+/// tau_metric_proxy client
+#[derive(Debug, clap::Parser)]
+#[command(name = "tau_metric_client", version)]
+#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config"]))]
+pub(crate) struct Cli {
+    /// File to store the result to
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
+    pub(crate) output: Option<PathBuf>,
+    /// Path to the tau_metric_proxy UNIX socket
+    #[arg(short = 'u', long = "unix", value_name = "UNIX")]
+    pub(crate) unix: Option<PathBuf>,
+    /// Sampling frequency in Hz (for data retrieval)
+    #[arg(short = 'F', long = "freq", value_name = "FREQ", default_value_t = 1.0, value_parser = parse_freq)]
+    pub(crate) freq: f64,
+    /// Output format [default: md, json when tracking]
+    #[arg(short = 'f', long = "format", value_enum)]
+    pub(crate) format: Option<Format>,
+    /// List metrics in the tau_metric_proxy
+    #[arg(short = 'l', long = "list")]
+    pub(crate) list: bool,
+    /// List all values in the tau_metric_proxy
+    #[arg(short = 'v', long = "values")]
+    pub(crate) values: bool,
+    /// Get values by name (comma separated)
+    #[arg(short = 'g', long = "get", value_name = "GET")]
+    pub(crate) get: Option<String>,
+    /// Track all non-null counters over time
+    #[arg(short = 't', long = "track")]
+    pub(crate) track: bool,
+    /// Track a given list of values over time (comma separated)
+    #[arg(short = 'T', long = "track-list", value_name = "TRACK_LIST")]
+    pub(crate) track_list: Option<String>,
+    /// Print a prometheus.yml scraping the proxy of every node in NODES: a
+    /// comma list (node1,node2:9000), a SLURM node list (node[01-04,07],gpu1)
+    /// or @FILE, a hostfile with one host per line (@- reads stdin); the port
+    /// defaults to 1337
+    #[arg(long = "prometheus-config", value_name = "NODES")]
+    pub(crate) prometheus_config: Option<String>,
+    /// With --prometheus-config: load this recording-rules file (the shipped
+    /// share/tau_metric_proxy/prometheus/tau_metric_proxy.rules.yml)
+    #[arg(long = "prometheus-rules", value_name = "FILE", requires = "prometheus_config")]
+    pub(crate) prometheus_rules: Option<PathBuf>,
+}
+
+/// Output format chosen with `-f`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Md,
+    Json,
+    Yaml,
+    Txt,
+}
+
+fn parse_freq(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1_000_000.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a frequency in Hz (a number above 0, at most 1000000)")),
+    }
+}
