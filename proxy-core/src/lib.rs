@@ -12,10 +12,12 @@
 
 mod expose;
 mod session;
+mod snapshot;
 mod store;
 mod validate;
 
 pub use expose::{render, Format};
 pub use session::{Session, SessionEnd, Tally};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use store::{CollectorSlot, IngestError, Limits, SeriesId, Store};
 pub use validate::{series_key, validate_desc, NameError};

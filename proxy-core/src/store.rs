@@ -59,6 +59,10 @@ impl std::fmt::Display for IngestError {
 #[derive(Debug)]
 pub(crate) struct Series {
     pub(crate) key: String,
+    /// Index of the family in [`Store::families`].
+    family: u32,
+    /// Label pairs, sorted by name (unescaped).
+    labels: Vec<(String, String)>,
     pub(crate) kind: Kind,
     scale: Scale,
     /// Sum of integer counter deltas, in units of `scale`.
@@ -80,6 +84,14 @@ impl Series {
 
     pub(crate) fn int(&self) -> u64 {
         self.int
+    }
+
+    pub(crate) fn float(&self) -> f64 {
+        self.float
+    }
+
+    pub(crate) fn ts(&self) -> f64 {
+        self.ts
     }
 
     pub(crate) fn value(&self) -> f64 {
@@ -311,8 +323,12 @@ impl Store {
             }
         };
         let sid = self.series.len() as SeriesId;
+        let mut labels = desc.labels.clone();
+        labels.sort();
         self.series.push(Series {
             key: key.clone(),
+            family: fam,
+            labels,
             kind: desc.kind,
             scale: desc.scale,
             int: 0,
@@ -489,6 +505,70 @@ impl Store {
         self.generation += 1;
         s.ts = now;
         s.changed = self.generation;
+    }
+
+    /// The description a series was registered with (labels sorted).
+    pub(crate) fn desc_of(&self, sid: SeriesId) -> Desc {
+        let s = &self.series[sid as usize];
+        let fam = &self.families[s.family as usize];
+        Desc { name: fam.name.clone(), labels: s.labels.clone(), help: fam.help.clone(), kind: s.kind, scale: s.scale }
+    }
+
+    /// Every remembered collector with, per id, its series and what was
+    /// counted of it.
+    pub(crate) fn collectors(
+        &self,
+    ) -> impl Iterator<Item = (&Identity, impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_)> {
+        self.collectors.iter().flatten().map(|c| {
+            let counted = c
+                .ids
+                .iter()
+                .zip(&c.counted)
+                .enumerate()
+                .filter_map(|(id, (sid, k))| sid.map(|sid| (id as u32, sid, k.int, k.float)));
+            (&c.identity, counted)
+        })
+    }
+
+    /// Sets a restored counter's totals.
+    pub(crate) fn restore_counter(&mut self, sid: SeriesId, int: u64, float: f64, ts: f64) {
+        let s = &mut self.series[sid as usize];
+        s.int = int;
+        s.float = float;
+        s.ts = ts;
+        self.generation += 1;
+        s.changed = self.generation;
+    }
+
+    /// Re-creates a disconnected collector with what was counted of it.
+    pub(crate) fn restore_collector(
+        &mut self,
+        identity: Identity,
+        counted: Vec<(u32, SeriesId, u64, f64)>,
+    ) -> Result<(), String> {
+        let (slot, resumed) = self.hello(identity);
+        if resumed {
+            return Err("corrupt: a collector appears twice".into());
+        }
+        let limit = self.limits.max_series_per_collector;
+        let c = self.collector_mut(slot).map_err(|e| e.message)?;
+        for (id, sid, int, float) in counted {
+            let i = id as usize;
+            if i >= limit {
+                return Err(format!("corrupt: series id {id} beyond the per-collector limit"));
+            }
+            if c.ids.len() <= i {
+                c.ids.resize(i + 1, None);
+                c.counted.resize(i + 1, Counted::default());
+            }
+            if c.ids[i].is_none() {
+                c.registered += 1;
+            }
+            c.ids[i] = Some(sid);
+            c.counted[i] = Counted { int, float };
+        }
+        c.connected = false;
+        Ok(())
     }
 
     /// Every series description, ordered by name.

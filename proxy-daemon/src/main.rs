@@ -5,6 +5,7 @@ mod access;
 mod http;
 mod server;
 mod socket;
+mod state;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -38,6 +39,12 @@ struct Cli {
     /// Most series one collector may register
     #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
     max_series_per_collector: usize,
+    /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
+    #[arg(long = "state", value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Seconds between two saves of the state file
+    #[arg(long = "state-interval", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    state_interval: u64,
     /// Also let this user connect to the socket (name or uid; repeat or comma separate)
     #[arg(long = "allow-uid", value_name = "USER", value_delimiter = ',')]
     allow_uid: Vec<String>,
@@ -84,7 +91,14 @@ fn run(cli: Cli) -> Result<(), String> {
     let limits = Limits { max_series: cli.max_series, max_series_per_collector: cli.max_series_per_collector };
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
-    let store = Arc::new(Mutex::new(Store::new(limits)));
+    let store = match &cli.state {
+        Some(file) => state::load(file, limits)?.unwrap_or_else(|| {
+            log::info!("no state file {} yet: starting empty", file.display());
+            Store::new(limits)
+        }),
+        None => Store::new(limits),
+    };
+    let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.
     let listener = socket::bind(&path, access.is_shared())?;
@@ -99,7 +113,14 @@ fn run(cli: Cli) -> Result<(), String> {
     if access.is_shared() {
         log::info!("socket also open to {}", access.describe());
     }
-    let result = server::Server::new(listener, store, selfm, access).and_then(|s| s.run());
+    let result = server::Server::new(
+        listener,
+        store,
+        selfm,
+        access,
+        cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval))),
+    )
+    .and_then(|s| s.run());
     http.stop();
     socket::remove(&path);
     log::info!("tau_metric_proxy stopped");

@@ -101,6 +101,15 @@ pub(crate) struct Server {
     /// Per-wakeup tallies added to the self metrics in one go.
     tally: Tally,
     access: Access,
+    /// `--state`: the file, how often to save it, and when it was saved.
+    state: Option<StateFile>,
+}
+
+struct StateFile {
+    path: std::path::PathBuf,
+    every: Duration,
+    saved_at: std::time::Instant,
+    saved_generation: u64,
 }
 
 impl Server {
@@ -109,6 +118,7 @@ impl Server {
         store: Arc<Mutex<Store>>,
         selfm: SelfMetrics,
         access: Access,
+        state: Option<(std::path::PathBuf, Duration)>,
     ) -> Result<Server, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
         let mut signals =
@@ -127,6 +137,12 @@ impl Server {
             selfm,
             tally: Tally::default(),
             access,
+            state: state.map(|(path, every)| StateFile {
+                path,
+                every,
+                saved_at: std::time::Instant::now(),
+                saved_generation: u64::MAX,
+            }),
         })
     }
 
@@ -147,7 +163,7 @@ impl Server {
                         if let Some(sig) = self.signals.pending().next() {
                             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                             log::info!("received {name}, shutting down");
-                            return Ok(());
+                            return self.save_state(true);
                         }
                     }
                     Token(t) => {
@@ -296,7 +312,39 @@ impl Server {
         conn.session.disconnect(&mut store, now());
     }
 
+    /// Saves the state file when due (or `now`); a failure is logged, and
+    /// at shutdown also returned.
+    fn save_state(&mut self, now: bool) -> Result<(), String> {
+        let Some(state) = &mut self.state else { return Ok(()) };
+        if !now && state.saved_at.elapsed() < state.every {
+            return Ok(());
+        }
+        state.saved_at = std::time::Instant::now();
+        let (snap, generation) = {
+            let st = self.store.lock();
+            if st.generation() == state.saved_generation && !now {
+                return Ok(());
+            }
+            (st.snapshot(), st.generation())
+        };
+        match crate::state::save(&state.path, &snap) {
+            Ok(()) => {
+                state.saved_generation = generation;
+                log::debug!("saved {} counter series to {}", snap.series_count(), state.path.display());
+                if now {
+                    log::info!("saved state of {} counter series to {}", snap.series_count(), state.path.display());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("{e}");
+                Err(e)
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
+        let _ = self.save_state(false);
         let now = now();
         let mut st = self.store.lock();
         let folded = st.fold_departed(|id| process_alive(id.pid, id.start_time), now);

@@ -18,6 +18,9 @@ mod http;
 /// `tau_metric_client`: every flag and output format, tracking, errors.
 mod client_cli;
 
+/// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
+mod state;
+
 /// Who may connect: owner-only socket, `--allow-uid`, `--allow-group`.
 mod access;
 

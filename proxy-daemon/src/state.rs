@@ -1,0 +1,74 @@
+//! `--state FILE`: counter totals saved periodically and at shutdown, and
+//! loaded at start. Never follows a symbolic link, never reads or replaces
+//! a file of another user, never leaves a half-written file behind.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use proxy_core::{Limits, Snapshot, Store};
+
+/// Loads the store saved in `path`, or `None` when there is no file yet.
+pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Store>, String> {
+    let shown = path.display();
+    let mut file = match OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(format!("refusing to read state file {shown}: it is a symbolic link"))
+        }
+        Err(e) => return Err(format!("cannot open state file {shown}: {e}")),
+    };
+    let md = file.metadata().map_err(|e| format!("cannot inspect state file {shown}: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !md.is_file() {
+        return Err(format!("refusing to read state file {shown}: not a regular file"));
+    }
+    if md.uid() != me {
+        return Err(format!("refusing to read state file {shown}: it belongs to uid {}, not to uid {me}", md.uid()));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read state file {shown}: {e}"))?;
+    let snap = Snapshot::from_bytes(&bytes).map_err(|e| {
+        format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
+    })?;
+    let n = snap.series_count();
+    let store = Store::restore(limits, snap).map_err(|e| {
+        format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
+    })?;
+    log::info!("loaded {n} counter series from state file {shown}");
+    Ok(Some(store))
+}
+
+/// Writes `snap` to `path` atomically: a new owner-only file beside it,
+/// then a rename over the old one.
+pub(crate) fn save(path: &Path, snap: &Snapshot) -> Result<(), String> {
+    let shown = path.display();
+    let tmp = temp_beside(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(&tmp)
+        .map_err(|e| format!("cannot write state file {shown}: cannot create {}: {e}", tmp.display()))?;
+    let written = file.write_all(&snap.to_bytes()).and_then(|_| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write state file {shown}: {e}"));
+    }
+    // rename() replaces a symbolic link at `path` itself, never its target.
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write state file {shown}: {e}")
+    })
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()))
+}

@@ -1,0 +1,165 @@
+//! `--state FILE`: totals survive a graceful restart; damaged or foreign
+//! files are refused whole with a clear error.
+
+use std::process::Command;
+use std::time::Duration;
+
+use client::{PushConfig, PushState, Pusher};
+use nix::sys::signal::Signal;
+use protocol::Desc;
+
+use crate::util::{bin, text, wait_for, Proxy, TempDir};
+
+const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
+
+fn with_state(dir: TempDir, state: &std::path::Path, extra: &[&str]) -> Proxy {
+    let socket = dir.join("proxy.sock");
+    let mut args = vec!["--state", state.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Proxy::start_at(dir, socket, &args)
+}
+
+fn pusher(p: &Proxy) -> (Pusher, client::MetricId) {
+    let mut cfg = PushConfig::new(p.socket.clone(), "state-test");
+    cfg.retry_every = Duration::ZERO;
+    let mut pusher = Pusher::new(cfg);
+    let id = pusher.register(Desc::counter("kept_total", &[], "Kept across restarts"));
+    (pusher, id)
+}
+
+#[test]
+fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice() {
+    let dir = TempDir::new("state");
+    let state = dir.join("proxy.state");
+    let mut p = with_state(dir, &state, &[]);
+    assert!(p.log().contains(&format!("no state file {} yet: starting empty", state.display())), "{}", p.log());
+    for _ in 0..3 {
+        assert!(Command::new(bin("tau_metric_proxy_run"))
+            .arg("-u")
+            .arg(&p.socket)
+            .args(["--", "true"])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let (mut live, id) = pusher(&p);
+    live.add(id, 5);
+    assert_eq!(live.flush(), PushState::Sent);
+    assert_eq!(p.wait_value("kept_total", 5.0), 5.0);
+
+    assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
+    let log = p.log();
+    assert!(
+        log.contains(&format!("saved state of ")) && log.contains(&format!(" counter series to {}", state.display())),
+        "{log}"
+    );
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let p = with_state(dir, &state, &[]);
+    assert!(p.log().contains(&format!("counter series from state file {}", state.display())), "{}", p.log());
+    assert_eq!(p.value(RUN), 3.0);
+    assert_eq!(p.value("kept_total"), 5.0);
+    // The live collector reconnects and resyncs its total of 7: 2 are new.
+    live.add(id, 2);
+    let sent =
+        wait_for(Duration::from_secs(10), || (live.flush() == PushState::Sent && live.is_connected()).then_some(()));
+    assert!(sent.is_some());
+    assert_eq!(p.wait_value("kept_total", 7.0), 7.0);
+}
+
+#[test]
+fn periodic_saves_survive_a_crash() {
+    let dir = TempDir::new("periodic");
+    let state = dir.join("proxy.state");
+    let mut p = with_state(dir, &state, &["--state-interval", "1"]);
+    let (mut c, id) = pusher(&p);
+    c.add(id, 42);
+    assert_eq!(c.finish(), PushState::Sent);
+    assert_eq!(p.wait_value("kept_total", 42.0), 42.0);
+    assert!(wait_for(Duration::from_secs(10), || state.exists().then_some(())).is_some(), "state never saved");
+    p.kill();
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let p = with_state(dir, &state, &[]);
+    assert_eq!(p.value("kept_total"), 42.0);
+}
+
+fn start_fails(state: &std::path::Path) -> String {
+    let out = Command::new(bin("tau_metric_proxy"))
+        .arg("-u")
+        .arg(state.with_extension("sock"))
+        .args(["-p", "0", "--bind", "127.0.0.1", "--state"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!state.with_extension("sock").exists(), "a refused start must not leave a socket");
+    text(&out.stderr)
+}
+
+#[test]
+fn damaged_state_files_are_refused_whole() {
+    let dir = TempDir::new("damaged");
+    let state = dir.join("proxy.state");
+    // A valid file first.
+    let mut p = with_state(TempDir::new("writer"), &state, &[]);
+    let (c, _) = pusher(&p);
+    drop(c);
+    assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
+    let good = std::fs::read(&state).unwrap();
+
+    std::fs::write(&state, &good[..good.len() - 3]).unwrap();
+    let err = start_fails(&state);
+    assert!(
+        err.contains(&format!("cannot load state file {}: truncated or padded: payload of ", state.display())),
+        "{err}"
+    );
+    assert!(err.contains("nothing was loaded (move the file away to start empty)"), "{err}");
+
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    std::fs::write(&state, &flipped).unwrap();
+    assert!(start_fails(&state).contains("corrupt: checksum mismatch"));
+
+    std::fs::write(&state, "not a state file").unwrap();
+    assert!(start_fails(&state).contains("not a tau_metric_proxy state file (bad magic)"));
+}
+
+#[test]
+fn state_files_through_symlinks_or_of_other_users_are_refused() {
+    let dir = TempDir::new("foreign");
+    let target = dir.join("elsewhere");
+    std::fs::write(&target, "precious").unwrap();
+    let link = dir.join("proxy.state");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(
+        start_fails(&link).contains(&format!("refusing to read state file {}: it is a symbolic link", link.display()))
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chowns a file to another user and needs root (CI runs as root)"
+    );
+    let foreign = dir.join("foreign.state");
+    std::fs::write(&foreign, "x").unwrap();
+    nix::unistd::chown(&foreign, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let err = start_fails(&foreign);
+    assert!(
+        err.contains(&format!("refusing to read state file {}: it belongs to uid 65534", foreign.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn saving_replaces_a_planted_symlink_instead_of_writing_through_it() {
+    let dir = TempDir::new("plant");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let state = dir.join("proxy.state");
+    let mut p = with_state(TempDir::new("planter"), &state, &[]);
+    // Planted after start, before the save at shutdown.
+    std::os::unix::fs::symlink(&victim, &state).unwrap();
+    assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&state).unwrap().file_type().is_file());
+}
