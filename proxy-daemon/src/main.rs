@@ -33,6 +33,9 @@ struct Cli {
     /// Address the HTTP endpoint listens on
     #[arg(long = "bind", value_name = "ADDR", default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// Seconds an HTTP client has to send a whole request head (408 after)
+    #[arg(long = "http-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    http_timeout: u64,
     /// Most series the node keeps; further registrations are refused
     #[arg(long = "max-series", value_name = "N", default_value_t = Limits::default().max_series)]
     max_series: usize,
@@ -102,7 +105,13 @@ fn run(cli: Cli) -> Result<(), String> {
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.
     let listener = socket::bind(&path, access.is_shared())?;
-    let http = match http::Http::start(cli.bind, cli.port, store.clone(), selfm) {
+    let http = match http::Http::start(
+        cli.bind,
+        cli.port,
+        std::time::Duration::from_secs(cli.http_timeout),
+        store.clone(),
+        selfm,
+    ) {
         Ok(h) => h,
         Err(e) => {
             socket::remove(&path);

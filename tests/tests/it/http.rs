@@ -118,3 +118,82 @@ fn index_unknown_paths_and_methods() {
     assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"text\"}"), 1.0);
     assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"openmetrics\"}"), 0.0);
 }
+
+/// Reads one HTTP response (head and `Content-Length` body) from `s`.
+fn read_response(s: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed inside a response head");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map(|v| v.trim().parse().unwrap()).unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests() {
+    let p = Proxy::start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (status, body) = read_response(&mut s);
+    assert_eq!(status, 200);
+    assert!(body.contains("# TYPE tau_metric_proxy_frames_total counter\n"));
+    // Two pipelined requests on the same connection.
+    s.write_all(b"GET / HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    assert_eq!(read_response(&mut s), (404, "not found: try /metrics\n".into()));
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_their_status() {
+    let p = Proxy::start();
+    let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
+    let many_headers = format!(
+        "GET /metrics HTTP/1.1\r\n{}\r\n",
+        "X-Filler: 0123456789012345678901234567890123456789\r\n".repeat(1000)
+    );
+    let cases = [
+        (long_line.as_str(), 414, "request line too long\n"),
+        (many_headers.as_str(), 431, "request headers too large\n"),
+        ("NONSENSE\r\n\r\n", 400, "malformed request line\n"),
+        ("GET /metrics HTTP/2.0\r\n\r\n", 505, "only HTTP/1.0 and HTTP/1.1 are supported\n"),
+        ("GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header line\n"),
+        ("DELETE /metrics HTTP/1.1\r\n\r\n", 405, "only GET and HEAD are supported\n"),
+    ];
+    for (request, status, body) in cases {
+        let r = http_raw(p.port, request);
+        assert_eq!((r.status, r.body.as_str()), (status, body), "{}", &request[..request.len().min(40)]);
+        assert_eq!(r.header("Connection"), Some("close"));
+    }
+    // The daemon still serves.
+    assert_eq!(http_get(p.port, "/metrics", None).status, 200);
+}
+
+#[test]
+fn slow_clients_do_not_starve_others_and_time_out() {
+    let p = Proxy::start_with(&["--http-timeout", "1"]);
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: slow").unwrap();
+            s
+        })
+        .collect();
+    // Fifty unfinished requests; a normal scrape is still answered.
+    let r = http_get(p.port, "/metrics", None);
+    assert_eq!(r.status, 200);
+    // Each slow client gets 408 once its time is up.
+    for s in &mut slow {
+        let (status, body) = read_response(s);
+        assert_eq!((status, body.as_str()), (408, "request head not received in time\n"));
+    }
+}
