@@ -1,0 +1,381 @@
+//! The only module with `unsafe`: the generated `MPI_*` wrappers, `PMPI_*`
+//! symbol resolution, thread-local state, the cycle counter, and the
+//! process hooks (`atexit`, `pthread_atfork`, signal mask of the push thread).
+//!
+//! The shim never links against `PMPI_*`: each one is looked up with
+//! `dlsym` on first use, so the library also loads (and does nothing) in a
+//! program without MPI, and in an interpreter that loads MPI later.
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, unused_imports, dead_code, unreachable_pub)]
+#![allow(clippy::missing_safety_doc, clippy::useless_transmute, clippy::unnecessary_cast)]
+
+use core::ffi::{c_char, c_int, c_long, c_longlong, c_short, c_uchar, c_uint, c_ulong, c_ulonglong, c_ushort, c_void};
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::counters::Slab;
+
+include!(concat!(env!("OUT_DIR"), "/wrappers.rs"));
+
+// ------------------------------------------------------------ hot path
+
+/// Per-thread state: nesting depth and this thread's counter slab.
+struct Tls {
+    depth: Cell<u32>,
+    slab: Cell<Option<&'static Slab>>,
+}
+
+thread_local! {
+    // Const-initialised and without destructor: access is a plain TLS load.
+    static TLS: Tls = const { Tls { depth: Cell::new(0), slab: Cell::new(None) } };
+}
+
+/// Starts measuring a call, or `None` when this call is made from inside
+/// another MPI call (it is then not counted, the outer call's time covers it).
+#[inline(always)]
+fn enter() -> Option<&'static Tls> {
+    let t = TLS.try_with(|t| t as *const Tls).ok()?;
+    // SAFETY: a thread-local without destructor lives as long as its thread,
+    // and the reference is only used by this thread during this call.
+    let t: &'static Tls = unsafe { &*t };
+    if t.depth.get() != 0 {
+        return None;
+    }
+    t.depth.set(1);
+    Some(t)
+}
+
+#[inline(always)]
+fn leave(t: &Tls, idx: usize, ticks: u64, bytes: u64) {
+    let slab = match t.slab.get() {
+        Some(s) => s,
+        None => claim_slab(t),
+    };
+    slab.record(idx, ticks, bytes);
+    t.depth.set(0);
+}
+
+/// Cycle counter read at each end of a call; converted to nanoseconds by
+/// the push thread (see `clock`).
+#[inline(always)]
+pub(crate) fn now() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc is available on every x86_64 CPU.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid pointer; CLOCK_MONOTONIC is served by the vDSO.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    }
+}
+
+/// Whether [`now`] counts nanoseconds already (no calibration needed).
+pub(crate) const TICKS_ARE_NS: bool = cfg!(not(target_arch = "x86_64"));
+
+// ------------------------------------------------------------ slabs
+
+/// Releases the thread's slab when the thread ends, so a later thread
+/// reuses it instead of allocating one.
+struct SlabRelease(Cell<Option<&'static Slab>>);
+
+impl Drop for SlabRelease {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = TLS.try_with(|t| t.slab.set(None));
+            s.release();
+        }
+    }
+}
+
+thread_local! {
+    static RELEASE: SlabRelease = const { SlabRelease(Cell::new(None)) };
+}
+
+#[cold]
+#[inline(never)]
+fn claim_slab(t: &Tls) -> &'static Slab {
+    let s = crate::counters::claim();
+    t.slab.set(Some(s));
+    // A thread that is already exiting keeps its slab for good.
+    let _ = RELEASE.try_with(|r| r.0.set(Some(s)));
+    s
+}
+
+static HEAD: AtomicPtr<Slab> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Adds a slab to the global list; slabs are never freed.
+pub(crate) fn publish(s: &'static Slab) {
+    let p = s as *const Slab as *mut Slab;
+    let mut head = HEAD.load(Ordering::Acquire);
+    loop {
+        s.next.store(head, Ordering::Relaxed);
+        match HEAD.compare_exchange_weak(head, p, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Every slab ever published.
+pub(crate) fn slabs() -> impl Iterator<Item = &'static Slab> {
+    let mut p = HEAD.load(Ordering::Acquire);
+    std::iter::from_fn(move || {
+        // SAFETY: the list only holds leaked `&'static Slab`s.
+        let s: &'static Slab = unsafe { p.as_ref()? };
+        p = s.next.load(Ordering::Acquire);
+        Some(s)
+    })
+}
+
+/// The calling thread's slab, if it has one.
+pub(crate) fn current_slab() -> Option<&'static Slab> {
+    TLS.try_with(|t| t.slab.get()).ok().flatten()
+}
+
+// ------------------------------------------------------------ PMPI lookup
+
+static MPI_LIBS_HINT: &str = "libmpi";
+
+#[inline(always)]
+fn real(idx: usize, name: &CStr) -> *mut c_void {
+    let p = REAL[idx].load(Ordering::Relaxed);
+    if p.is_null() {
+        resolve(idx, name)
+    } else {
+        p
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn resolve(idx: usize, name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with a valid C string.
+    let mut p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if p.is_null() {
+        p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    }
+    if p.is_null() {
+        p = find_in_loaded_mpi(name);
+    }
+    if p.is_null() {
+        let msg = format!(
+            "tau_pmpi: {} not found: this program does not use the {IMPL} MPI library this shim was built for\n",
+            name.to_string_lossy()
+        );
+        // SAFETY: plain write of a valid buffer to stderr before aborting.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        std::process::abort();
+    }
+    REAL[idx].store(p, Ordering::Relaxed);
+    p
+}
+
+/// Looks the symbol up in an MPI library loaded privately (e.g. by a Python
+/// extension module opened with `RTLD_LOCAL`), which `RTLD_NEXT` cannot see.
+fn find_in_loaded_mpi(name: &CStr) -> *mut c_void {
+    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: called by dl_iterate_phdr with valid pointers; data is the Vec below.
+        unsafe {
+            let libs = &mut *(data as *mut Vec<std::ffi::CString>);
+            let n = (*info).dlpi_name;
+            if !n.is_null() {
+                let s = CStr::from_ptr(n);
+                let file = s.to_bytes().rsplit(|b| *b == b'/').next().unwrap_or_default();
+                if file.starts_with(MPI_LIBS_HINT.as_bytes()) {
+                    libs.push(s.to_owned());
+                }
+            }
+        }
+        0
+    }
+    let mut libs: Vec<std::ffi::CString> = Vec::new();
+    // SAFETY: the callback only reads the info it is given.
+    unsafe { libc::dl_iterate_phdr(Some(collect), (&mut libs as *mut Vec<std::ffi::CString>).cast()) };
+    for lib in libs {
+        // SAFETY: RTLD_NOLOAD only returns an already loaded object.
+        unsafe {
+            let h = libc::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+            if h.is_null() {
+                continue;
+            }
+            let p = libc::dlsym(h, name.as_ptr());
+            libc::dlclose(h);
+            if !p.is_null() {
+                return p;
+            }
+        }
+    }
+    core::ptr::null_mut()
+}
+
+// ------------------------------------------------------------ size helpers
+
+/// A count array argument: `int[]` or `MPI_Count[]` (large-count variants).
+#[derive(Clone, Copy)]
+pub(crate) enum Counts {
+    Int(*const c_int),
+    Wide(*const i64),
+}
+
+impl Counts {
+    /// Sum of the first `n` counts (0 for a null array).
+    pub(crate) fn sum(self, n: i64) -> i64 {
+        (0..n.max(0)).fold(0i64, |acc, i| acc.saturating_add(self.get(i)))
+    }
+
+    pub(crate) fn get(self, i: i64) -> i64 {
+        if i < 0 {
+            return 0;
+        }
+        // SAFETY: MPI requires the array to hold one entry per peer; the
+        // callers only index significant arrays within the peer count.
+        unsafe {
+            match self {
+                Counts::Int(p) if !p.is_null() => *p.add(i as usize) as i64,
+                Counts::Wide(p) if !p.is_null() => *p.add(i as usize),
+                _ => 0,
+            }
+        }
+    }
+}
+
+/// A datatype array argument (`MPI_Alltoallw` and friends).
+#[derive(Clone, Copy)]
+pub(crate) struct Types(pub(crate) *const MPI_Datatype);
+
+impl Types {
+    pub(crate) fn get(self, i: i64) -> Option<MPI_Datatype> {
+        if self.0.is_null() || i < 0 {
+            return None;
+        }
+        // SAFETY: as for `Counts::get`.
+        Some(unsafe { *self.0.add(i as usize) })
+    }
+}
+
+/// Size in bytes of one element of `dt` (0 when MPI refuses to say).
+pub(crate) fn type_size(dt: MPI_Datatype) -> u64 {
+    let mut s: MPI_Count = 0;
+    // SAFETY: forwards to the MPI library with a valid out pointer.
+    let rc = unsafe { pMPI_Type_size_x(dt, (&mut s as *mut MPI_Count).cast()) };
+    if rc == MPI_SUCCESS && s > 0 {
+        s as u64
+    } else {
+        0
+    }
+}
+
+fn int_query(f: impl FnOnce(*mut c_void) -> c_int) -> i64 {
+    let mut v: c_int = 0;
+    if f((&mut v as *mut c_int).cast()) == MPI_SUCCESS {
+        v as i64
+    } else {
+        0
+    }
+}
+
+pub(crate) fn comm_size(c: MPI_Comm) -> i64 {
+    // SAFETY: forwards to the MPI library with a valid out pointer.
+    int_query(|p| unsafe { pMPI_Comm_size(c, p) })
+}
+
+pub(crate) fn comm_rank(c: MPI_Comm) -> i64 {
+    // SAFETY: as above.
+    int_query(|p| unsafe { pMPI_Comm_rank(c, p) })
+}
+
+pub(crate) fn is_inter(c: MPI_Comm) -> bool {
+    // SAFETY: as above.
+    int_query(|p| unsafe { pMPI_Comm_test_inter(c, p) }) != 0
+}
+
+pub(crate) fn remote_size(c: MPI_Comm) -> i64 {
+    // SAFETY: as above.
+    int_query(|p| unsafe { pMPI_Comm_remote_size(c, p) })
+}
+
+/// In- and out-degree of a communicator with a process topology.
+pub(crate) fn neighbors(c: MPI_Comm) -> (i64, i64) {
+    // SAFETY: forwards to the MPI library with valid out pointers.
+    unsafe {
+        let topo = int_query(|p| pMPI_Topo_test(c, p)) as c_int;
+        if topo == MPI_CART {
+            let d = int_query(|p| pMPI_Cartdim_get(c, p));
+            (2 * d, 2 * d)
+        } else if topo == MPI_GRAPH {
+            let rank = comm_rank(c) as c_int;
+            let d = int_query(|p| pMPI_Graph_neighbors_count(c, rank, p));
+            (d, d)
+        } else if topo == MPI_DIST_GRAPH {
+            let (mut i, mut o, mut w): (c_int, c_int, c_int) = (0, 0, 0);
+            let rc = pMPI_Dist_graph_neighbors_count(
+                c,
+                (&mut i as *mut c_int).cast(),
+                (&mut o as *mut c_int).cast(),
+                (&mut w as *mut c_int).cast(),
+            );
+            if rc == MPI_SUCCESS {
+                (i as i64, o as i64)
+            } else {
+                (0, 0)
+            }
+        } else {
+            (0, 0)
+        }
+    }
+}
+
+pub(crate) fn is_in_place(buf: *mut c_void) -> bool {
+    buf as usize == MPI_IN_PLACE
+}
+
+// ------------------------------------------------------------ process hooks
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+/// Library constructor: only registers hooks; everything else waits for
+/// the first MPI call, so a non-MPI program is not affected.
+extern "C" fn init() {
+    // SAFETY: registering plain `extern "C"` callbacks.
+    unsafe {
+        libc::atexit(at_exit);
+        libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
+    }
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(crate::push::at_exit);
+}
+
+extern "C" fn before_fork() {
+    let _ = std::panic::catch_unwind(crate::push::before_fork);
+}
+
+extern "C" fn after_fork_parent() {
+    let _ = std::panic::catch_unwind(crate::push::after_fork_parent);
+}
+
+extern "C" fn after_fork_child() {
+    let _ = std::panic::catch_unwind(crate::push::after_fork_child);
+}
+
+/// Spawns a thread with every signal blocked, so the program's signal
+/// handlers never run on it.
+pub(crate) fn spawn_quiet(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    // SAFETY: sigset manipulation on local, initialised sets.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let ok = std::thread::Builder::new().name(name.to_owned()).spawn(f).is_ok();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        ok
+    }
+}

@@ -1,0 +1,227 @@
+//! Sends the counters to the daemon: every push period from a background
+//! thread started by `MPI_Init`, at `MPI_Finalize`, and at process exit.
+//!
+//! Everything here runs off the hot path and may allocate, lock and make
+//! system calls; the [`Pusher`] bounds every I/O so a dead or stalled
+//! daemon only costs bounded time, and keeps cumulative totals so a daemon
+//! that appears later still receives everything.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use client::{MetricId, PushConfig, PushState, Pusher};
+use protocol::{Desc, Kind, Scale};
+
+use crate::counters::{self, Totals};
+use crate::ffi::{HAS_SIZE, IMPL, NAMES, NFUNCS};
+
+/// Environment variable overriding the push period, in milliseconds.
+pub(crate) const PUSH_MS_ENV: &str = "TAU_METRIC_PROXY_PUSH_MS";
+/// Environment variable making the shim report what it does on stderr.
+pub(crate) const VERBOSE_ENV: &str = "TAU_PMPI_VERBOSE";
+const DEFAULT_PUSH_MS: u64 = 100;
+
+struct Series {
+    hits: MetricId,
+    size: Option<MetricId>,
+    time: MetricId,
+}
+
+struct State {
+    pusher: Pusher,
+    series: Vec<Option<Series>>,
+    /// Nanoseconds already reported per function; the conversion rate is
+    /// refined at every push, so this keeps each series monotonic.
+    time_ns: Vec<u64>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+static THREAD_STARTED: AtomicBool = AtomicBool::new(false);
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+fn lock() -> MutexGuard<'static, Option<State>> {
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn verbose() -> bool {
+    std::env::var_os(VERBOSE_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The push period: `TAU_METRIC_PROXY_PUSH_MS` if it is a positive integer.
+pub(crate) fn push_period(value: Option<&str>) -> Duration {
+    let ms = value.and_then(|v| v.trim().parse::<u64>().ok()).filter(|ms| *ms > 0).unwrap_or(DEFAULT_PUSH_MS);
+    Duration::from_millis(ms)
+}
+
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "mpi".to_owned())
+}
+
+impl State {
+    fn new() -> State {
+        let socket = client::socket_path(None);
+        State {
+            pusher: Pusher::new(PushConfig::new(socket, &program_name())),
+            series: (0..NFUNCS).map(|_| None).collect(),
+            time_ns: vec![0; NFUNCS],
+        }
+    }
+
+    fn update(&mut self, totals: &[Totals]) {
+        let rate = crate::clock::rate();
+        for (i, t) in totals.iter().enumerate() {
+            if t.hits == 0 {
+                continue;
+            }
+            let pusher = &mut self.pusher;
+            let s = self.series[i].get_or_insert_with(|| {
+                let f = [("function", NAMES[i])];
+                Series {
+                    hits: pusher.register(Desc::counter("mpi_hits_total", &f, "Number of calls to an MPI function")),
+                    size: HAS_SIZE[i].then(|| {
+                        pusher.register(Desc::counter(
+                            "mpi_size_total",
+                            &f,
+                            "Bytes passed to an MPI function (send plus receive buffers)",
+                        ))
+                    }),
+                    time: pusher.register(Desc::new(
+                        "mpi_time_total",
+                        &f,
+                        "Seconds spent inside an MPI function",
+                        Kind::Counter,
+                        Scale::Nano,
+                    )),
+                }
+            });
+            pusher.set_total(s.hits, t.hits);
+            if let Some(id) = s.size {
+                pusher.set_total(id, t.bytes);
+            }
+            let ns = rate.to_ns(t.ticks).max(self.time_ns[i]);
+            self.time_ns[i] = ns;
+            pusher.set_total(s.time, ns);
+        }
+    }
+}
+
+/// Collects and sends; on the last push, says goodbye.
+fn push(last: bool) -> Option<PushState> {
+    let mut guard = lock();
+    if !last && FINISHED.load(Ordering::Acquire) {
+        return None;
+    }
+    let totals = counters::totals();
+    let counted = totals.iter().any(|t| t.hits != 0);
+    if !counted {
+        // Nothing to report (not an MPI program, or a fresh fork child):
+        // never connect.
+        if last {
+            *guard = None;
+        }
+        return None;
+    }
+    let state = guard.get_or_insert_with(State::new);
+    state.update(&totals);
+    if last {
+        guard.take().map(|s| s.pusher.finish())
+    } else {
+        Some(state.pusher.flush())
+    }
+}
+
+fn push_loop(period: Duration) {
+    while !FINISHED.load(Ordering::Acquire) {
+        std::thread::sleep(period);
+        if FINISHED.load(Ordering::Acquire) || !THREAD_STARTED.load(Ordering::Acquire) {
+            break;
+        }
+        let _ = std::panic::catch_unwind(|| push(false));
+    }
+}
+
+/// After a successful `MPI_Init`: starts the push thread once.
+pub(crate) fn after_init() {
+    let _ = std::panic::catch_unwind(|| {
+        if THREAD_STARTED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let period = push_period(std::env::var(PUSH_MS_ENV).ok().as_deref());
+        if verbose() {
+            eprintln!(
+                "tau_pmpi: {IMPL} shim ({NFUNCS} functions wrapped), pushing to {} every {} ms",
+                client::socket_path(None).display(),
+                period.as_millis()
+            );
+        }
+        if !crate::ffi::spawn_quiet("tau_pmpi_push", move || push_loop(period)) {
+            THREAD_STARTED.store(false, Ordering::Release);
+        }
+    });
+}
+
+/// After `MPI_Finalize`: pushes everything counted so far.
+pub(crate) fn after_finalize() {
+    let _ = std::panic::catch_unwind(|| push(false));
+}
+
+/// At process exit: final push and goodbye.
+pub(crate) fn at_exit() {
+    FINISHED.store(true, Ordering::Release);
+    let state = push(true);
+    if verbose() {
+        if let Some(s) = state {
+            eprintln!("tau_pmpi: final push: {s:?}");
+        }
+    }
+}
+
+thread_local! {
+    /// The state lock, held across `fork()` so the child never inherits it
+    /// in the middle of a push.
+    static FORK_GUARD: RefCell<Option<MutexGuard<'static, Option<State>>>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn before_fork() {
+    let g = lock();
+    FORK_GUARD.with(|f| *f.borrow_mut() = Some(g));
+}
+
+pub(crate) fn after_fork_parent() {
+    FORK_GUARD.with(|f| drop(f.borrow_mut().take()));
+}
+
+/// The child's counts so far belong to the parent: it restarts from zero
+/// under a new identity, without a push thread until it calls `MPI_Init`.
+pub(crate) fn after_fork_child() {
+    FORK_GUARD.with(|f| {
+        if let Some(mut g) = f.borrow_mut().take() {
+            if let Some(state) = g.as_mut() {
+                state.pusher.reset_after_fork();
+                state.time_ns.fill(0);
+            }
+        }
+    });
+    counters::reset_in_child();
+    THREAD_STARTED.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_period_defaults_and_overrides() {
+        assert_eq!(push_period(None), Duration::from_millis(100));
+        assert_eq!(push_period(Some("250")), Duration::from_millis(250));
+        assert_eq!(push_period(Some(" 20 ")), Duration::from_millis(20));
+        assert_eq!(push_period(Some("0")), Duration::from_millis(100));
+        assert_eq!(push_period(Some("fast")), Duration::from_millis(100));
+    }
+}
