@@ -34,13 +34,19 @@ pub(crate) struct Row {
 #[derive(Debug)]
 pub(crate) struct Counts {
     cells: Box<[Cell]>,
+    /// Calls completed, all syscalls together.
+    total: AtomicU64,
     /// Name and I/O flag per slot, extended when unknown numbers appear.
     names: Mutex<Vec<(String, bool)>>,
 }
 
 impl Counts {
     pub(crate) fn new(known: usize) -> Counts {
-        Counts { cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(), names: Mutex::new(Vec::new()) }
+        Counts {
+            cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(),
+            total: AtomicU64::new(0),
+            names: Mutex::new(Vec::new()),
+        }
     }
 
     /// Makes the catalog's names (including new `syscall_N`) visible to
@@ -65,6 +71,12 @@ impl Counts {
         add(&c.ns, ns);
         // Hits last: a reader seeing a hit also sees its time and bytes.
         c.hits.store(c.hits.load(Ordering::Relaxed) + 1, Ordering::Release);
+        self.total.store(self.total.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Calls completed so far, all syscalls together.
+    pub(crate) fn total_hits(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
     }
 
     /// Totals of every syscall seen at least once.
@@ -171,6 +183,7 @@ mod tests {
         c.record(read, 10, 100);
         c.record(read, 0, 50);
         c.record(close, 0, 7);
+        assert_eq!(c.total_hits(), 3);
         let rows = c.snapshot();
         assert_eq!(
             rows,

@@ -66,6 +66,8 @@ struct Cli {
 
 /// Time between two pushes of the totals.
 const PUSH_EVERY: Duration = Duration::from_millis(100);
+/// Time between two looks at the tracer's scheduling statistics.
+const GOVERN_EVERY: Duration = Duration::from_millis(20);
 /// Signals that make `tau_strace` detach (attach mode) or that it passes on
 /// to the command (run mode).
 const TERMINATING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
@@ -196,16 +198,24 @@ fn push_loop(
 ) {
     // Set from here so that this thread keeps the normal policy and can
     // always rescue a starved tracer.
-    let mut governor = if idle_sched { sched::start(main_tid) } else { None };
+    let mut governor = if idle_sched { sched::start(main_tid, counts.total_hits()) } else { None };
     let mut online = false;
+    let mut last_push = Instant::now();
     loop {
-        let done = !matches!(stop.recv_timeout(PUSH_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
+        // A starved SCHED_IDLE tracer stalls the tracee: check it more
+        // often than we push.
+        let tick = if governor.is_some() { GOVERN_EVERY } else { PUSH_EVERY };
+        let done = !matches!(stop.recv_timeout(tick), Err(mpsc::RecvTimeoutError::Timeout));
         if !done && sys::signal_pending() {
             let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
         }
         if let Some(g) = &mut governor {
-            sched::tick(g, main_tid);
+            sched::tick(g, main_tid, counts.total_hits());
         }
+        if !done && last_push.elapsed() < PUSH_EVERY {
+            continue;
+        }
+        last_push = Instant::now();
         exporter.update(&counts.snapshot());
         if done {
             if exporter.finish() == client::PushState::Sent {
