@@ -72,6 +72,12 @@ impl Session {
         std::mem::take(&mut self.dropped_replies)
     }
 
+    /// Bytes received but not yet a whole frame (a peer that closes with
+    /// some left sent a truncated frame).
+    pub fn pending_input(&self) -> usize {
+        self.inbuf.len()
+    }
+
     /// Who is on the other side, for log lines.
     pub fn describe(&self) -> String {
         match &self.state {

@@ -173,6 +173,8 @@ pub struct Store {
     generation: u64,
     limits: Limits,
     refused_series: u64,
+    /// Collectors with a live connection.
+    connected: usize,
 }
 
 impl Store {
@@ -192,7 +194,7 @@ impl Store {
 
     /// Collectors with a live connection.
     pub fn connected_collectors(&self) -> usize {
-        self.collectors.iter().flatten().filter(|c| c.connected).count()
+        self.connected
     }
 
     /// Collectors remembered, connected or waiting to reconnect.
@@ -211,11 +213,15 @@ impl Store {
         if let Some(&index) = self.by_identity.get(&identity_key(&identity)) {
             let c = self.collectors[index as usize].as_mut().expect("indexed collector exists");
             c.epoch = c.epoch.wrapping_add(1);
-            c.connected = true;
+            if !c.connected {
+                c.connected = true;
+                self.connected += 1;
+            }
             return (CollectorSlot { index, epoch: c.epoch }, true);
         }
         let key = identity_key(&identity);
         let c = Collector { identity, epoch: 0, connected: true, ids: Vec::new(), counted: Vec::new(), registered: 0 };
+        self.connected += 1;
         let index = match self.free_slots.pop() {
             Some(i) => {
                 self.collectors[i as usize] = Some(c);
@@ -250,6 +256,7 @@ impl Store {
         let limit = self.limits.max_series_per_collector;
         let c = self.collector_mut(slot)?;
         if id as usize >= limit {
+            self.refused_series += 1;
             return Err(IngestError::new(
                 Some(id),
                 format!("series id {id} is beyond the per-collector limit of {limit} series"),
@@ -425,6 +432,7 @@ impl Store {
             return;
         };
         c.connected = false;
+        self.connected -= 1;
         self.drop_gauges(slot.index, now);
     }
 
@@ -454,6 +462,9 @@ impl Store {
     fn forget(&mut self, index: u32, now: f64) {
         self.drop_gauges(index, now);
         if let Some(c) = self.collectors[index as usize].take() {
+            if c.connected {
+                self.connected -= 1;
+            }
             self.by_identity.remove(&identity_key(&c.identity));
             self.free_slots.push(index);
         }
@@ -568,6 +579,7 @@ impl Store {
             c.counted[i] = Counted { int, float };
         }
         c.connected = false;
+        self.connected -= 1;
         Ok(())
     }
 
@@ -707,9 +719,12 @@ mod tests {
         st.update(b, &[flt(0, 0.2)], 1.0);
         st.update(a, &[flt(0, 0.5)], 1.0);
         assert_eq!(val(&st, "ranks"), 0.5 + 0.2);
+        assert_eq!(st.connected_collectors(), 2);
         st.disconnect(b, 2.0);
+        assert_eq!(st.connected_collectors(), 1);
         assert_eq!(val(&st, "ranks"), 0.5);
         st.goodbye(a, 3.0);
+        assert_eq!(st.connected_collectors(), 0);
         assert_eq!(val(&st, "ranks"), 0.0);
         assert_eq!(st.known_collectors(), 1);
     }
@@ -755,7 +770,7 @@ mod tests {
         st.register(b, 0, &Desc::counter("w_total", &[], "")).unwrap();
         let e = st.register(b, 1, &Desc::counter("v_total", &[], "")).unwrap_err();
         assert_eq!(e.message, "node limit of 3 series reached");
-        assert_eq!(st.refused_series(), 1);
+        assert_eq!(st.refused_series(), 2);
         let errs = st.update(a, &[flt(0, f64::NAN), flt(0, -1.0), flt(0, f64::INFINITY), int(5, 1), int(0, 2)], 1.0);
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(

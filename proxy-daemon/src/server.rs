@@ -28,6 +28,7 @@ pub(crate) struct SelfMetrics {
     bytes: SeriesId,
     protocol_errors: SeriesId,
     refused_connections: SeriesId,
+    refused_series: SeriesId,
     /// Scrapes answered in text 0.0.4 and in OpenMetrics.
     pub(crate) scrapes_text: SeriesId,
     pub(crate) scrapes_openmetrics: SeriesId,
@@ -53,6 +54,11 @@ impl SelfMetrics {
                 "tau_metric_proxy_refused_connections_total",
                 &[],
                 "Connections refused because the peer's user may not use the proxy",
+            )),
+            refused_series: reg(Desc::counter(
+                "tau_metric_proxy_refused_series_total",
+                &[],
+                "Series registrations refused because a series limit was reached",
             )),
             scrapes_text: reg(Desc::counter(
                 "tau_metric_proxy_scrapes_total",
@@ -103,6 +109,8 @@ pub(crate) struct Server {
     access: Access,
     /// `--state`: the file, how often to save it, and when it was saved.
     state: Option<StateFile>,
+    /// Series refusals already added to the self metric.
+    refused_reported: u64,
 }
 
 struct StateFile {
@@ -137,6 +145,7 @@ impl Server {
             selfm,
             tally: Tally::default(),
             access,
+            refused_reported: 0,
             state: state.map(|(path, every)| StateFile {
                 path,
                 every,
@@ -177,12 +186,8 @@ impl Server {
                     }
                 }
             }
-            if self.tally.frames > 0 {
-                let now = now();
-                let mut st = self.store.lock();
-                st.internal_add(self.selfm.frames, self.tally.frames, now);
-                st.internal_add(self.selfm.bytes, self.tally.bytes, now);
-                self.tally = Tally::default();
+            if self.tally.frames > 0 || !events.is_empty() {
+                self.refresh_self_metrics();
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = std::time::Instant::now();
@@ -300,7 +305,12 @@ impl Server {
         self.free.push(i);
         let who = conn.session.describe();
         let mut store = self.store.lock();
+        let pending = conn.session.pending_input();
         match why {
+            Close::Eof if pending > 0 => {
+                log::warn!("closing connection of {who}: closed inside a frame, {pending} bytes discarded");
+                store.internal_add(self.selfm.protocol_errors, 1, now());
+            }
             Close::Eof => log::debug!("{who} disconnected"),
             Close::Io(e) => log::debug!("{who} connection failed: {e}"),
             Close::Session(SessionEnd::Superseded) => log::debug!("{who} reconnected: closing its previous connection"),
@@ -351,6 +361,20 @@ impl Server {
         if folded > 0 {
             log::debug!("folded {folded} departed collectors into the node totals");
         }
+        drop(st);
+        self.refresh_self_metrics();
+    }
+
+    /// Adds this wake-up's tallies to the self metrics.
+    fn refresh_self_metrics(&mut self) {
+        let now = now();
+        let mut st = self.store.lock();
+        st.internal_add(self.selfm.frames, self.tally.frames, now);
+        st.internal_add(self.selfm.bytes, self.tally.bytes, now);
+        self.tally = Tally::default();
+        let refused = st.refused_series();
+        st.internal_add(self.selfm.refused_series, refused - self.refused_reported, now);
+        self.refused_reported = refused;
         let connected = st.connected_collectors() as f64;
         st.internal_set(self.selfm.collectors, connected, now);
     }

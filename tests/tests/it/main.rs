@@ -18,6 +18,9 @@ mod http;
 /// `tau_metric_client`: every flag and output format, tracking, errors.
 mod client_cli;
 
+/// Bad and hostile input on the socket, table-driven; series limits.
+mod hostile;
+
 /// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
 mod state;
 
@@ -29,3 +32,6 @@ mod launcher;
 
 /// `tau_strace`: counts against real strace, bytes, signals, attach/detach, absent or late proxy.
 mod strace;
+
+/// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
+mod prometheus;
