@@ -35,3 +35,6 @@ mod strace;
 
 /// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
 mod prometheus;
+
+/// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
+mod prometheus;
