@@ -1,0 +1,214 @@
+//! `cargo xtask bench mpi`: what the PMPI shim costs per call, for every
+//! MPI implementation installed, with 2 ranks.
+//!
+//! A tight loop of `MPI_Comm_rank` runs bare, under a minimal reference C
+//! shim (counts hits and reads the time stamp counter twice: the floor for
+//! counting and timing a call), and under `tau_metric_proxy_run -m` pushing
+//! to a real daemon. An 8-byte ping-pong gives the latency added to real
+//! communication. Figures are printed, never asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::root;
+
+const BENCH_C: &str = r#"
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+int main(int argc, char **argv) {
+    long calls = argc > 1 ? atol(argv[1]) : 2000000;
+    long trips = argc > 2 ? atol(argv[2]) : 20000;
+    MPI_Init(&argc, &argv);
+    int rank, r;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    double best = 1e300;
+    for (int rep = 0; rep < 7; rep++) {
+        double t0 = now();
+        for (long i = 0; i < calls; i++) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+        double t = (now() - t0) / calls;
+        if (t < best) best = t;
+    }
+    char buf[8] = {0};
+    double lat = 1e300;
+    for (int rep = 0; rep < 5; rep++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = now();
+        for (long i = 0; i < trips; i++) {
+            if (rank == 0) {
+                MPI_Send(buf, 8, MPI_BYTE, 1, 0, MPI_COMM_WORLD);
+                MPI_Recv(buf, 8, MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            } else if (rank == 1) {
+                MPI_Recv(buf, 8, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Send(buf, 8, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+            }
+        }
+        double t = (now() - t0) / (2.0 * trips);
+        if (t < lat) lat = t;
+    }
+    if (rank == 0) printf("comm_rank_ns %.3f\npingpong_ns %.3f\n", best, lat);
+    MPI_Finalize();
+    return 0;
+}
+"#;
+
+/// The floor: count the hit and read the TSC on both sides of the call.
+const REFERENCE_SHIM_C: &str = r#"
+#include <mpi.h>
+#include <x86intrin.h>
+static unsigned long hits, ticks;
+int MPI_Comm_rank(MPI_Comm comm, int *rank) {
+    unsigned long t0 = __rdtsc();
+    int rc = PMPI_Comm_rank(comm, rank);
+    unsigned long t1 = __rdtsc();
+    hits++;
+    ticks += t1 - t0;
+    return rc;
+}
+"#;
+
+struct Figures {
+    comm_rank_ns: f64,
+    pingpong_ns: f64,
+}
+
+fn parse(out: &str) -> Option<Figures> {
+    let get = |key: &str| out.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse::<f64>().ok()));
+    Some(Figures { comm_rank_ns: get("comm_rank_ns")?, pingpong_ns: get("pingpong_ns")? })
+}
+
+fn compile(mpicc: &str, args: &[&str], src: &Path, out: &Path) -> Result<(), String> {
+    let o = Command::new(mpicc)
+        .args(["-O2"])
+        .args(args)
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .map_err(|e| format!("cannot run {mpicc}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{mpicc} failed on {}: {}", src.display(), String::from_utf8_lossy(&o.stderr).trim()))
+    }
+}
+
+/// `mpirun` of one implementation with 2 ranks and extra variables.
+fn mpirun(imp: &str, env: &[(&str, &str)], program: &[&str]) -> Result<Figures, String> {
+    let mut cmd = Command::new(format!("mpirun.{imp}"));
+    if imp == "openmpi" {
+        cmd.args(["--oversubscribe", "-np", "2"]).env("OMPI_ALLOW_RUN_AS_ROOT", "1");
+        cmd.env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        for (k, v) in env {
+            cmd.arg("-x").arg(format!("{k}={v}"));
+        }
+    } else {
+        cmd.args(["-np", "2"]);
+        for (k, v) in env {
+            cmd.args(["-env", k, v]);
+        }
+    }
+    cmd.args(program);
+    let out = cmd.output().map_err(|e| format!("cannot run mpirun.{imp}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!("mpirun.{imp} failed: {}{}", text, String::from_utf8_lossy(&out.stderr)));
+    }
+    parse(&text).ok_or_else(|| format!("unexpected benchmark output: {text}"))
+}
+
+/// The best of a few runs: the machine is shared, the minimum is the cost.
+fn best(runs: usize, mut f: impl FnMut() -> Result<Figures, String>) -> Result<Figures, String> {
+    let mut b = Figures { comm_rank_ns: f64::MAX, pingpong_ns: f64::MAX };
+    for _ in 0..runs {
+        let r = f()?;
+        b.comm_rank_ns = b.comm_rank_ns.min(r.comm_rank_ns);
+        b.pingpong_ns = b.pingpong_ns.min(r.pingpong_ns);
+    }
+    Ok(b)
+}
+
+struct Daemon(Child, PathBuf);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+pub(crate) fn run() -> Result<(), String> {
+    let shims = crate::shim::build_shims(true)?;
+    if shims.is_empty() {
+        println!("mpi: no MPI implementation installed, nothing to measure");
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("tau-bench-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let release = root().join("target/release");
+    let socket = dir.join("proxy.sock");
+    let child = Command::new(release.join("tau_metric_proxy"))
+        .arg("-u")
+        .arg(&socket)
+        .args(["-p", "0"])
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start tau_metric_proxy: {e}"))?;
+    let _daemon = Daemon(child, dir.clone());
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bench_src = dir.join("bench_mpi.c");
+    let ref_src = dir.join("ref_shim.c");
+    std::fs::write(&bench_src, BENCH_C).map_err(|e| e.to_string())?;
+    std::fs::write(&ref_src, REFERENCE_SHIM_C).map_err(|e| e.to_string())?;
+    let launcher = release.join("tau_metric_proxy_run");
+    let launcher = launcher.to_string_lossy().into_owned();
+    let sock = socket.to_string_lossy().into_owned();
+
+    println!("MPI shim, 2 ranks, best of 3 runs (each the best of 7 loops of 2M MPI_Comm_rank, 5 x 20k ping-pongs):");
+    for (imp, _) in &shims {
+        let mpicc = format!("mpicc.{imp}");
+        let exe = dir.join(format!("bench_{imp}"));
+        let refso = dir.join(format!("libref_{imp}.so"));
+        compile(&mpicc, &[], &bench_src, &exe)?;
+        compile(&mpicc, &["-shared", "-fPIC"], &ref_src, &refso)?;
+        let exe = exe.to_string_lossy().into_owned();
+        let refso = refso.to_string_lossy().into_owned();
+        let bare = best(3, || mpirun(imp, &[], &[&exe]))?;
+        let floor = best(3, || mpirun(imp, &[("LD_PRELOAD", &refso)], &[&exe]))?;
+        let tau = best(3, || mpirun(imp, &[], &[&launcher, "-u", &sock, "-m", "--", &exe]))?;
+        let added = tau.comm_rank_ns - bare.comm_rank_ns;
+        let floor_added = floor.comm_rank_ns - bare.comm_rank_ns;
+        println!(
+            "  {imp:<8} MPI_Comm_rank: bare {:.1} ns, reference C shim {:.1} ns (+{:.1}), tau_pmpi {:.1} ns \
+             (+{:.1} ns added per call; {:.2}x the reference's added cost, {:.2}x its total)",
+            bare.comm_rank_ns,
+            floor.comm_rank_ns,
+            floor_added,
+            tau.comm_rank_ns,
+            added,
+            if floor_added > 0.0 { added / floor_added } else { f64::NAN },
+            tau.comm_rank_ns / floor.comm_rank_ns,
+        );
+        println!(
+            "  {imp:<8} 8-byte ping-pong one-way latency: bare {:.0} ns, tau_pmpi {:.0} ns ({:+.1}%)",
+            bare.pingpong_ns,
+            tau.pingpong_ns,
+            (tau.pingpong_ns / bare.pingpong_ns - 1.0) * 100.0
+        );
+    }
+    println!("  targets: <= 25 ns added per call, <= 1.5x the floor (goal 1.1x), ping-pong <= 5% added");
+    Ok(())
+}
