@@ -6,7 +6,7 @@ use std::process::Command;
 /// promtool, systemd-analyze (unit checks), PyYAML (a real YAML parser for
 /// the client's YAML output).
 pub(crate) const PACKAGES: &[&str] =
-    &["openmpi-bin", "libopenmpi-dev", "mpich", "libmpich-dev", "strace", "prometheus", "python3-yaml"];
+    &["openmpi-bin", "libopenmpi-dev", "mpich", "libmpich-dev", "strace", "prometheus", "systemd", "python3-yaml"];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

@@ -560,3 +560,123 @@ fn bad_node_lists_and_rules_files_are_one_line_errors() {
         assert!(text(&out.stderr).starts_with("tau_metric_client: error: "), "{args:?}");
     }
 }
+
+/// A shipped unit with the tools' install prefix replaced by this build's.
+fn unit_here(rel: &str) -> String {
+    let unit = std::fs::read_to_string(deploy(rel)).unwrap();
+    let daemon = bin("tau_metric_proxy");
+    unit.replace("/usr/local/bin/tau_metric_proxy", daemon.to_str().unwrap())
+}
+
+/// `systemd-analyze [--user] verify` on the unit: status and what it said.
+/// It needs no running systemd; the man page is checked with the dist.
+fn verify_unit(dir: &TempDir, rel: &str, user: bool) -> (Option<i32>, String) {
+    let file = dir.join("tau_metric_proxy.service");
+    std::fs::write(&file, unit_here(rel)).unwrap();
+    let runtime = dir.join("xdg-runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(if user { &["--user"][..] } else { &[][..] })
+        .args(["verify", "--man=no"])
+        .arg(&file)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .expect("systemd-analyze (package systemd; cargo xtask test installs it)");
+    (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let dir = TempDir::new("units");
+    for (rel, user) in
+        [("systemd/system/tau_metric_proxy.service", false), ("systemd/user/tau_metric_proxy.service", true)]
+    {
+        assert_eq!(verify_unit(&dir, rel, user), (Some(0), String::new()), "{rel}");
+    }
+    // The check is real: a misspelt key or a missing program is reported.
+    let file = "systemd/system/tau_metric_proxy.service";
+    let bad = dir.join("bad.service");
+    std::fs::write(&bad, unit_here(file).replace("RestartSec=", "RestartSecs=")).unwrap();
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&bad).output().unwrap();
+    assert!(text(&out.stderr).contains("Unknown key 'RestartSecs' in section [Service]"), "{}", text(&out.stderr));
+    let missing = std::fs::read_to_string(deploy(file)).unwrap().replace("/usr/local/bin/", "/nonexistent/bin/");
+    std::fs::write(&bad, missing).unwrap();
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&bad).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("/nonexistent/bin/tau_metric_proxy is not executable"), "{}", text(&out.stderr));
+}
+
+/// The unit's `ExecStart=` as words, its `${VAR}`s expanded from its
+/// `Environment=` lines, `%U` as our uid and `%S` as `/var/lib`; paths under
+/// `/run`, `/var/lib` and `/tmp` moved into `root`, and the HTTP port made
+/// a free loopback one.
+fn exec_start(rel: &str, root: &Path) -> Vec<String> {
+    let unit = unit_here(rel);
+    let mut line = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart=").to_owned();
+    for env in unit.lines().filter_map(|l| l.strip_prefix("Environment=")) {
+        let (k, v) = env.split_once('=').unwrap();
+        line = line.replace(&format!("${{{k}}}"), v);
+    }
+    let uid = nix::unistd::geteuid().to_string();
+    line = line.replace("%U", &uid).replace("%S", "/var/lib");
+    for dir in ["/run/", "/var/lib/", "/tmp/"] {
+        line = line.replace(&format!(" {dir}"), &format!(" {}{dir}", root.display()));
+    }
+    let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let port = words.iter().position(|w| w == "--port").expect("the unit names the port");
+    assert_eq!(words[port + 1], "1337", "{rel}: Prometheus expects the default port");
+    words[port + 1] = "0".into();
+    words.extend(["--bind".into(), "127.0.0.1".into()]);
+    words
+}
+
+/// Runs what a unit runs: the daemon comes up on the unit's socket with
+/// the unit's access rule, and keeps its totals in the unit's state file.
+fn run_unit_command(rel: &str, want_mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TempDir::new("unit-run");
+    let words = exec_start(rel, root.path());
+    let arg = |flag: &str| PathBuf::from(&words[words.iter().position(|w| w == flag).unwrap() + 1]);
+    let (socket, state) = (arg("--unix"), arg("--state"));
+    // What RuntimeDirectory= and StateDirectory= (or /tmp) provide.
+    for d in [&socket, &state] {
+        std::fs::create_dir_all(d.parent().unwrap()).unwrap();
+    }
+    let log = root.join("daemon.log");
+    let mut child =
+        Command::new(&words[0]).args(&words[1..]).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let up = wait_for(Duration::from_secs(10), || read_log().contains("UNIX push gateway running on").then_some(()));
+    assert!(up.is_some(), "{rel}: {words:?}\n{}", read_log());
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, want_mode, "{rel}");
+    let mut p = Pusher::new(PushConfig::new(socket.clone(), "unit"));
+    let id = p.register(Desc::counter("unit_runs_total", &[], "runs"));
+    p.add(id, 5);
+    assert_eq!(p.finish(), PushState::Sent);
+    let got = wait_for(Duration::from_secs(10), || {
+        let out = Command::new(bin("tau_metric_client"))
+            .arg("-u")
+            .arg(&socket)
+            .args(["-g", "unit_runs_total", "-f", "json"])
+            .output()
+            .ok()?;
+        text(&out.stdout).contains("\"value\": 5").then_some(())
+    });
+    assert!(got.is_some(), "{rel}: the count did not arrive");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success(), "{rel}: {}", read_log());
+    assert!(state.is_file(), "{rel}: no state saved in {}; log:\n{}", state.display(), read_log());
+}
+
+#[test]
+fn the_system_unit_runs_a_daemon_shared_by_the_users_group() {
+    run_unit_command("systemd/system/tau_metric_proxy.service", 0o666);
+}
+
+#[test]
+fn the_user_unit_runs_a_private_daemon_on_the_default_socket() {
+    let words = exec_start("systemd/user/tau_metric_proxy.service", Path::new("/R"));
+    let uid = nix::unistd::geteuid().as_raw();
+    assert!(words.join(" ").contains(&format!(" --unix /R{} ", protocol::default_socket_path(uid))), "{words:?}");
+    run_unit_command("systemd/user/tau_metric_proxy.service", 0o600);
+}
