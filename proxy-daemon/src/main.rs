@@ -2,65 +2,18 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod cli;
 mod http;
 mod server;
 mod socket;
 mod state;
 
 use std::io::Write;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
+use cli::Cli;
 use parking_lot::Mutex;
 use proxy_core::{Limits, Store};
-
-/// Aggregating gateway between instrumented programs and Prometheus.
-///
-/// Sums what every collector on this node pushes to its UNIX socket and
-/// serves the totals over HTTP at /metrics for Prometheus and to
-/// tau_metric_client over the socket.
-#[derive(Debug, Parser)]
-#[command(name = "tau_metric_proxy", version)]
-struct Cli {
-    /// Path of the UNIX push gateway socket [default: $TAU_METRIC_PROXY, else /tmp/tau_metric_proxy.<uid>.unix]
-    #[arg(short = 'u', long = "unix", value_name = "PATH")]
-    unix: Option<PathBuf>,
-    /// TCP port of the HTTP endpoint (0 picks a free port)
-    #[arg(short = 'p', long = "port", default_value_t = 1337)]
-    port: u16,
-    /// Address the HTTP endpoint listens on
-    #[arg(long = "bind", value_name = "ADDR", default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// Seconds an HTTP client has to send a whole request head (408 after)
-    #[arg(long = "http-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    http_timeout: u64,
-    /// Most series the node keeps; further registrations are refused
-    #[arg(long = "max-series", value_name = "N", default_value_t = Limits::default().max_series)]
-    max_series: usize,
-    /// Most series one collector may register
-    #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
-    max_series_per_collector: usize,
-    /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
-    #[arg(long = "state", value_name = "FILE")]
-    state: Option<PathBuf>,
-    /// Seconds between two saves of the state file
-    #[arg(long = "state-interval", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    state_interval: u64,
-    /// Also let this user connect to the socket (name or uid; repeat or comma separate)
-    #[arg(long = "allow-uid", value_name = "USER", value_delimiter = ',')]
-    allow_uid: Vec<String>,
-    /// Also let members of this group connect to the socket (name or gid; repeat or comma separate)
-    #[arg(long = "allow-group", value_name = "GROUP", value_delimiter = ',')]
-    allow_group: Vec<String>,
-    /// Log more (repeat for even more)
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-    /// Log only warnings and errors
-    #[arg(short = 'q', long = "quiet")]
-    quiet: bool,
-}
 
 fn main() {
     let cli: Cli = client::parse_args("tau_metric_proxy");

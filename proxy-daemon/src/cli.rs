@@ -1,0 +1,53 @@
+//! The command line of `tau_metric_proxy`, alone in its file so that
+//! `cargo xtask dist` can build the man page and completions from it.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use proxy_core::Limits;
+
+/// Aggregating gateway between instrumented programs and Prometheus.
+///
+/// Sums what every collector on this node pushes to its UNIX socket and
+/// serves the totals over HTTP at /metrics for Prometheus and to
+/// tau_metric_client over the socket.
+#[derive(Debug, clap::Parser)]
+#[command(name = "tau_metric_proxy", version)]
+pub(crate) struct Cli {
+    /// Path of the UNIX push gateway socket [default: $TAU_METRIC_PROXY, else /tmp/tau_metric_proxy.<uid>.unix]
+    #[arg(short = 'u', long = "unix", value_name = "PATH")]
+    pub(crate) unix: Option<PathBuf>,
+    /// TCP port of the HTTP endpoint (0 picks a free port)
+    #[arg(short = 'p', long = "port", default_value_t = 1337)]
+    pub(crate) port: u16,
+    /// Address the HTTP endpoint listens on
+    #[arg(long = "bind", value_name = "ADDR", default_value = "0.0.0.0")]
+    pub(crate) bind: IpAddr,
+    /// Seconds an HTTP client has to send a whole request head (408 after)
+    #[arg(long = "http-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) http_timeout: u64,
+    /// Most series the node keeps; further registrations are refused
+    #[arg(long = "max-series", value_name = "N", default_value_t = Limits::default().max_series)]
+    pub(crate) max_series: usize,
+    /// Most series one collector may register
+    #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
+    pub(crate) max_series_per_collector: usize,
+    /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
+    #[arg(long = "state", value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+    /// Seconds between two saves of the state file
+    #[arg(long = "state-interval", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) state_interval: u64,
+    /// Also let this user connect to the socket (name or uid; repeat or comma separate)
+    #[arg(long = "allow-uid", value_name = "USER", value_delimiter = ',')]
+    pub(crate) allow_uid: Vec<String>,
+    /// Also let members of this group connect to the socket (name or gid; repeat or comma separate)
+    #[arg(long = "allow-group", value_name = "GROUP", value_delimiter = ',')]
+    pub(crate) allow_group: Vec<String>,
+    /// Log more (repeat for even more)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Log only warnings and errors
+    #[arg(short = 'q', long = "quiet")]
+    pub(crate) quiet: bool,
+}
