@@ -72,6 +72,12 @@ impl Session {
         std::mem::take(&mut self.dropped_replies)
     }
 
+    /// Whether the peer pushes metrics (as opposed to querying, or not
+    /// having said yet).
+    pub fn is_collector(&self) -> bool {
+        matches!(self.state, State::Collector | State::Pushing { .. } | State::Done)
+    }
+
     /// Bytes received but not yet a whole frame (a peer that closes with
     /// some left sent a truncated frame).
     pub fn pending_input(&self) -> usize {

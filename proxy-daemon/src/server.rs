@@ -17,6 +17,10 @@ use signal_hook_mio::v1_0::Signals;
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const FIRST_CONN: usize = 2;
+/// Size of one read from a connection.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads from collectors between two polls of the event loop.
+const READS_PER_ROUND: usize = 16;
 /// How often departed collectors are folded and self metrics refreshed.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -24,6 +28,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SelfMetrics {
     collectors: SeriesId,
+    remembered: SeriesId,
     frames: SeriesId,
     bytes: SeriesId,
     protocol_errors: SeriesId,
@@ -42,6 +47,11 @@ impl SelfMetrics {
                 "tau_metric_proxy_collectors",
                 &[],
                 "Collectors currently connected to the proxy",
+            )),
+            remembered: reg(Desc::gauge(
+                "tau_metric_proxy_remembered_collectors",
+                &[],
+                "Collectors remembered by the proxy, connected or expected to reconnect",
             )),
             frames: reg(Desc::counter("tau_metric_proxy_frames_total", &[], "Frames received from collectors")),
             bytes: reg(Desc::counter("tau_metric_proxy_received_bytes_total", &[], "Bytes received from collectors")),
@@ -82,6 +92,8 @@ pub(crate) fn now() -> f64 {
 struct Conn {
     stream: UnixStream,
     session: Session,
+    /// In the queue of collectors with data to read.
+    queued: bool,
     writable_armed: bool,
 }
 
@@ -111,6 +123,10 @@ pub(crate) struct Server {
     state: Option<StateFile>,
     /// Series refusals already added to the self metric.
     refused_reported: u64,
+    /// Collectors that may have more to read, served in turn.
+    ready: std::collections::VecDeque<usize>,
+    /// Reused read buffer.
+    chunk: Vec<u8>,
 }
 
 struct StateFile {
@@ -146,6 +162,8 @@ impl Server {
             tally: Tally::default(),
             access,
             refused_reported: 0,
+            ready: std::collections::VecDeque::new(),
+            chunk: vec![0; READ_CHUNK],
             state: state.map(|(path, every)| StateFile {
                 path,
                 every,
@@ -160,7 +178,9 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut last_housekeeping = std::time::Instant::now();
         loop {
-            match self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+            // Connections left with unread data are served again at once.
+            let timeout = if self.ready.is_empty() { HOUSEKEEPING } else { Duration::ZERO };
+            match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("event loop failed: {e}")),
@@ -178,7 +198,7 @@ impl Server {
                     Token(t) => {
                         let i = t - FIRST_CONN;
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(i);
+                            self.readable(i);
                         }
                         if event.is_writable() {
                             self.on_writable(i);
@@ -186,6 +206,7 @@ impl Server {
                     }
                 }
             }
+            self.serve_collectors();
             if self.tally.frames > 0 || !events.is_empty() {
                 self.refresh_self_metrics();
             }
@@ -231,7 +252,7 @@ impl Server {
             self.free.push(i);
             return;
         }
-        let conn = Conn { stream, session: Session::new(), writable_armed: false };
+        let conn = Conn { stream, session: Session::new(), queued: false, writable_armed: false };
         if i == self.conns.len() {
             self.conns.push(Some(conn));
         } else {
@@ -239,10 +260,52 @@ impl Server {
         }
     }
 
-    fn on_readable(&mut self, i: usize) {
-        let mut chunk = vec![0u8; 256 * 1024];
+    /// Connection `i` has data. Query clients (small requests, waiting for
+    /// an answer) are served at once; collectors join the fair queue.
+    fn readable(&mut self, i: usize) {
+        let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
+        if !conn.session.is_collector() {
+            self.on_readable(i, usize::MAX);
+        } else if !conn.queued {
+            conn.queued = true;
+            self.ready.push_back(i);
+        }
+    }
+
+    /// Serves queued collectors round-robin, one read each, until the
+    /// round's budget is spent: however much collectors send, the loop comes
+    /// back to poll (and to query clients polling at 1 kHz) within a bounded
+    /// amount of work.
+    fn serve_collectors(&mut self) {
+        let mut budget = READS_PER_ROUND;
+        while budget > 0 {
+            let Some(i) = self.ready.pop_front() else { return };
+            budget -= 1;
+            if let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) {
+                conn.queued = false;
+                self.on_readable(i, 1);
+            }
+        }
+    }
+
+    /// Reads and handles what connection `i` sent, at most `max_reads`
+    /// reads; a collector with more to read goes back to the queue.
+    fn on_readable(&mut self, i: usize, max_reads: usize) {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let mut reads = 0;
         let outcome = loop {
-            let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
+            let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else {
+                self.chunk = chunk;
+                return;
+            };
+            if reads == max_reads {
+                if !conn.queued {
+                    conn.queued = true;
+                    self.ready.push_back(i);
+                }
+                break None;
+            }
+            reads += 1;
             match conn.stream.read(&mut chunk) {
                 Ok(0) => break Some(Close::Eof),
                 Ok(n) => {
@@ -256,6 +319,7 @@ impl Server {
                 Err(e) => break Some(Close::Io(e)),
             }
         };
+        self.chunk = chunk;
         self.flush_out(i);
         if let Some(close) = outcome {
             self.close(i, close);
@@ -377,6 +441,8 @@ impl Server {
         self.refused_reported = refused;
         let connected = st.connected_collectors() as f64;
         st.internal_set(self.selfm.collectors, connected, now);
+        let remembered = st.known_collectors() as f64;
+        st.internal_set(self.selfm.remembered, remembered, now);
     }
 }
 

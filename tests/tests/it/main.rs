@@ -21,6 +21,9 @@ mod client_cli;
 /// Bad and hostile input on the socket, table-driven; series limits.
 mod hostile;
 
+/// Load: 1,000 concurrent collectors, 10,000 that come and go.
+mod load;
+
 /// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
 mod state;
 
@@ -32,9 +35,6 @@ mod launcher;
 
 /// `tau_strace`: counts against real strace, bytes, signals, attach/detach, absent or late proxy.
 mod strace;
-
-/// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
-mod prometheus;
 
 /// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
 mod prometheus;
