@@ -6,56 +6,11 @@
 //! (for example `mpirun` forwarding a SIGTERM) and returning its status.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod mpi;
 mod run;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
-
-use clap::Parser;
-
-const TOOL: &str = "tau_metric_proxy_run";
-
-const HELP: &str = "\
-tau_metric_proxy_run -m -s -v -h -u [PATH] -S [PID] -- [COMMAND]
-
-Wrapper to run commands instrumented for the tau_metric_proxy.
-
--m: enable MPI profiling
--s: enable strace profiling (requires tau_strace beside this command or in path)
--S [PID]: attach tau_strace to a running process id (COMMAND is ignored, no MPI instrum)
--u [PATH]: specify path to tau_metric_proxy push gateway UNIX socket
--v: enable verbose output
--h: show this help
-
-The exit status is the command's own; a command killed by signal N gives 128+N.
-Without a running tau_metric_proxy the command runs normally.";
-
-#[derive(Debug, Parser)]
-#[command(name = TOOL, version, disable_help_flag = true, override_help = HELP)]
-struct Cli {
-    /// enable MPI profiling
-    #[arg(short = 'm')]
-    mpi: bool,
-    /// enable strace profiling
-    #[arg(short = 's')]
-    strace: bool,
-    /// attach tau_strace to a running process id
-    #[arg(short = 'S', value_name = "PID", conflicts_with_all = ["mpi", "strace"])]
-    attach: Option<i32>,
-    /// path to the push gateway UNIX socket
-    #[arg(short = 'u', value_name = "PATH")]
-    unix: Option<PathBuf>,
-    /// verbose output
-    #[arg(short = 'v')]
-    verbose: bool,
-    /// show this help
-    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
-    help: (),
-    /// the command to run
-    #[arg(last = true, value_name = "COMMAND")]
-    command: Vec<OsString>,
-}
+use cli::{Cli, TOOL};
 
 fn main() {
     let cli: Cli = client::parse_args(TOOL);

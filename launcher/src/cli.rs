@@ -1,0 +1,49 @@
+//! The command line of `tau_metric_proxy_run`, alone in its file so that
+//! `cargo xtask dist` can build the man page and completions from it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub(crate) const TOOL: &str = "tau_metric_proxy_run";
+
+const HELP: &str = "\
+tau_metric_proxy_run -m -s -v -h -u [PATH] -S [PID] -- [COMMAND]
+
+Wrapper to run commands instrumented for the tau_metric_proxy.
+
+-m: enable MPI profiling
+-s: enable strace profiling (requires tau_strace beside this command or in path)
+-S [PID]: attach tau_strace to a running process id (COMMAND is ignored, no MPI instrum)
+-u [PATH]: specify path to tau_metric_proxy push gateway UNIX socket
+-v: enable verbose output
+-h: show this help
+
+The exit status is the command's own; a command killed by signal N gives 128+N.
+Without a running tau_metric_proxy the command runs normally.";
+
+/// The original tool's flags, with its help text.
+#[derive(Debug, clap::Parser)]
+#[command(name = TOOL, version, disable_help_flag = true, override_help = HELP)]
+pub(crate) struct Cli {
+    /// enable MPI profiling
+    #[arg(short = 'm')]
+    pub(crate) mpi: bool,
+    /// enable strace profiling
+    #[arg(short = 's')]
+    pub(crate) strace: bool,
+    /// attach tau_strace to a running process id
+    #[arg(short = 'S', value_name = "PID", conflicts_with_all = ["mpi", "strace"])]
+    pub(crate) attach: Option<i32>,
+    /// path to the push gateway UNIX socket
+    #[arg(short = 'u', value_name = "PATH")]
+    pub(crate) unix: Option<PathBuf>,
+    /// verbose output
+    #[arg(short = 'v')]
+    pub(crate) verbose: bool,
+    /// show this help
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
+    pub(crate) help: (),
+    /// the command to run
+    #[arg(last = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
