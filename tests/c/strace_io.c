@@ -11,6 +11,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -68,6 +69,9 @@ int main(int argc, char **argv) {
     /* A failing call: counted as a call, moves no bytes. */
     check(read(-1, buf, 10) == -1, "read(-1)");
     for (int i = 0; i < 25; i++) getppid();
+    /* Numbers no kernel assigns (ENOSYS): named syscall_N. */
+    for (int i = 0; i < 3; i++) syscall(1000);
+    syscall(2000);
     unlink(a);
     unlink(b);
     return 0;
