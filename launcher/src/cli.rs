@@ -21,7 +21,7 @@ Wrapper to run commands instrumented for the tau_metric_proxy.
 The exit status is the command's own; a command killed by signal N gives 128+N.
 Without a running tau_metric_proxy the command runs normally.";
 
-/// The original tool's flags, with its help text.
+/// Wrapper to run commands instrumented for the tau_metric_proxy
 #[derive(Debug, clap::Parser)]
 #[command(name = TOOL, version, disable_help_flag = true, override_help = HELP)]
 pub(crate) struct Cli {
