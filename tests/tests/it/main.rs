@@ -21,6 +21,9 @@ mod client_cli;
 /// Bad and hostile input on the socket, table-driven; series limits.
 mod hostile;
 
+/// Faults: the daemon stopped or killed under load.
+mod faults;
+
 /// Load: 1,000 concurrent collectors, 10,000 that come and go.
 mod load;
 
