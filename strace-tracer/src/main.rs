@@ -141,7 +141,9 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     // Handlers first (installed after fork they would race with an early
     // signal), blocked until the pusher thread exists so that it never
     // takes one of them.
-    sys::mask_signals(&TERMINATING, true).map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
+    let blocked_before =
+        sys::mask_signals(&TERMINATING, true).map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
+    let unblock: Vec<i32> = TERMINATING.iter().copied().filter(|s| !blocked_before.contains(s)).collect();
     sys::catch_signals(&TERMINATING).map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
 
     let (tracer, attached) = match cli.pid {
@@ -157,7 +159,8 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             (tracer, true)
         }
         None => {
-            let plan = spawn_plan(&cli.command, only.as_deref().map(|s| catalog.seccomp_filter(s)))?;
+            let seccomp = only.as_deref().map(|s| catalog.seccomp_filter(s));
+            let plan = spawn_plan(&cli.command, seccomp, unblock.clone())?;
             let seccomp = plan.seccomp.is_some();
             let pid = start_command(&plan, if seccomp { OPTIONS | sys::OPT_TRACESECCOMP } else { OPTIONS })?;
             let mut tracer = Tracer::new(catalog, counts.clone(), pid, seccomp, only.as_deref());
@@ -177,7 +180,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket, idle_sched))
             .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?
     };
-    let _ = sys::mask_signals(&TERMINATING, false);
+    let _ = sys::mask_signals(&unblock, false);
 
     let code = trace(tracer, attached);
     let _ = stop_tx.send(());
@@ -233,7 +236,11 @@ fn push_loop(
     }
 }
 
-fn spawn_plan(command: &[OsString], seccomp: Option<Vec<sys::BpfInsn>>) -> Result<sys::SpawnPlan, Failure> {
+fn spawn_plan(
+    command: &[OsString],
+    seccomp: Option<Vec<sys::BpfInsn>>,
+    unblock: Vec<i32>,
+) -> Result<sys::SpawnPlan, Failure> {
     let prog = &command[0];
     let path = find_program(Path::new(prog))
         .ok_or_else(|| fail(127, format!("cannot find executable {}", Path::new(prog).display())))?;
@@ -247,7 +254,7 @@ fn spawn_plan(command: &[OsString], seccomp: Option<Vec<sys::BpfInsn>>) -> Resul
             cstr(&kv)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(sys::SpawnPlan { path: cstr(path.as_os_str().as_bytes())?, argv, envp, seccomp })
+    Ok(sys::SpawnPlan { path: cstr(path.as_os_str().as_bytes())?, argv, envp, seccomp, unblock })
 }
 
 /// Resolves the program like `execvp`, but in the tracer, so the traced

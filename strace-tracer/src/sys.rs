@@ -158,6 +158,22 @@ pub(crate) struct SpawnPlan {
     /// Installed with `no_new_privs` right before the stop that hands the
     /// child over to the tracer.
     pub(crate) seccomp: Option<Vec<BpfInsn>>,
+    /// Signals the tracer blocked for itself, to unblock in the child.
+    pub(crate) unblock: Vec<i32>,
+}
+
+/// # Safety
+/// Only calls sigset functions on a local set.
+unsafe fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
 }
 
 /// Forks a child that resets its signal state, stops itself with SIGSTOP
@@ -174,6 +190,8 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
         plan.seccomp.iter().flatten().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     let path: &CStr = &plan.path;
+    // SAFETY: sigset operations on a local set.
+    let unblock = unsafe { sigset(&plan.unblock) };
     // SAFETY: the child only calls async-signal-safe functions on data
     // prepared above, then execs or exits.
     unsafe {
@@ -183,10 +201,9 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
         }
         if pid == 0 {
             // The tracer's own signal handling must not leak into the
-            // command: default SIGPIPE (Rust ignores it) and an empty mask.
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // command: default SIGPIPE (Rust ignores it), and the mask
+            // tau_strace itself was started with.
+            libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if plan.seccomp.is_some() {
                 let ok = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
@@ -197,9 +214,46 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
             }
             libc::kill(libc::getpid(), libc::SIGSTOP);
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            child_fail(b"tau_strace: execve failed\n");
+            exec_failed(path, *libc::__errno_location());
         }
         Ok(pid)
+    }
+}
+
+/// Reports a failed `execve` in the child with async-signal-safe calls
+/// only, and exits 126 like a shell for a command it cannot execute.
+fn exec_failed(path: &CStr, errno: i32) -> ! {
+    let mut digits = [0u8; 12];
+    let mut n = errno.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // strerror is not async-signal-safe: the usual causes are spelt out.
+    let reason: &[u8] = match errno {
+        libc::ENOENT => b"No such file or directory",
+        libc::E2BIG => b"Argument list too long",
+        libc::ENOEXEC => b"Exec format error",
+        libc::ENOMEM => b"Cannot allocate memory",
+        libc::EACCES => b"Permission denied",
+        libc::ETXTBSY => b"Text file busy",
+        _ => b"errno ",
+    };
+    let number: &[u8] = if reason == b"errno " { &digits[i..] } else { b"" };
+    let parts: [&[u8]; 5] = [b"tau_strace: cannot execute ", path.to_bytes(), b": ", reason, number];
+    for p in parts {
+        // SAFETY: write(2) on a valid buffer in the forked child.
+        unsafe { libc::write(2, p.as_ptr() as *const libc::c_void, p.len()) };
+    }
+    // SAFETY: as above; _exit never returns.
+    unsafe {
+        libc::write(2, b"\n".as_ptr() as *const libc::c_void, 1);
+        libc::_exit(126)
     }
 }
 
@@ -234,19 +288,27 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c
 }
 
 /// Installs a handler for `sigs` that records them without SA_RESTART, so a
-/// blocking `waitpid` returns EINTR.
-pub(crate) fn catch_signals(sigs: &[i32]) -> io::Result<()> {
+/// blocking `waitpid` returns EINTR. Signals found ignored are left ignored
+/// (`nohup` semantics, inherited by the command). Returns those caught.
+pub(crate) fn catch_signals(sigs: &[i32]) -> io::Result<Vec<i32>> {
+    let mut caught = Vec::new();
     for &sig in sigs {
         // SAFETY: sigaction with a valid handler and a zeroed mask.
         unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            check(libc::sigaction(sig, std::ptr::null(), &mut old) as libc::c_long)?;
+            if old.sa_sigaction == libc::SIG_IGN {
+                continue;
+            }
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO;
             libc::sigemptyset(&mut sa.sa_mask);
             check(libc::sigaction(sig, &sa, std::ptr::null_mut()) as libc::c_long)?;
         }
+        caught.push(sig);
     }
-    Ok(())
+    Ok(caught)
 }
 
 /// Takes the last recorded signal (0 when none arrived), with
@@ -261,21 +323,19 @@ pub(crate) fn signal_pending() -> bool {
 }
 
 /// Blocks (`block == true`) or unblocks `sigs` in the calling thread.
-pub(crate) fn mask_signals(sigs: &[i32], block: bool) -> io::Result<()> {
-    // SAFETY: sigset operations on a local set.
+/// Returns those of `sigs` that were blocked before.
+pub(crate) fn mask_signals(sigs: &[i32], block: bool) -> io::Result<Vec<i32>> {
+    // SAFETY: sigset operations on local sets.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in sigs {
-            libc::sigaddset(&mut set, s);
-        }
+        let set = sigset(sigs);
+        let mut old: libc::sigset_t = std::mem::zeroed();
         let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
-        let r = libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+        let r = libc::pthread_sigmask(how, &set, &mut old);
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
+        Ok(sigs.iter().copied().filter(|&s| libc::sigismember(&old, s) == 1).collect())
     }
-    Ok(())
 }
 
 /// Switches thread `tid` (0: the caller) to `SCHED_IDLE` or back to

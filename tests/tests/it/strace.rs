@@ -221,6 +221,42 @@ fn exit_statuses_are_relayed() {
 }
 
 #[test]
+fn a_file_that_cannot_be_executed_gives_126() {
+    let dir = TempDir::new("strace-noexec");
+    let bad = dir.join("not-a-program");
+    std::fs::write(&bad, b"neither ELF nor script").expect("write file");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let out = tau_strace(Path::new("/nonexistent-dir/none.sock"), &[], &bad, &[]);
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("tau_strace: cannot execute {}: Exec format error\n", bad.display())
+    );
+}
+
+#[test]
+fn signals_ignored_for_tau_strace_stay_ignored_for_the_command() {
+    // As under nohup: the command must inherit the ignored SIGHUP.
+    let tracer = bin("tau_strace");
+    let script = format!(
+        "trap '' HUP; exec {} -u /nonexistent-dir/none.sock -- sh -c 'kill -HUP $$; echo alive'",
+        tracer.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().expect("run sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
+    assert_eq!(out.status.code(), Some(0));
+    // Not ignored: the command dies of it, and tau_strace reports 128+1.
+    let out = tau_strace(
+        Path::new("/nonexistent-dir/none.sock"),
+        &[],
+        Path::new("/bin/sh"),
+        &["-c", "kill -HUP $$; echo alive"],
+    );
+    assert_eq!(out.stdout, b"");
+    assert_eq!(out.status.code(), Some(128 + 1));
+}
+
+#[test]
 fn sigterm_to_the_tracer_reaches_the_command() {
     let mut child = Command::new(bin("tau_strace"))
         .args(["-u", "/nonexistent-dir/none.sock", "--", "sleep", "30"])
