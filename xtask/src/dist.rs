@@ -35,6 +35,7 @@ pub(crate) fn run() -> Result<PathBuf, String> {
         let name = path.file_name().ok_or("shim path has no file name")?;
         copy(path, &lib.join(name))?;
     }
+    crate::docs::install(&dist, &root())?;
     eprintln!("xtask: relocatable tree in {}", dist.display());
     Ok(dist)
 }

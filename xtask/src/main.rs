@@ -7,6 +7,7 @@ mod bench_strace;
 mod demo;
 mod deps;
 mod dist;
+mod docs;
 mod shim;
 #[cfg(test)]
 mod tidy;
@@ -22,7 +23,7 @@ commands:
           and a traced program instrumented, and show their metrics
   test    install what is missing, build, and run the whole test suite
           (formatting, clippy, unit and integration tests)
-  dist    build a relocatable release into target/dist (bin/, lib/)
+  dist    build a relocatable release into target/dist (bin/, lib/, share/)
   bench   print the performance figures (ingest, render, memory, MPI, tracer)";
 
 fn main() -> ExitCode {
