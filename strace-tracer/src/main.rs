@@ -54,9 +54,15 @@ struct Cli {
     /// run at native speed (the command then runs with no_new_privs set).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     only: Vec<String>,
-    /// Keep the tracer under the normal scheduling policy. By default it
-    /// runs as SCHED_IDLE (when it may return from it), which keeps tracer
-    /// and tracee on one CPU, and falls back when starved.
+    /// Milliseconds between two pushes of the totals to the proxy (a last
+    /// push is always made at the end).
+    #[arg(short = 'i', long = "interval", value_name = "MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    interval: u64,
+    /// Keep the tracer under the normal scheduling policy. By default,
+    /// where it may switch back, the tracer measures whether running as
+    /// SCHED_IDLE (which keeps tracer and tracee on one CPU) makes the
+    /// command faster, and uses it when it does.
     #[arg(long)]
     no_idle_sched: bool,
     /// The command to run and trace.
@@ -64,8 +70,6 @@ struct Cli {
     command: Vec<OsString>,
 }
 
-/// Time between two pushes of the totals.
-const PUSH_EVERY: Duration = Duration::from_millis(100);
 /// Time between two looks at the tracer's scheduling statistics.
 const GOVERN_EVERY: Duration = Duration::from_millis(20);
 /// Signals that make `tau_strace` detach (attach mode) or that it passes on
@@ -172,12 +176,13 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let main_tid = sys::gettid();
     let idle_sched = !cli.no_idle_sched;
+    let push_every = Duration::from_millis(cli.interval);
     let pusher = {
         let counts = counts.clone();
         let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(socket.clone(), "tau_strace")));
         std::thread::Builder::new()
             .name("push".into())
-            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket, idle_sched))
+            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket, idle_sched, push_every))
             .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?
     };
     let _ = sys::mask_signals(&unblock, false);
@@ -188,7 +193,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     Ok(code)
 }
 
-/// Pushes the totals every [`PUSH_EVERY`] and once more at the end. Also
+/// Pushes the totals every `push_every` and once more at the end. Also
 /// re-interrupts the tracing thread while a signal it has not yet handled
 /// is pending (it may have arrived just before a blocking wait).
 fn push_loop(
@@ -198,6 +203,7 @@ fn push_loop(
     main_tid: Pid,
     socket: &Path,
     idle_sched: bool,
+    push_every: Duration,
 ) {
     // Set from here so that this thread keeps the normal policy and can
     // always rescue a starved tracer.
@@ -207,7 +213,7 @@ fn push_loop(
     loop {
         // A starved SCHED_IDLE tracer stalls the tracee: check it more
         // often than we push.
-        let tick = if governor.is_some() { GOVERN_EVERY } else { PUSH_EVERY };
+        let tick = if governor.is_some() { GOVERN_EVERY.min(push_every) } else { push_every };
         let done = !matches!(stop.recv_timeout(tick), Err(mpsc::RecvTimeoutError::Timeout));
         if !done && sys::signal_pending() {
             let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
@@ -215,7 +221,7 @@ fn push_loop(
         if let Some(g) = &mut governor {
             sched::tick(g, main_tid, counts.total_hits());
         }
-        if !done && last_push.elapsed() < PUSH_EVERY {
+        if !done && last_push.elapsed() < push_every {
             continue;
         }
         last_push = Instant::now();

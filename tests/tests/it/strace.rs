@@ -307,6 +307,34 @@ fn late_proxy_gets_everything_counted_before_it_started() {
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 150.0), 150.0);
 }
 
+#[test]
+fn interval_sets_the_push_period() {
+    let dir = TempDir::new("strace-interval");
+    let prog = compile(&dir, "strace_late", false);
+    let go = dir.join("go");
+    let proxy = Proxy::start();
+    let mut child = Command::new(bin("tau_strace"))
+        .arg("-u")
+        .arg(&proxy.socket)
+        .args(["--interval", "600000", "--"])
+        .arg(&prog)
+        .arg(&go)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tau_strace");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready");
+    assert_eq!(line, "ready\n");
+    // The default period would have pushed these 100 calls by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(family(&proxy.values(), "strace_hits_total").get("getppid"), None);
+    std::fs::write(&go, b"").expect("create go file");
+    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
+    assert_eq!(status.code(), Some(0));
+    // The final push carries everything.
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 150.0), 150.0);
+}
+
 /// `/proc/PID/task/*/status`: (state letter, tracer pid) per thread.
 fn thread_states(pid: u32) -> Vec<(String, String)> {
     let mut v = Vec::new();
