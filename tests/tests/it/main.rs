@@ -41,3 +41,6 @@ mod strace;
 
 /// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
 mod prometheus;
+
+/// The PMPI shim under real mpirun (Open MPI and MPICH): exact counts and bytes, absent/late/stalled proxy, fork.
+mod mpi;

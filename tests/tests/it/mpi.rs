@@ -1,0 +1,392 @@
+//! The PMPI shim under real `mpirun`, Open MPI and MPICH, through
+//! `tau_metric_proxy_run -m`: exact calls and bytes per family, an absent,
+//! late or stalled proxy, fork in a rank, a non-MPI program preloaded.
+//!
+//! The C program `tests/c/mpi_families.c` is compiled with each
+//! implementation's `mpicc`; [`expected`] mirrors it call by call, with the
+//! byte rules documented in the shim's crate docs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::util::{bin, text, wait_for, Proxy, TempDir};
+
+/// One MPI implementation as Debian installs it.
+#[derive(Clone, Copy)]
+struct Mpi {
+    name: &'static str,
+}
+
+const OPENMPI: Mpi = Mpi { name: "openmpi" };
+const MPICH: Mpi = Mpi { name: "mpich" };
+
+/// The MPI runs share 2 cores: one at a time keeps each run short.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Mpi {
+    fn shim(self) -> PathBuf {
+        let launcher = bin("tau_metric_proxy_run");
+        let shim = launcher.parent().unwrap().join("lib").join(format!("libtau_pmpi_{}.so", self.name));
+        assert!(shim.is_file(), "{} is missing: run `cargo xtask test`, which builds the shims", shim.display());
+        shim
+    }
+
+    /// `tests/c/<name>.c` compiled with this implementation's mpicc (once per test run).
+    fn program(self, name: &str) -> PathBuf {
+        static DIR: OnceLock<TempDir> = OnceLock::new();
+        static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+        let dir = DIR.get_or_init(|| TempDir::new("mpi-programs"));
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{name}_{}", self.name);
+        if let Some(p) = built.get(&key) {
+            return p.clone();
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
+        let exe = dir.join(&key);
+        let out = Command::new(format!("mpicc.{}", self.name))
+            .args(["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .expect("run mpicc");
+        assert!(out.status.success(), "mpicc.{} {}: {}", self.name, src.display(), text(&out.stderr));
+        built.insert(key, exe.clone());
+        exe
+    }
+
+    /// `mpirun` with `np` ranks running `args`, through the launcher with
+    /// `-m` when `socket` is given.
+    fn mpirun(self, np: usize, socket: Option<&Path>, args: &[&std::ffi::OsStr]) -> Command {
+        let mut cmd = Command::new(format!("mpirun.{}", self.name));
+        if self.name == "openmpi" {
+            // Root in containers; more ranks than cores.
+            cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1").arg("--oversubscribe");
+        }
+        cmd.arg("-np").arg(np.to_string());
+        if let Some(socket) = socket {
+            cmd.arg(bin("tau_metric_proxy_run")).arg("-u").arg(socket).args(["-m", "--"]);
+        }
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    fn families(self, socket: Option<&Path>, io: &TempDir, extra: &[&str]) -> Command {
+        let prog = self.program("mpi_families");
+        let mut args: Vec<&std::ffi::OsStr> = vec![prog.as_os_str(), io.path().as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        self.mpirun(4, socket, &args)
+    }
+}
+
+/// Every call and byte `mpi_families` makes on 4 ranks, keyed as the proxy lists them.
+fn expected(mpi: Mpi, forked: bool) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = BTreeMap::new();
+    let mut add = |f: &str, hits: u64, bytes: Option<u64>| {
+        *m.entry(format!("mpi_hits_total{{function=\"{f}\"}}")).or_default() += hits as f64;
+        if let Some(b) = bytes {
+            *m.entry(format!("mpi_size_total{{function=\"{f}\"}}")).or_default() += b as f64;
+        }
+    };
+    let large_count = mpi.name == "mpich";
+    for r in 0..4u64 {
+        let even = r % 2 == 0;
+        let o = u64::from(!even);
+        add("MPI_Init", 1, None);
+        add("MPI_Comm_rank", 1, None);
+        add("MPI_Comm_size", 1, None);
+        // Point to point.
+        add("MPI_Send", 2, Some(40)); // ring + MPI_PROC_NULL (0 bytes)
+        add("MPI_Recv", 2 + 2 * o, Some(40 + o * (7 + 16))); // ring, PROC_NULL, ssend and bsend partners
+        add("MPI_Irecv", 1 + o, Some(40 + o * 12));
+        add("MPI_Isend", 1, Some(40));
+        add("MPI_Waitall", 4, None);
+        if even {
+            add("MPI_Ssend", 1, Some(7));
+            add("MPI_Rsend", 1, Some(12));
+            add("MPI_Bsend", 1, Some(16));
+        }
+        add("MPI_Barrier", 2, None);
+        add("MPI_Wait", 4 + o, None); // rsend partner, Iallreduce, Ibcast, Rput, File_iwrite_at
+        add("MPI_Buffer_attach", 1, None);
+        add("MPI_Buffer_detach", 1, None);
+        add("MPI_Send_init", 1, Some(8));
+        add("MPI_Recv_init", 1, Some(8));
+        add("MPI_Start", 6, None);
+        add("MPI_Request_free", 2, None);
+        add("MPI_Sendrecv", 1, Some(32));
+        add("MPI_Sendrecv_replace", 1, Some(96));
+        if large_count {
+            add("MPI_Send_c", 1, Some(12));
+            add("MPI_Recv_c", 1, Some(12));
+            add("MPI_Allreduce_c", 1, Some(32));
+        }
+        // Collectives.
+        add("MPI_Bcast", 1, Some(32));
+        add("MPI_Reduce", 2, Some(if r == 1 { 48 } else { 24 } + 8)); // root 1 receives; root 2 in place
+        add("MPI_Allreduce", 2, Some(16 + 8));
+        add("MPI_Gather", 1, Some(if r == 0 { 8 + 32 } else { 8 }));
+        add("MPI_Gatherv", 1, Some(if r == 0 { 40 } else { (r + 1) * 4 }));
+        add("MPI_Scatter", 1, Some(if r == 2 { 96 + 24 } else { 24 }));
+        add("MPI_Scatterv", 1, Some([1, 1, 2, 6][r as usize]));
+        add("MPI_Allgather", 1, Some(4 + 16));
+        add("MPI_Allgatherv", 1, Some([1, 2, 1, 2][r as usize] * 4 + 24));
+        add("MPI_Alltoall", 2, Some(64 + 16));
+        add("MPI_Alltoallv", 1, Some(32));
+        add("MPI_Type_contiguous", 1, None);
+        add("MPI_Type_commit", 1, None);
+        add("MPI_Alltoallw", 1, Some(48 + 48));
+        add("MPI_Type_free", 1, None);
+        add("MPI_Reduce_scatter_block", 1, Some(32 + 8));
+        add("MPI_Reduce_scatter", 1, Some(40 + (r + 1) * 4));
+        add("MPI_Scan", 1, Some(16));
+        add("MPI_Exscan", 1, Some(8));
+        add("MPI_Iallreduce", 1, Some(32));
+        add("MPI_Ibcast", 1, Some(3));
+        // Neighbourhood: a periodic 1-D ring (2 neighbours), then a directed ring.
+        add("MPI_Cart_create", 1, None);
+        add("MPI_Neighbor_allgather", 1, Some(4 + 8));
+        add("MPI_Neighbor_alltoall", 2, Some(16 + 16 + (8 + 8)));
+        add("MPI_Neighbor_allgatherv", 1, Some(4 + 8));
+        add("MPI_Neighbor_alltoallv", 1, Some(12 + 12));
+        add("MPI_Dist_graph_create_adjacent", 1, None);
+        add("MPI_Comm_free", 2, None);
+        // One-sided.
+        add("MPI_Win_create", 1, None);
+        add("MPI_Win_fence", 4, None);
+        add("MPI_Put", 2, Some(8)); // second one to MPI_PROC_NULL
+        add("MPI_Get", 1, Some(12));
+        add("MPI_Accumulate", 1, Some(4));
+        add("MPI_Get_accumulate", 1, Some(8));
+        add("MPI_Fetch_and_op", 1, Some(8));
+        add("MPI_Compare_and_swap", 1, Some(12));
+        add("MPI_Win_lock_all", 1, None);
+        add("MPI_Rput", 1, Some(4));
+        add("MPI_Win_unlock_all", 1, None);
+        add("MPI_Win_free", 1, None);
+        // MPI-IO.
+        add("MPI_File_open", 1, None);
+        add("MPI_File_write_at", 1, Some(16));
+        add("MPI_File_read_at", 1, Some(16));
+        add("MPI_File_write_at_all", 1, Some(8));
+        add("MPI_File_iwrite_at", 1, Some(16));
+        add("MPI_File_close", 1, None);
+        add("MPI_Finalize", 1, None);
+    }
+    if forked {
+        add("MPI_Comm_rank", 5, None);
+    }
+    m
+}
+
+/// The proxy's `mpi_hits_total` and `mpi_size_total` series.
+fn counts(p: &Proxy) -> BTreeMap<String, f64> {
+    p.values().into_iter().filter(|(k, _)| k.starts_with("mpi_hits_total") || k.starts_with("mpi_size_total")).collect()
+}
+
+/// Waits until the proxy holds `want` (pushes arrive asynchronously), then
+/// compares, so a mismatch shows the full difference.
+fn assert_counts(p: &Proxy, want: &BTreeMap<String, f64>) {
+    let mut got = BTreeMap::new();
+    wait_for(Duration::from_secs(15), || {
+        got = counts(p);
+        (&got == want).then_some(())
+    });
+    let missing: Vec<_> = want.iter().filter(|(k, v)| got.get(*k) != Some(v)).collect();
+    let extra: Vec<_> = got.iter().filter(|(k, _)| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "expected but not in the proxy: {missing:?}\nunexpected: {extra:?}"
+    );
+}
+
+/// Every function called has a time series, and some time was measured.
+fn assert_times(p: &Proxy, want: &BTreeMap<String, f64>) {
+    let values = p.values();
+    let times: BTreeMap<&str, f64> =
+        values.iter().filter_map(|(k, v)| Some((k.strip_prefix("mpi_time_total")?, *v))).collect();
+    let called: Vec<&str> = want.keys().filter_map(|k| k.strip_prefix("mpi_hits_total")).collect();
+    assert_eq!(times.keys().copied().collect::<Vec<_>>(), called);
+    assert!(times.values().all(|t| *t >= 0.0 && t.is_finite()), "{times:?}");
+    assert!(times["{function=\"MPI_Barrier\"}"] > 0.0, "{times:?}");
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run mpirun")
+}
+
+fn assert_done(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "mpi_families: 4 ranks done\n", "{what}");
+}
+
+fn every_family_counted_exactly(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let p = Proxy::start();
+    let io = TempDir::new("mpi-io");
+    let out = run(mpi.families(Some(&p.socket), &io, &[]));
+    assert_done(&out, "instrumented run");
+    // The shim adds nothing to the program's output.
+    assert_eq!(text(&out.stderr), "");
+    let want = expected(mpi, false);
+    assert_counts(&p, &want);
+    assert_times(&p, &want);
+}
+
+#[test]
+fn openmpi_every_family_counted_exactly() {
+    every_family_counted_exactly(OPENMPI);
+}
+
+#[test]
+fn mpich_every_family_counted_exactly() {
+    every_family_counted_exactly(MPICH);
+}
+
+fn proxy_absent_changes_nothing(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let dir = TempDir::new("mpi-absent");
+    let absent = dir.join("absent.sock");
+    let io = TempDir::new("mpi-io");
+    let bare = run(mpi.families(None, &io, &["exit=3"]));
+    let instrumented = run(mpi.families(Some(&absent), &io, &["exit=3"]));
+    assert_eq!(bare.status.code(), Some(3), "bare run: {}", text(&bare.stderr));
+    assert_eq!(instrumented.status.code(), Some(3), "instrumented run: {}", text(&instrumented.stderr));
+    assert_eq!(text(&instrumented.stdout), text(&bare.stdout));
+    assert_eq!(text(&bare.stdout), "mpi_families: 4 ranks done\n");
+}
+
+#[test]
+fn openmpi_proxy_absent_changes_nothing() {
+    proxy_absent_changes_nothing(OPENMPI);
+}
+
+#[test]
+fn mpich_proxy_absent_changes_nothing() {
+    proxy_absent_changes_nothing(MPICH);
+}
+
+fn proxy_started_later_loses_nothing(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let dir = TempDir::new("mpi-late");
+    let socket = dir.join("late.sock");
+    let go = dir.join("go");
+    let io = TempDir::new("mpi-io");
+    let wait_arg = format!("wait={}", go.display());
+    let child =
+        mpi.families(Some(&socket), &io, &[&wait_arg]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The ranks communicate with no proxy, then rank 0 waits for `go`.
+    std::thread::sleep(Duration::from_millis(500));
+    let p = Proxy::start_at(dir, socket, &[]);
+    // Periodic pushes reconnect and deliver what was counted meanwhile,
+    // while the program still runs.
+    assert_eq!(p.wait_value("mpi_hits_total{function=\"MPI_Init\"}", 4.0), 4.0);
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_done(&out, "late proxy run");
+    assert_counts(&p, &expected(mpi, false));
+}
+
+#[test]
+fn openmpi_proxy_started_later_loses_nothing() {
+    proxy_started_later_loses_nothing(OPENMPI);
+}
+
+#[test]
+fn mpich_proxy_started_later_loses_nothing() {
+    proxy_started_later_loses_nothing(MPICH);
+}
+
+fn stalled_proxy_does_not_hang_the_program(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let p = Proxy::start();
+    kill(Pid::from_raw(p.pid()), Signal::SIGSTOP).unwrap();
+    let io = TempDir::new("mpi-io");
+    let mut child =
+        mpi.families(Some(&p.socket), &io, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // A hang detector, not a timing: every wait on the proxy is bounded.
+    let finished = wait_for(Duration::from_secs(120), || child.try_wait().unwrap());
+    if finished.is_none() {
+        let _ = child.kill();
+    }
+    kill(Pid::from_raw(p.pid()), Signal::SIGCONT).unwrap();
+    assert!(finished.is_some(), "the program hung on a stopped proxy");
+    let out = child.wait_with_output().unwrap();
+    assert_done(&out, "run with a stopped proxy");
+}
+
+#[test]
+fn openmpi_stalled_proxy_does_not_hang_the_program() {
+    stalled_proxy_does_not_hang_the_program(OPENMPI);
+}
+
+#[test]
+fn mpich_stalled_proxy_does_not_hang_the_program() {
+    stalled_proxy_does_not_hang_the_program(MPICH);
+}
+
+fn fork_in_a_rank_counts_the_child_once(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let p = Proxy::start();
+    let io = TempDir::new("mpi-io");
+    let out = run(mpi.families(Some(&p.socket), &io, &["fork"]));
+    assert_done(&out, "run with a fork in rank 0");
+    // The child's 5 calls are added once; nothing of the parent is sent twice.
+    assert_counts(&p, &expected(mpi, true));
+}
+
+#[test]
+fn openmpi_fork_in_a_rank_counts_the_child_once() {
+    fork_in_a_rank_counts_the_child_once(OPENMPI);
+}
+
+#[test]
+fn mpich_fork_in_a_rank_counts_the_child_once() {
+    fork_in_a_rank_counts_the_child_once(MPICH);
+}
+
+#[test]
+fn non_mpi_programs_preloaded_run_unaffected() {
+    let _serial = serial();
+    let p = Proxy::start();
+    for mpi in [OPENMPI, MPICH] {
+        let shim = mpi.shim();
+        // Directly preloaded: same output, same status, nothing pushed.
+        let script = "echo out; echo err >&2; ls / > /dev/null; exit 5";
+        let bare = Command::new("sh").args(["-c", script]).output().unwrap();
+        let preloaded = Command::new("sh")
+            .args(["-c", script])
+            .env("LD_PRELOAD", &shim)
+            .env("TAU_METRIC_PROXY", &p.socket)
+            .output()
+            .unwrap();
+        assert_eq!(preloaded.status.code(), Some(5), "{}", mpi.name);
+        assert_eq!((text(&preloaded.stdout), text(&preloaded.stderr)), (text(&bare.stdout), text(&bare.stderr)));
+        // Under mpirun with -m: the shim is chosen from mpirun's environment.
+        let out = run(mpi.mpirun(2, Some(&p.socket), &["sh".as_ref(), "-c".as_ref(), "echo $((6 * 7))".as_ref()]));
+        assert!(out.status.success(), "{}: {}", mpi.name, text(&out.stderr));
+        assert_eq!(text(&out.stdout), "42\n42\n", "{}", mpi.name);
+        assert_eq!(text(&out.stderr), "", "{}", mpi.name);
+    }
+    let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
+    assert!(mpi_series.is_empty(), "{mpi_series:?}");
+}
