@@ -99,7 +99,11 @@ fn bench_all(tracer: &Path, dir: &Path) -> Result<(), String> {
     ];
     let dead_socket = dir.join("no-proxy.sock");
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("\n== tau_strace vs strace -c -f ({cpus} CPUs; best of 3 runs; no proxy listening) ==");
+    // Other work on the machine changes the picture (busy CPUs never
+    // sleep, so cross-CPU wake-ups get cheap): show it with the figures.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
+    println!("\n== tau_strace vs strace -c -f ({cpus} CPUs, load {load}; best of 3 runs; no proxy listening) ==");
     for w in &workloads {
         let calls = count_calls(w, dir)?;
         println!("\n{}: {} traced syscalls per run", w.name, calls);
