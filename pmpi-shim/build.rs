@@ -426,13 +426,16 @@ fn parse_proto(decl: &[String], tds: &Typedefs, aliases: &mut BTreeMap<String, S
 fn rust_type(toks: &[&str], tds: &Typedefs, aliases: &mut BTreeMap<String, String>) -> Option<String> {
     let words: Vec<&str> = toks.iter().copied().filter(|t| !matches!(*t, "const" | "volatile")).collect();
     let kind = tds.resolve(&words)?;
+    if kind == CType::Func {
+        // A parameter of function type decays to a function pointer; no
+        // alias, since the C size of a function type means nothing.
+        return Some("*mut c_void".to_owned());
+    }
     let base = match kind {
         CType::Void => "()".to_owned(),
         CType::Prim(p) => p.to_owned(),
-        CType::Ptr => "*mut c_void".to_owned(),
+        CType::Ptr | CType::Func => "*mut c_void".to_owned(),
         CType::Aggregate => "!".to_owned(),
-        // A parameter of function type decays to a function pointer.
-        CType::Func => "*mut c_void".to_owned(),
     };
     if base != "!"
         && base != "()"
