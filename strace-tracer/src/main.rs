@@ -2,6 +2,7 @@
 //! thread, fork and exec like `strace -f`, and pushes exact per-syscall
 //! counts, bytes and times to tau_metric_proxy.
 
+mod cli;
 mod counts;
 mod sched;
 mod stop;
@@ -22,53 +23,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use cli::Cli;
 use counts::{Counts, Exporter};
 use stop::Stop;
 use sys::Pid;
 use syscall::{Catalog, Info, Slot};
 use tracer::{Action, Inspect, Outcome, Tracer};
-
-/// Trace a command (or attach to a process) and push per-syscall counters
-/// to tau_metric_proxy.
-#[derive(Parser, Debug)]
-#[command(
-    name = "tau_strace",
-    version,
-    about,
-    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID"
-)]
-struct Cli {
-    /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
-    /// /tmp/tau_metric_proxy.<uid>.unix]
-    #[arg(short = 'u', long = "unix", value_name = "SOCKET")]
-    socket: Option<PathBuf>,
-    /// Log attaches, detaches and the state of the link to the proxy.
-    #[arg(short, long)]
-    verbose: bool,
-    /// Attach to this running process (all its threads) instead of running
-    /// a command; SIGINT or SIGTERM detaches and leaves it running.
-    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "command")]
-    pid: Option<i32>,
-    /// Count only these syscalls (comma-separated names). With a command, a
-    /// seccomp filter stops the tracee in these calls only, so all others
-    /// run at native speed (the command then runs with no_new_privs set).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    only: Vec<String>,
-    /// Milliseconds between two pushes of the totals to the proxy (a last
-    /// push is always made at the end).
-    #[arg(short = 'i', long = "interval", value_name = "MS", default_value_t = 100,
-          value_parser = clap::value_parser!(u64).range(10..))]
-    interval: u64,
-    /// Keep the tracer under the normal scheduling policy. By default,
-    /// where it may switch back, the tracer measures whether running as
-    /// SCHED_IDLE (which keeps tracer and tracee on one CPU) makes the
-    /// command faster, and uses it when it does.
-    #[arg(long)]
-    no_idle_sched: bool,
-    /// The command to run and trace.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
-    command: Vec<OsString>,
-}
 
 /// Time between two looks at the tracer's scheduling statistics.
 const GOVERN_EVERY: Duration = Duration::from_millis(20);
@@ -406,4 +366,38 @@ fn detach_all(tracer: &mut Tracer) {
         let _ = sys::detach(pid, tracer::detach_signal(stop));
     }
     log::info!("detached");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent_and_keeps_the_launcher_forms() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // The forms tau_metric_proxy_run uses.
+        let run = Cli::try_parse_from(["tau_strace", "-u", "/s", "--", "prog", "-x", "--y"]).expect("run form");
+        assert_eq!(run.socket, Some(PathBuf::from("/s")));
+        assert_eq!(run.command, ["prog", "-x", "--y"]);
+        assert_eq!(run.pid, None);
+        assert_eq!(run.interval, 100);
+        let attach = Cli::try_parse_from(["tau_strace", "-u", "/s", "-p", "42"]).expect("attach form");
+        assert_eq!(attach.pid, Some(42));
+        assert!(attach.command.is_empty());
+        assert!(Cli::try_parse_from(["tau_strace", "-p", "42", "--", "prog"]).is_err());
+        assert!(Cli::try_parse_from(["tau_strace"]).is_err());
+        let only = Cli::try_parse_from(["tau_strace", "--only", "read,write", "--", "p"]).expect("only");
+        assert_eq!(only.only, ["read", "write"]);
+    }
+
+    #[test]
+    fn programs_are_resolved_like_execvp() {
+        assert_eq!(find_program(Path::new("/bin/sh")), Some(PathBuf::from("/bin/sh")));
+        let sh = find_program(Path::new("sh")).expect("sh on PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(find_program(Path::new("/etc/passwd")), None, "not executable");
+        assert_eq!(find_program(Path::new("/")), None, "a directory");
+        assert_eq!(find_program(Path::new("no-such-program-anywhere")), None);
+    }
 }

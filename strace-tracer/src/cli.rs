@@ -1,0 +1,46 @@
+//! The command line of `tau_strace`, alone in its file so that the man
+//! page and shell completions can be built from it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Trace a command (or attach to a process) and push per-syscall counters
+/// to tau_metric_proxy.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "tau_strace",
+    version,
+    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID"
+)]
+pub(crate) struct Cli {
+    /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
+    /// /tmp/tau_metric_proxy.<uid>.unix]
+    #[arg(short = 'u', long = "unix", value_name = "SOCKET")]
+    pub(crate) socket: Option<PathBuf>,
+    /// Log attaches, detaches and the state of the link to the proxy.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Attach to this running process (all its threads) instead of running
+    /// a command; SIGINT or SIGTERM detaches and leaves it running.
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "command")]
+    pub(crate) pid: Option<i32>,
+    /// Count only these syscalls (comma-separated names). With a command, a
+    /// seccomp filter stops the tracee in these calls only, so all others
+    /// run at native speed (the command then runs with no_new_privs set).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
+    /// Milliseconds between two pushes of the totals to the proxy (a last
+    /// push is always made at the end).
+    #[arg(short = 'i', long = "interval", value_name = "MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub(crate) interval: u64,
+    /// Keep the tracer under the normal scheduling policy. By default,
+    /// where it may switch back, the tracer measures whether running as
+    /// SCHED_IDLE (which keeps tracer and tracee on one CPU) makes the
+    /// command faster, and uses it when it does.
+    #[arg(long)]
+    pub(crate) no_idle_sched: bool,
+    /// The command to run and trace.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
+    pub(crate) command: Vec<OsString>,
+}
