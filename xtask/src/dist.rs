@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: a relocatable release tree in `target/dist`.
 //!
 //! Layout: `bin/` holds the four tools, `lib/` one PMPI shim per MPI
-//! implementation found. The tools find each other relative to their own
+//! implementation found, `share/` the man pages, shell completions, systemd
+//! units and Prometheus rules (see `docs.rs`). The tools find each other relative to their own
 //! location, so the tree can be moved or copied anywhere.
 
 use std::path::PathBuf;
