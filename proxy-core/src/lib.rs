@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod expose;
+pub mod fuzzing;
 mod session;
 mod snapshot;
 mod store;

@@ -8,6 +8,7 @@ mod demo;
 mod deps;
 mod dist;
 mod docs;
+mod fuzz;
 mod shim;
 #[cfg(test)]
 mod tidy;
@@ -24,7 +25,9 @@ commands:
   test    install what is missing, build, and run the whole test suite
           (formatting, clippy, unit and integration tests)
   dist    build a relocatable release into target/dist (bin/, lib/, share/)
-  bench   print the performance figures (ingest, render, memory, MPI, tracer)";
+  bench   print the performance figures (ingest, render, memory, MPI, tracer)
+  fuzz [SECONDS]
+          grow the fuzz corpus under fuzz/corpus (cargo-fuzz, SECONDS per target)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("dist") => dist::run().map(|_| ()),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         // Internal: the load generator of the ingest benchmark, re-executed
         // under taskset so that it does not share the daemon's CPU.
         Some("ingest-load") => bench::ingest_load(&args[1..]),
