@@ -73,28 +73,43 @@ struct Prometheus {
 type Series = (BTreeMap<String, String>, f64);
 
 impl Prometheus {
+    /// Starts Prometheus on a free port, trying another port if the one
+    /// picked was taken in between by a parallel test.
     fn start(config: &Path) -> Prometheus {
-        let dir = TempDir::new("prometheus");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus is installed (cargo xtask test installs it)");
-        let p = Prometheus { child, port, dir };
-        let ready = wait_for(Duration::from_secs(30), || {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            std::io::Write::write_all(&mut s, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
-            let mut head = String::new();
-            std::io::Read::read_to_string(&mut s, &mut head).ok()?;
-            (head.split(' ').nth(1) == Some("200")).then_some(())
-        });
-        assert!(ready.is_some(), "prometheus not ready after 30 s; log:\n{}", p.log());
-        p
+        let mut dir = TempDir::new("prometheus");
+        for _ in 0..3 {
+            let port = free_port();
+            let child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+                .spawn()
+                .expect("prometheus is installed (cargo xtask test installs it)");
+            let mut p = Prometheus { child, port, dir };
+            let ready = wait_for(Duration::from_secs(30), || {
+                if p.child.try_wait().ok()?.is_some() {
+                    return Some(false);
+                }
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+                std::io::Write::write_all(&mut s, b"GET /-/ready HTTP/1.0\r\n\r\n").ok()?;
+                let mut head = String::new();
+                std::io::Read::read_to_string(&mut s, &mut head).ok()?;
+                (head.split(' ').nth(1) == Some("200")).then_some(true)
+            });
+            match ready {
+                Some(true) => return p,
+                Some(false) if p.log().contains("address already in use") => {
+                    // Keep the directory for the next try; the child has exited.
+                    let _ = p.child.wait();
+                    dir = std::mem::replace(&mut p.dir, TempDir::new("unused"));
+                }
+                _ => panic!("prometheus did not start on port {port}; log:\n{}", p.log()),
+            }
+        }
+        panic!("prometheus found no free port in three tries")
     }
 
     fn log(&self) -> String {
