@@ -18,10 +18,18 @@ mod daemon_cli;
 #[allow(dead_code)]
 #[path = "../../launcher/src/cli.rs"]
 mod launcher_cli;
+#[allow(dead_code)]
+#[path = "../../strace-tracer/src/cli.rs"]
+mod strace_cli;
 
 /// Every tool's command line, named as installed in `bin/`.
 pub(crate) fn commands() -> Vec<clap::Command> {
-    vec![daemon_cli::Cli::command(), launcher_cli::Cli::command(), client_cli::Cli::command()]
+    vec![
+        daemon_cli::Cli::command(),
+        launcher_cli::Cli::command(),
+        strace_cli::Cli::command(),
+        client_cli::Cli::command(),
+    ]
 }
 
 /// What every page says about the environment.
@@ -119,12 +127,13 @@ mod tests {
         let written = install(&dist, &crate::root()).unwrap();
         let share = dist.join("share");
         let tools: Vec<String> = commands().iter().map(|c| c.get_name().to_owned()).collect();
-        assert_eq!(tools, crate::dist::TOOLS.iter().copied().filter(|t| *t != "tau_strace").collect::<Vec<_>>());
+        assert_eq!(tools, crate::dist::TOOLS);
         assert_eq!(written.len(), tools.len() * 4 + DEPLOY.len());
         // Each page names its tool and documents its real flags.
         let flags = [
             ("tau_metric_proxy", &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state"][..]),
             ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u"][..]),
+            ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix"][..]),
             ("tau_metric_client", &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list"][..]),
         ];
         for (tool, wanted) in flags {
