@@ -116,12 +116,9 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
-    /// `/api/v1/query?query=Q` (optionally `&time=T`): the `data` object.
-    fn api(&self, query: &str, time: Option<f64>) -> Json {
-        let mut path = format!("/api/v1/query?query={}", url_encode(query));
-        if let Some(t) = time {
-            path += &format!("&time={t}");
-        }
+    /// `/api/v1/query?query=Q`: the `data` object of the answer.
+    fn api(&self, query: &str) -> Json {
+        let path = format!("/api/v1/query?query={}", url_encode(query));
         let r = http_get(self.port, &path, None);
         assert_eq!(r.status, 200, "{query}: {}", r.body);
         let mut json: Json = serde_json::from_str(&r.body).expect("Prometheus answers JSON");
@@ -131,7 +128,7 @@ impl Prometheus {
 
     /// An instant query: every series with its value.
     fn query(&self, query: &str) -> Vec<Series> {
-        let data = self.api(query, None);
+        let data = self.api(query);
         assert_eq!(data["resultType"], "vector", "{query}");
         data["result"].as_array().unwrap().iter().map(|s| (labels(&s["metric"]), number(&s["value"][1]))).collect()
     }
@@ -392,7 +389,7 @@ fn a_100000_series_scrape_fits_in_the_1s_timeout() {
     // Every scrape of the last 15 s read the full page, and at least three
     // did; none timed out (a timeout gives up 0 and no samples).
     let raw = |query: &str| -> Vec<f64> {
-        let data = prom.api(query, None);
+        let data = prom.api(query);
         data["result"][0]["values"].as_array().map(|a| a.iter().map(|v| number(&v[1])).collect()).unwrap_or_default()
     };
     let mut scraped = Vec::new();
