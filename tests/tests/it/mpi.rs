@@ -42,23 +42,30 @@ impl Mpi {
 
     /// `tests/c/<name>.c` compiled with this implementation's mpicc (once per test run).
     fn program(self, name: &str) -> PathBuf {
+        self.build(name, &format!("mpicc.{}", self.name), &[])
+    }
+
+    /// `tests/c/<name>.c` built with `cc` and `flags` (once per test run).
+    fn build(self, name: &str, cc: &str, flags: &[&str]) -> PathBuf {
         static DIR: OnceLock<TempDir> = OnceLock::new();
         static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
         let dir = DIR.get_or_init(|| TempDir::new("mpi-programs"));
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-        let key = format!("{name}_{}", self.name);
+        let key = format!("{name}_{}{}", self.name, if flags.contains(&"-shared") { ".so" } else { "" });
         if let Some(p) = built.get(&key) {
             return p.clone();
         }
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
         let exe = dir.join(&key);
-        let out = Command::new(format!("mpicc.{}", self.name))
-            .args(["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread", "-o"])
+        let out = Command::new(cc)
+            .args(["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread"])
+            .args(flags)
+            .arg("-o")
             .arg(&exe)
             .arg(&src)
             .output()
             .expect("run mpicc");
-        assert!(out.status.success(), "mpicc.{} {}: {}", self.name, src.display(), text(&out.stderr));
+        assert!(out.status.success(), "{cc} {}: {}", src.display(), text(&out.stderr));
         built.insert(key, exe.clone());
         exe
     }
@@ -389,4 +396,68 @@ fn non_mpi_programs_preloaded_run_unaffected() {
     }
     let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
     assert!(mpi_series.is_empty(), "{mpi_series:?}");
+}
+
+fn threads_are_counted_exactly(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let p = Proxy::start();
+    let prog = mpi.build("mpi_threads", &format!("mpicc.{}", mpi.name), &["-pthread"]);
+    let out = run(mpi.mpirun(4, Some(&p.socket), &[prog.as_os_str()]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "mpi_threads: done\n");
+    // 4 ranks; 2 waves of 4 threads, each 10,000 MPI_Comm_rank and 1,000
+    // MPI_Sendrecv of one double each way.
+    let want: BTreeMap<String, f64> = [
+        ("mpi_hits_total{function=\"MPI_Init_thread\"}", 4.0),
+        ("mpi_hits_total{function=\"MPI_Comm_rank\"}", 4.0 * (1.0 + 8.0 * 10_000.0)),
+        ("mpi_hits_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0),
+        ("mpi_size_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0 * 16.0),
+        ("mpi_hits_total{function=\"MPI_Barrier\"}", 4.0),
+        ("mpi_hits_total{function=\"MPI_Finalize\"}", 4.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_counts(&p, &want);
+}
+
+#[test]
+fn openmpi_threads_are_counted_exactly() {
+    threads_are_counted_exactly(OPENMPI);
+}
+
+#[test]
+fn mpich_threads_are_counted_exactly() {
+    threads_are_counted_exactly(MPICH);
+}
+
+/// Like `python3` with mpi4py: the program is not linked to MPI and loads
+/// a module that is, with `RTLD_LOCAL`; `-m` picks the shim from mpirun's
+/// environment and the shim finds `PMPI_*` in the privately loaded library.
+fn interpreter_loading_mpi_is_counted(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let p = Proxy::start();
+    let host = mpi.build("mpi_host", "cc", &["-ldl"]);
+    let plugin = mpi.build("mpi_plugin", &format!("mpicc.{}", mpi.name), &["-shared", "-fPIC"]);
+    let out = run(mpi.mpirun(2, Some(&p.socket), &[host.as_os_str(), plugin.as_os_str()]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "mpi_plugin: 2 ranks\n");
+    let mut want = BTreeMap::new();
+    for f in ["MPI_Init", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Allreduce", "MPI_Finalize"] {
+        want.insert(format!("mpi_hits_total{{function=\"{f}\"}}"), 2.0);
+    }
+    want.insert("mpi_size_total{function=\"MPI_Allreduce\"}".to_owned(), 2.0 * 8.0);
+    assert_counts(&p, &want);
+}
+
+#[test]
+fn openmpi_interpreter_loading_mpi_is_counted() {
+    interpreter_loading_mpi_is_counted(OPENMPI);
+}
+
+#[test]
+fn mpich_interpreter_loading_mpi_is_counted() {
+    interpreter_loading_mpi_is_counted(MPICH);
 }
