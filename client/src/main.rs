@@ -119,7 +119,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     } else {
-        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t or -T");
+        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T or --prometheus-config");
     };
     write_output(cli.output.as_deref(), &text)
 }

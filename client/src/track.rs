@@ -64,7 +64,7 @@ pub(crate) fn run(
         let keep: Vec<ValueInfo> = changed
             .into_iter()
             .filter(|v| match &names {
-                Some(names) => names.iter().any(|n| *n == v.name),
+                Some(names) => names.contains(&v.name),
                 // All non-null series; once tracked, a return to 0 is a change.
                 None => !first || v.value != 0.0,
             })

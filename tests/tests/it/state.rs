@@ -50,7 +50,7 @@ fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice()
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
     let log = p.log();
     assert!(
-        log.contains(&format!("saved state of ")) && log.contains(&format!(" counter series to {}", state.display())),
+        log.contains("saved state of ") && log.contains(&format!(" counter series to {}", state.display())),
         "{log}"
     );
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
