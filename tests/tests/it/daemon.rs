@@ -308,3 +308,40 @@ fn the_proxy_sums_many_collectors_exactly() {
     assert_eq!(p.wait_value("sum_total{source=\"test\"}", expected as f64), expected as f64);
     assert_eq!(p.value("tau_metric_proxy_collectors"), 0.0);
 }
+
+#[test]
+fn a_symlink_or_another_users_socket_is_never_replaced() {
+    let dir = TempDir::new("sockown");
+    // A symbolic link planted at the socket path, pointing at a file.
+    let target = dir.join("target-file");
+    std::fs::write(&target, "precious").unwrap();
+    let link = dir.join("link.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = Command::new(bin("tau_metric_proxy")).arg("-u").arg(&link).args(["-p", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{} exists and is not a socket; refusing to replace it", link.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+
+    // A stale socket that belongs to another user.
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chowns a socket to another user and needs root (CI runs as root)"
+    );
+    let theirs = dir.join("theirs.sock");
+    drop(std::os::unix::net::UnixListener::bind(&theirs).unwrap());
+    nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = Command::new(bin("tau_metric_proxy")).arg("-u").arg(&theirs).args(["-p", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains(&format!("{} belongs to uid 65534, not to uid 0; refusing to replace it", theirs.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(theirs.exists());
+}
