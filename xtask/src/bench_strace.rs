@@ -103,50 +103,59 @@ fn bench_all(tracer: &Path, dir: &Path) -> Result<(), String> {
     // sleep, so cross-CPU wake-ups get cheap): show it with the figures.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?");
-    println!("\n== tau_strace vs strace -c -f ({cpus} CPUs, load {load}; best of 3 runs; no proxy listening) ==");
+    println!("\n== tau_strace vs strace -c -f ({cpus} CPUs, load {load}; best of 3 interleaved rounds; no proxy listening) ==");
     for w in &workloads {
         let calls = count_calls(w, dir)?;
         println!("\n{}: {} traced syscalls per run", w.name, calls);
+        let socket = dead_socket.to_string_lossy().into_owned();
+        let exe = w.exe.to_string_lossy().into_owned();
+        let tau = |flags: &[&str]| -> Vec<String> {
+            let mut a: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+            a.extend(["-u".into(), socket.clone(), "--".into(), exe.clone()]);
+            a.extend(w.args.iter().cloned());
+            a
+        };
+        let mut st = vec!["-c".to_owned(), "-f".into(), "-o".into(), "/dev/null".into(), exe.clone()];
+        st.extend(w.args.iter().cloned());
+        let variants: Vec<(&Path, Vec<String>)> = vec![
+            (&w.exe, w.args.clone()),
+            (tracer, tau(&[])),
+            (Path::new("strace"), st),
+            (tracer, tau(&["--no-idle-sched"])),
+            (tracer, tau(&["--only", "write"])),
+        ];
         println!(
-            "  {:<10} {:>10} {:>12} {:>12} {:>10} {:>9} {:>9}",
-            "", "untraced", "tau_strace", "strace -cf", "ratio", "µs/call", "strace µs"
+            "  {:<10} {:>10} {:>12} {:>12} {:>8} {:>9} {:>10} {:>16} {:>14}",
+            "",
+            "untraced",
+            "tau_strace",
+            "strace -cf",
+            "ratio",
+            "µs/call",
+            "strace µs",
+            "--no-idle-sched",
+            "--only write"
         );
         for pinned in [false, true] {
-            let base = time_best(pinned, &w.exe, &w.args)?;
-            let mut tau_args: Vec<String> = vec!["-u".into(), dead_socket.to_string_lossy().into_owned(), "--".into()];
-            tau_args.push(w.exe.to_string_lossy().into_owned());
-            tau_args.extend(w.args.iter().cloned());
-            let tau = time_best(pinned, tracer, &tau_args)?;
-            let mut st_args: Vec<String> = vec!["-c".into(), "-f".into(), "-o".into(), "/dev/null".into()];
-            st_args.push(w.exe.to_string_lossy().into_owned());
-            st_args.extend(w.args.iter().cloned());
-            let st = time_best(pinned, Path::new("strace"), &st_args)?;
-            let per_call = |t: Duration| (t.as_secs_f64() - base.as_secs_f64()).max(0.0) * 1e6 / calls as f64;
+            let t = time_interleaved(pinned, &variants)?;
+            let per_call = |x: Duration| (x.as_secs_f64() - t[0].as_secs_f64()).max(0.0) * 1e6 / calls as f64;
             println!(
-                "  {:<10} {:>9.3}s {:>11.3}s {:>11.3}s {:>9.2}x {:>9.1} {:>9.1}",
+                "  {:<10} {:>9.3}s {:>11.3}s {:>11.3}s {:>7.2}x {:>9.1} {:>10.1} {:>15.3}s {:>13.3}s",
                 if pinned { "taskset 0" } else { "unpinned" },
-                base.as_secs_f64(),
-                tau.as_secs_f64(),
-                st.as_secs_f64(),
-                tau.as_secs_f64() / st.as_secs_f64(),
-                per_call(tau),
-                per_call(st),
+                t[0].as_secs_f64(),
+                t[1].as_secs_f64(),
+                t[2].as_secs_f64(),
+                t[1].as_secs_f64() / t[2].as_secs_f64(),
+                per_call(t[1]),
+                per_call(t[2]),
+                t[3].as_secs_f64(),
+                t[4].as_secs_f64(),
             );
         }
-        // The two levers: the idle-policy tracer, and seccomp filtering.
-        let mut normal: Vec<String> =
-            vec!["--no-idle-sched".into(), "-u".into(), dead_socket.to_string_lossy().into_owned(), "--".into()];
-        normal.push(w.exe.to_string_lossy().into_owned());
-        normal.extend(w.args.iter().cloned());
-        let t = time_best(false, tracer, &normal)?;
-        println!("  unpinned, tau_strace --no-idle-sched: {:.3}s", t.as_secs_f64());
-        let mut only: Vec<String> =
-            vec!["--only".into(), "write".into(), "-u".into(), dead_socket.to_string_lossy().into_owned(), "--".into()];
-        only.push(w.exe.to_string_lossy().into_owned());
-        only.extend(w.args.iter().cloned());
-        let t = time_best(false, tracer, &only)?;
-        println!("  unpinned, tau_strace --only write (seccomp, other calls untraced): {:.3}s", t.as_secs_f64());
     }
+    println!(
+        "  (ratio: tau_strace / strace -c -f; --only write: seccomp stops the tracee in write only, every other call runs untraced)"
+    );
     Ok(())
 }
 
@@ -186,25 +195,32 @@ fn count_calls(w: &Workload, dir: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("no total in strace output:\n{text}"))
 }
 
-/// Best wall time of three runs (the machine may be shared).
-fn time_best(pinned: bool, prog: &Path, args: &[String]) -> Result<Duration, String> {
-    let mut best = Duration::MAX;
+/// Best wall time of each variant over three rounds; every round runs each
+/// variant once, so a change in the machine's load hits all of them alike.
+fn time_interleaved(pinned: bool, variants: &[(&Path, Vec<String>)]) -> Result<Vec<Duration>, String> {
+    let mut best = vec![Duration::MAX; variants.len()];
     for _ in 0..3 {
-        let mut cmd = if pinned {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(prog);
-            c
-        } else {
-            Command::new(prog)
-        };
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-        let start = Instant::now();
-        let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
-        let t = start.elapsed();
-        if !status.success() {
-            return Err(format!("{} {} failed: {status}", prog.display(), args.join(" ")));
+        for (i, (prog, args)) in variants.iter().enumerate() {
+            best[i] = best[i].min(time_once(pinned, prog, args)?);
         }
-        best = best.min(t);
     }
     Ok(best)
+}
+
+fn time_once(pinned: bool, prog: &Path, args: &[String]) -> Result<Duration, String> {
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(prog);
+        c
+    } else {
+        Command::new(prog)
+    };
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let start = Instant::now();
+    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+    let t = start.elapsed();
+    if !status.success() {
+        return Err(format!("{} {} failed: {status}", prog.display(), args.join(" ")));
+    }
+    Ok(t)
 }
