@@ -188,19 +188,21 @@ thread_local! {
     static FORK_GUARD: RefCell<Option<MutexGuard<'static, Option<State>>>> = const { RefCell::new(None) };
 }
 
+// `try_with`: a fork from a thread that is already exiting must not panic
+// (the panic message would change the program's output).
 pub(crate) fn before_fork() {
     let g = lock();
-    FORK_GUARD.with(|f| *f.borrow_mut() = Some(g));
+    let _ = FORK_GUARD.try_with(|f| *f.borrow_mut() = Some(g));
 }
 
 pub(crate) fn after_fork_parent() {
-    FORK_GUARD.with(|f| drop(f.borrow_mut().take()));
+    let _ = FORK_GUARD.try_with(|f| drop(f.borrow_mut().take()));
 }
 
 /// The child's counts so far belong to the parent: it restarts from zero
 /// under a new identity, without a push thread until it calls `MPI_Init`.
 pub(crate) fn after_fork_child() {
-    FORK_GUARD.with(|f| {
+    let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
             if let Some(state) = g.as_mut() {
                 state.pusher.reset_after_fork();
