@@ -673,6 +673,15 @@ fn probe(tc: &Toolchain, out: &Path, aliases: &BTreeMap<String, String>) -> Resu
 
 fn generate(mpicc: &str, out: &Path) -> Result<String, String> {
     let tc = toolchain(mpicc)?;
+    // Regenerate when the MPI installation changes.
+    for dir in tc.cflags.iter().filter_map(|f| f.strip_prefix("-I")) {
+        for header in ["mpi.h", "mpi_proto.h"] {
+            let h = Path::new(dir).join(header);
+            if h.is_file() {
+                println!("cargo:rerun-if-changed={}", h.display());
+            }
+        }
+    }
     let text = preprocess(&tc, out)?;
     let decls = declarations(&strip_noise(tokenize(&text)));
 
