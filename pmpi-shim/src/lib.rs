@@ -75,6 +75,19 @@
 //! the socket and the final push on stderr. A forked child restarts from
 //! zero under its own identity and pushes at exit.
 //!
+//! Counting is thread-safe under `MPI_THREAD_MULTIPLE` (one slab per
+//! thread, reused after the thread exits). No panic crosses the C ABI: the
+//! hot path cannot panic and every slow path runs under `catch_unwind`.
+//! Pushes go to the socket named by `TAU_METRIC_PROXY` (set by the
+//! launcher), else `/tmp/tau_metric_proxy.<uid>.unix`; an absent, dead or
+//! stalled daemon costs bounded time (the `client::Pusher` timeouts) and
+//! what was counted meanwhile is sent once it is reachable.
+//!
+//! `PMPI_*` functions are looked up with `dlsym` on first use (falling back
+//! to MPI libraries loaded with `RTLD_LOCAL`, as Python extension modules
+//! are), so the shim loads into any program and a program that makes no
+//! MPI call does not notice it: no thread, no connection, no output.
+//!
 //! All `unsafe` code is in the `ffi` module.
 
 #[forbid(unsafe_code)]
