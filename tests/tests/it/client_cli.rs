@@ -120,7 +120,7 @@ fn errors_are_one_clear_line() {
     let cases: Vec<(Vec<&str>, i32, String)> = vec![
         (vec!["-g", "nope_total,tau_metric_proxy_collectors,other"], 1, "tau_metric_client: error: no such metric in the proxy: nope_total, other".into()),
         (vec!["--bogus"], 2, "tau_metric_client: error: unexpected argument '--bogus' found (see tau_metric_client --help)".into()),
-        (vec!["-l", "-f", "xml"], 2, "tau_metric_client: error: invalid value 'xml' for '--format <FORMAT>' (see tau_metric_client --help)".into()),
+        (vec!["-l", "-f", "xml"], 2, "tau_metric_client: error: invalid value 'xml' for '--format <FORMAT>' [possible values: md, json, yaml, txt] (see tau_metric_client --help)".into()),
         (vec!["-t", "-F", "0"], 2, "tau_metric_client: error: invalid value '0' for '--freq <FREQ>': \"0\" is not a frequency in Hz (a number above 0, at most 1000000) (see tau_metric_client --help)".into()),
         (vec![], 2, "tau_metric_client: error: nothing to do: give one of -l, -v, -g, -t, -T or --prometheus-config (see tau_metric_client --help)".into()),
         (vec!["-l", "-v"], 2, "tau_metric_client: error: the argument '--list' cannot be used with '--values' (see tau_metric_client --help)".into()),
