@@ -27,6 +27,17 @@ fn start_logs_both_servers_and_binds_owner_only() {
     assert!(line_pattern_ok(lines[1], &format!("UNIX push gateway running on {}", p.socket.display())), "{log}");
     let mode = std::fs::metadata(&p.socket).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // README.md shows these two lines for the default port and socket:
+    // they must be what the daemon really prints.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let origin = |line: &str| line.split("): ").next().unwrap().to_owned() + "): ";
+    for (line, shown) in [
+        (lines[0], "now listening on 0.0.0.0:1337".to_owned()),
+        (lines[1], "UNIX push gateway running on /tmp/tau_metric_proxy.1000.unix".to_owned()),
+    ] {
+        let want = format!("{}{shown}", origin(line));
+        assert!(readme.contains(&want), "README.md should show {want:?}");
+    }
 }
 
 #[test]
