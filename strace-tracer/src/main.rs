@@ -108,7 +108,11 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     let blocked_before =
         sys::mask_signals(&TERMINATING, true).map_err(|e| fail(1, format!("cannot block signals: {e}")))?;
     let unblock: Vec<i32> = TERMINATING.iter().copied().filter(|s| !blocked_before.contains(s)).collect();
-    sys::catch_signals(&TERMINATING).map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
+    // Attached, these signals are the way to detach, even when inherited
+    // as ignored (a background job of a non-interactive shell ignores
+    // SIGINT); running a command, ignored ones stay ignored for it.
+    sys::catch_signals(&TERMINATING, cli.pid.is_none())
+        .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
 
     let (tracer, attached) = match cli.pid {
         Some(pid) => {
@@ -346,9 +350,19 @@ fn detach_all(tracer: &mut Tracer) {
     for &tid in &pending {
         let _ = sys::interrupt(tid);
     }
-    while !pending.is_empty() {
-        let (pid, status) = match sys::wait_any() {
-            Ok(r) => r,
+    // Polled, not blocking: a thread that vanished without a report (it
+    // should not happen) must not keep the target from being left alone.
+    // Whatever remains at the deadline is detached by the kernel when
+    // tau_strace exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pending.is_empty() && Instant::now() < deadline {
+        let (pid, status) = match sys::wait_any_nohang() {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                pending.retain(|t| Path::new(&format!("/proc/{t}")).exists());
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };

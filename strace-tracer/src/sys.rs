@@ -82,6 +82,18 @@ pub(crate) fn wait_any() -> io::Result<(Pid, i32)> {
     Ok((pid, status))
 }
 
+/// `waitpid(-1, __WALL | WNOHANG)`: a pending report, if any.
+pub(crate) fn wait_any_nohang() -> io::Result<Option<(Pid, i32)>> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+    match pid {
+        p if p < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        p => Ok(Some((p, status))),
+    }
+}
+
 /// Waits until `pid` is stopped or gone, without reaping a stop.
 pub(crate) fn wait_stopped(pid: Pid) -> io::Result<i32> {
     let mut status = 0;
@@ -288,16 +300,17 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c
 }
 
 /// Installs a handler for `sigs` that records them without SA_RESTART, so a
-/// blocking `waitpid` returns EINTR. Signals found ignored are left ignored
-/// (`nohup` semantics, inherited by the command). Returns those caught.
-pub(crate) fn catch_signals(sigs: &[i32]) -> io::Result<Vec<i32>> {
+/// blocking `waitpid` returns EINTR. With `keep_ignored`, signals found
+/// ignored are left ignored (`nohup` semantics, inherited by the command).
+/// Returns those caught.
+pub(crate) fn catch_signals(sigs: &[i32], keep_ignored: bool) -> io::Result<Vec<i32>> {
     let mut caught = Vec::new();
     for &sig in sigs {
         // SAFETY: sigaction with a valid handler and a zeroed mask.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             check(libc::sigaction(sig, std::ptr::null(), &mut old) as libc::c_long)?;
-            if old.sa_sigaction == libc::SIG_IGN {
+            if keep_ignored && old.sa_sigaction == libc::SIG_IGN {
                 continue;
             }
             let mut sa: libc::sigaction = std::mem::zeroed();

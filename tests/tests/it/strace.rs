@@ -402,6 +402,46 @@ fn attach_counts_every_thread_and_ctrl_c_detaches_cleanly() {
 }
 
 #[test]
+fn attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was_ignored() {
+    let dir = TempDir::new("strace-attach-stopped");
+    let prog = compile(&dir, "strace_attach", false);
+    let progress = dir.join("progress");
+    let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
+    let pid = nix::unistd::Pid::from_raw(target.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stop target");
+    assert!(wait_for(Duration::from_secs(10), || thread_states(target.id())
+        .iter()
+        .all(|(state, _)| state.starts_with('T'))
+        .then_some(()))
+    .is_some());
+    // Started the way a non-interactive shell starts a background job:
+    // with SIGINT ignored. Attached, SIGINT must still detach.
+    let script =
+        format!("trap '' INT; exec {} -u /nonexistent-dir/none.sock -p {}", bin("tau_strace").display(), target.id());
+    let mut tracer = Command::new("sh").args(["-c", &script]).spawn().expect("attach tau_strace");
+    let tracer_pid = tracer.id().to_string();
+    assert!(wait_for(Duration::from_secs(10), || thread_states(target.id())
+        .iter()
+        .all(|(_, t)| t == &tracer_pid)
+        .then_some(()))
+    .is_some());
+    let before = lines_in(&progress);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT tau_strace");
+    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
+    assert_eq!(status.code(), Some(0));
+    // Still stopped, as before the attach, and untraced.
+    let states = thread_states(target.id());
+    assert!(states.iter().all(|(state, t)| state.starts_with("T (stopped)") && t == "0"), "{states:?}");
+    assert_eq!(lines_in(&progress), before);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("continue target");
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > before + 3).then_some(())).is_some());
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+#[test]
 fn attach_to_a_missing_process_fails_clearly() {
     let out = Command::new(bin("tau_strace"))
         .args(["-u", "/nonexistent-dir/none.sock", "-p", "999999999"])
