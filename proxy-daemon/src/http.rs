@@ -9,7 +9,7 @@
 //! and HEAD are served; keep-alive and pipelining are supported, as
 //! Prometheus keeps its scrape connections open.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -434,20 +434,7 @@ impl HttpServer {
 
     fn flush(&mut self, i: usize) {
         let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-        let mut written = 0;
-        let failed = loop {
-            if written == conn.outbuf.len() {
-                break false;
-            }
-            match conn.stream.write(&conn.outbuf[written..]) {
-                Ok(0) => break true,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break true,
-            }
-        };
-        conn.outbuf.drain(..written);
+        let failed = !crate::nonblock::write_pending(&mut conn.stream, &mut conn.outbuf);
         if failed {
             self.close(i);
             return;

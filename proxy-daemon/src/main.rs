@@ -4,6 +4,7 @@
 mod access;
 mod cli;
 mod http;
+mod nonblock;
 mod server;
 mod socket;
 mod state;

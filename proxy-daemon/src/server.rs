@@ -1,6 +1,6 @@
 //! The mio event loop serving the UNIX socket: collectors push, clients query.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -336,21 +336,7 @@ impl Server {
             log::warn!("{} does not read its replies; dropping them", conn.session.describe());
         }
         let out = conn.session.output();
-        let mut written = 0;
-        let failed = loop {
-            if written == out.len() {
-                break false;
-            }
-            match conn.stream.write(&out[written..]) {
-                Ok(0) => break true,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break true,
-            }
-        };
-        out.drain(..written);
-        if failed {
+        if !crate::nonblock::write_pending(&mut conn.stream, out) {
             // The peer is gone; reading will tell us so.
             out.clear();
         }
