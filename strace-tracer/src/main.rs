@@ -303,11 +303,9 @@ fn trace(mut tracer: Tracer, attached: bool) -> i32 {
     let origin = Instant::now();
     let mut os = Os;
     loop {
-        let received = sys::take_signal();
-        let sig = received & !sys::FROM_KERNEL;
-        if sig != 0 {
+        for received in sys::take_signals() {
             if attached {
-                log::info!("signal {sig}: detaching");
+                log::info!("signal {}: detaching", received.sig);
                 detach_all(&mut tracer);
                 return 0;
             }
@@ -315,8 +313,8 @@ fn trace(mut tracer: Tracer, attached: bool) -> i32 {
             // us. A terminal's Ctrl+C or hangup (sent by the kernel to the
             // whole foreground group) already reached it; a signal sent to
             // tau_strace alone did not.
-            if received & sys::FROM_KERNEL == 0 {
-                let _ = sys::kill(tracer.main(), sig);
+            if !received.from_kernel {
+                let _ = sys::kill(tracer.main(), received.sig);
             }
         }
         let (pid, status) = match sys::wait_any() {

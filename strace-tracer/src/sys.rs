@@ -5,7 +5,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) type Pid = i32;
 
@@ -277,11 +277,10 @@ fn child_fail(msg: &[u8]) -> ! {
     }
 }
 
-/// The last terminating signal received from outside, plus
-/// [`FROM_KERNEL`] when the kernel sent it (a terminal's Ctrl+C or
-/// hangup); 0 when none.
-static RECEIVED: AtomicI32 = AtomicI32::new(0);
-pub(crate) const FROM_KERNEL: i32 = 0x100;
+/// Terminating signals received from outside and not yet taken, one bit
+/// per signal number: bit N when a process sent N, bit 32+N when the kernel
+/// did (a terminal's Ctrl+C or hangup).
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // A signal this process sent itself only exists to interrupt a blocking
@@ -295,7 +294,8 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c
         }
     };
     if !from_self {
-        RECEIVED.store(sig | if from_kernel { FROM_KERNEL } else { 0 }, Ordering::SeqCst);
+        let bit = (sig as u32 % 32) + if from_kernel { 32 } else { 0 };
+        RECEIVED.fetch_or(1 << bit, Ordering::SeqCst);
     }
 }
 
@@ -324,10 +324,21 @@ pub(crate) fn catch_signals(sigs: &[i32], keep_ignored: bool) -> io::Result<Vec<
     Ok(caught)
 }
 
-/// Takes the last recorded signal (0 when none arrived), with
-/// [`FROM_KERNEL`] or-ed in when the kernel sent it.
-pub(crate) fn take_signal() -> i32 {
-    RECEIVED.swap(0, Ordering::SeqCst)
+/// A signal taken from the set received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) sig: i32,
+    /// Sent by the kernel to the terminal's foreground process group.
+    pub(crate) from_kernel: bool,
+}
+
+/// Takes every signal received since the last call.
+pub(crate) fn take_signals() -> Vec<Received> {
+    let bits = RECEIVED.swap(0, Ordering::SeqCst);
+    (0..64u32)
+        .filter(|b| bits & (1u64 << b) != 0)
+        .map(|b| Received { sig: (b % 32) as i32, from_kernel: b >= 32 })
+        .collect()
 }
 
 /// Whether a signal is recorded and not yet taken.
