@@ -34,21 +34,25 @@ impl Format {
     }
 }
 
-/// Renders every family of `store` into `out` (cleared first).
-pub fn render(store: &Store, format: Format, out: &mut String) {
+/// Renders every family of `store` into `out` (cleared first). Takes the
+/// store mutably only to refresh its render order after new series.
+pub fn render(store: &mut Store, format: Format, out: &mut String) {
+    store.prepare_render();
+    let store: &Store = store;
+    let order = &store.order;
     out.clear();
-    for &f in store.family_order.values() {
-        let fam = &store.families[f as usize];
-        if fam.series.is_empty() {
+    for (f, range) in &order.families {
+        let fam = &store.families[*f as usize];
+        if range.is_empty() {
             continue;
         }
-        let (name, kind) = match fam.kind {
-            Kind::Counter => ("counter", fam.kind),
-            Kind::Gauge => ("gauge", fam.kind),
+        let type_name = match fam.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
         };
         let family_name = match format {
             Format::Text => fam.name.as_str(),
-            Format::OpenMetrics => om_family_name(&fam.name, kind),
+            Format::OpenMetrics => om_family_name(&fam.name, fam.kind),
         };
         out.push_str("# HELP ");
         out.push_str(family_name);
@@ -57,13 +61,14 @@ pub fn render(store: &Store, format: Format, out: &mut String) {
         out.push_str("\n# TYPE ");
         out.push_str(family_name);
         out.push(' ');
-        out.push_str(name);
+        out.push_str(type_name);
         out.push('\n');
-        for &sid in fam.series.values() {
-            let s = &store.series[sid as usize];
-            out.push_str(&s.key);
-            out.push(' ');
-            write_value(s, out);
+        let mut start = if range.start == 0 { 0 } else { order.ends[range.start - 1] };
+        for k in range.clone() {
+            let end = order.ends[k];
+            out.push_str(&order.text[start..end]);
+            start = end;
+            write_value(&store.series[order.series[k] as usize], out);
             out.push('\n');
         }
     }
@@ -150,7 +155,7 @@ mod tests {
     #[test]
     fn text_format_is_pinned() {
         let mut out = String::new();
-        render(&store(), Format::Text, &mut out);
+        render(&mut store(), Format::Text, &mut out);
         assert_eq!(
             out,
             "# HELP mpi_hits_total Number of calls\n\
@@ -172,7 +177,7 @@ mod tests {
     #[test]
     fn openmetrics_is_pinned() {
         let mut out = String::new();
-        render(&store(), Format::OpenMetrics, &mut out);
+        render(&mut store(), Format::OpenMetrics, &mut out);
         assert_eq!(
             out,
             "# HELP mpi_hits Number of calls\n\
@@ -206,11 +211,11 @@ mod tests {
 
     #[test]
     fn empty_store_renders_nothing_but_eof() {
-        let st = Store::new(Limits::default());
+        let mut st = Store::new(Limits::default());
         let mut out = String::from("stale");
-        render(&st, Format::Text, &mut out);
+        render(&mut st, Format::Text, &mut out);
         assert_eq!(out, "");
-        render(&st, Format::OpenMetrics, &mut out);
+        render(&mut st, Format::OpenMetrics, &mut out);
         assert_eq!(out, "# EOF\n");
     }
 }

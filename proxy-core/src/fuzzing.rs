@@ -37,8 +37,8 @@ pub fn session(data: &[u8]) {
     }
     s.disconnect(&mut store, data.len() as f64);
     let mut out = String::new();
-    render(&store, Format::Text, &mut out);
-    render(&store, Format::OpenMetrics, &mut out);
+    render(&mut store, Format::Text, &mut out);
+    render(&mut store, Format::OpenMetrics, &mut out);
     assert!(out.ends_with("# EOF\n"));
     let values = store.values();
     assert_eq!(values.len(), store.series_count());

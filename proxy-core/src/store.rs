@@ -156,6 +156,22 @@ fn identity_key(i: &Identity) -> IdentityKey {
     (i.pid, i.start_time, i.nonce)
 }
 
+/// The exposition order of every series with their `key ` text laid out
+/// contiguously, rebuilt after series are added, so that a scrape reads
+/// names sequentially instead of chasing one allocation per series.
+#[derive(Debug, Default)]
+pub(crate) struct RenderOrder {
+    valid: bool,
+    /// Families in name order, each with its range in `series`.
+    pub(crate) families: Vec<(u32, std::ops::Range<usize>)>,
+    /// Series in exposition order.
+    pub(crate) series: Vec<SeriesId>,
+    /// `key ` of every series in that order, concatenated.
+    pub(crate) text: String,
+    /// Where each series' text ends in `text`.
+    pub(crate) ends: Vec<usize>,
+}
+
 /// All series of a node, and the collectors feeding them.
 #[derive(Debug, Default)]
 pub struct Store {
@@ -175,6 +191,7 @@ pub struct Store {
     refused_series: u64,
     /// Collectors with a live connection.
     connected: usize,
+    pub(crate) order: RenderOrder,
 }
 
 impl Store {
@@ -347,6 +364,7 @@ impl Store {
         });
         self.families[fam as usize].series.insert(key.clone(), sid);
         self.by_key.insert(key, sid);
+        self.order.valid = false;
         Ok(sid)
     }
 
@@ -581,6 +599,26 @@ impl Store {
         c.connected = false;
         self.connected -= 1;
         Ok(())
+    }
+
+    /// Brings [`Store::order`] up to date.
+    pub(crate) fn prepare_render(&mut self) {
+        if self.order.valid {
+            return;
+        }
+        let mut order = RenderOrder { valid: true, ..RenderOrder::default() };
+        for &f in self.family_order.values() {
+            let fam = &self.families[f as usize];
+            let start = order.series.len();
+            for &sid in fam.series.values() {
+                order.series.push(sid);
+                order.text.push_str(&self.series[sid as usize].key);
+                order.text.push(' ');
+                order.ends.push(order.text.len());
+            }
+            order.families.push((f, start..order.series.len()));
+        }
+        self.order = order;
     }
 
     /// Every series description, ordered by name.

@@ -406,7 +406,7 @@ impl HttpServer {
                         Format::OpenMetrics => self.selfm.scrapes_openmetrics,
                     };
                     st.internal_add(counter, 1, now());
-                    render(&st, format, &mut self.body);
+                    render(&mut st, format, &mut self.body);
                 }
                 Response {
                     status: 200,

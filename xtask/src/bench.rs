@@ -246,10 +246,10 @@ fn render_bench() {
     use prometheus_client::registry::Registry;
 
     for n in [10_000usize, 100_000] {
-        let st = store_with(n);
+        let mut st = store_with(n);
         let mut out = String::new();
-        let text = time_per_series(n, || render(&st, Format::Text, &mut out));
-        let om = time_per_series(n, || render(&st, Format::OpenMetrics, &mut out));
+        let text = time_per_series(n, || render(&mut st, Format::Text, &mut out));
+        let om = time_per_series(n, || render(&mut st, Format::OpenMetrics, &mut out));
 
         let mut registry = Registry::default();
         let families: Vec<Family<Vec<(String, String)>, Counter>> = (0..10).map(|_| Family::default()).collect();
