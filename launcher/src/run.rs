@@ -72,10 +72,12 @@ fn tracer() -> Result<PathBuf, String> {
 /// Runs `command` instrumented; returns the exit code to leave with.
 pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: bool) -> i32 {
     count_run(config, "exec");
-    let mut env: Vec<(OsString, OsString)> = vec![(protocol::SOCKET_ENV.into(), config.socket.clone().into())];
+    let env: Vec<(OsString, OsString)> = vec![(protocol::SOCKET_ENV.into(), config.socket.clone().into())];
+    // The PMPI preload is for the command only, never for tau_strace.
+    let mut mpi_env: Vec<(OsString, OsString)> = Vec::new();
     if mpi {
         match crate::mpi::preload_env(command, config.verbose) {
-            Ok(vars) => env.extend(vars),
+            Ok(vars) => mpi_env = vars,
             Err(e) => {
                 // The program must still run: only the instrumentation is lost.
                 eprintln!("{TOOL}: warning: MPI profiling disabled: {e}");
@@ -91,11 +93,18 @@ pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: b
             }
         };
         let mut c = Command::new(tracer);
-        c.arg("-u").arg(&config.socket).arg("--").args(command);
+        c.arg("-u").arg(&config.socket);
+        for (k, v) in &mpi_env {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            c.arg("-E").arg(kv);
+        }
+        c.arg("--").args(command);
         c
     } else {
         let mut c = Command::new(&command[0]);
-        c.args(&command[1..]);
+        c.args(&command[1..]).envs(mpi_env);
         c
     };
     cmd.envs(env);

@@ -40,6 +40,10 @@ pub(crate) struct Cli {
     /// command faster, and uses it when it does.
     #[arg(long)]
     pub(crate) no_idle_sched: bool,
+    /// Set VAR=VAL in the command's environment, or remove VAR (as strace's
+    /// -E); tau_strace itself keeps its own environment.
+    #[arg(short = 'E', long = "env", value_name = "VAR[=VAL]", conflicts_with = "pid")]
+    pub(crate) env: Vec<OsString>,
     /// The command to run and trace.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
     pub(crate) command: Vec<OsString>,

@@ -12,7 +12,7 @@ mod tables;
 mod tracer;
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
         None => {
             let seccomp = only.as_deref().map(|s| catalog.seccomp_filter(s));
-            let plan = spawn_plan(&cli.command, seccomp, unblock.clone())?;
+            let plan = spawn_plan(&cli.command, &cli.env, seccomp, unblock.clone())?;
             let seccomp = plan.seccomp.is_some();
             let pid = start_command(&plan, if seccomp { OPTIONS | sys::OPT_TRACESECCOMP } else { OPTIONS })?;
             let mut tracer = Tracer::new(catalog, counts.clone(), pid, seccomp, only.as_deref());
@@ -208,6 +208,7 @@ fn push_loop(
 
 fn spawn_plan(
     command: &[OsString],
+    env: &[OsString],
     seccomp: Option<Vec<sys::BpfInsn>>,
     unblock: Vec<i32>,
 ) -> Result<sys::SpawnPlan, Failure> {
@@ -216,7 +217,8 @@ fn spawn_plan(
         .ok_or_else(|| fail(127, format!("cannot find executable {}", Path::new(prog).display())))?;
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| fail(2, "arguments must not contain NUL bytes".into()));
     let argv = command.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
-    let envp = std::env::vars_os()
+    let envp = command_env(env)
+        .into_iter()
         .map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -225,6 +227,23 @@ fn spawn_plan(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(sys::SpawnPlan { path: cstr(path.as_os_str().as_bytes())?, argv, envp, seccomp, unblock })
+}
+
+/// tau_strace's environment with the `-E VAR=VAL` / `-E VAR` edits applied.
+fn command_env(edits: &[OsString]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for edit in edits {
+        let bytes = edit.as_bytes();
+        let (key, value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(i) => (OsStr::from_bytes(&bytes[..i]), Some(OsStr::from_bytes(&bytes[i + 1..]))),
+            None => (OsStr::from_bytes(bytes), None),
+        };
+        env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            env.push((key.to_owned(), v.to_owned()));
+        }
+    }
+    env
 }
 
 /// Resolves the program like `execvp`, but in the tracer, so the traced
@@ -401,6 +420,17 @@ mod tests {
         assert!(Cli::try_parse_from(["tau_strace"]).is_err());
         let only = Cli::try_parse_from(["tau_strace", "--only", "read,write", "--", "p"]).expect("only");
         assert_eq!(only.only, ["read", "write"]);
+    }
+
+    #[test]
+    fn env_edits_set_and_remove_variables() {
+        std::env::set_var("TAU_STRACE_TEST_KEEP", "1");
+        std::env::set_var("TAU_STRACE_TEST_DROP", "1");
+        let env = command_env(&["TAU_STRACE_TEST_DROP".into(), "TAU_STRACE_TEST_NEW=a=b".into()]);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("TAU_STRACE_TEST_KEEP"), Some("1".into()));
+        assert_eq!(get("TAU_STRACE_TEST_DROP"), None);
+        assert_eq!(get("TAU_STRACE_TEST_NEW"), Some("a=b".into()));
     }
 
     #[test]

@@ -88,3 +88,23 @@ fn usage_errors() {
          Wrapper to run commands instrumented for the tau_metric_proxy.\n\n-m: enable MPI profiling\n"
     ));
 }
+
+#[test]
+fn with_m_and_s_the_shim_is_preloaded_into_the_command_not_the_tracer() {
+    let p = Proxy::start();
+    // sh's parent is tau_strace: its environment must not preload the shim.
+    let script = "case \"$LD_PRELOAD\" in *libtau_pmpi_openmpi.so*) echo command-preloaded;; esac; \
+                  tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^LD_PRELOAD=.*libtau_pmpi' || true";
+    let out = Command::new("mpirun.openmpi")
+        .args(["-np", "1", "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(bin("tau_metric_proxy_run"))
+        .arg("-u")
+        .arg(&p.socket)
+        .args(["-m", "-s", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "command-preloaded\n0\n");
+}
