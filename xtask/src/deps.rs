@@ -4,9 +4,18 @@ use std::process::Command;
 
 /// MPI (both implementations), strace (the tests' oracle), Prometheus and
 /// promtool, systemd-analyze (unit checks), PyYAML (a real YAML parser for
-/// the client's YAML output).
-pub(crate) const PACKAGES: &[&str] =
-    &["openmpi-bin", "libopenmpi-dev", "mpich", "libmpich-dev", "strace", "prometheus", "systemd", "python3-yaml"];
+/// the client's YAML output), mpi4py (the interpreter case of `-m`).
+pub(crate) const PACKAGES: &[&str] = &[
+    "openmpi-bin",
+    "libopenmpi-dev",
+    "mpich",
+    "libmpich-dev",
+    "strace",
+    "prometheus",
+    "systemd",
+    "python3-yaml",
+    "python3-mpi4py",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

@@ -65,7 +65,8 @@ fn python_yaml_to_json(yaml: &str) -> serde_json::Value {
     let dir = TempDir::new("yaml");
     let f = dir.join("in.yaml");
     std::fs::write(&f, yaml).unwrap();
-    let out = Command::new("python3")
+    // Debian's python3, whose PyYAML `cargo xtask test` installs.
+    let out = Command::new("/usr/bin/python3")
         .args(["-c", "import sys, json, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)"])
         .arg(&f)
         .output()

@@ -461,3 +461,25 @@ fn openmpi_interpreter_loading_mpi_is_counted() {
 fn mpich_interpreter_loading_mpi_is_counted() {
     interpreter_loading_mpi_is_counted(MPICH);
 }
+
+/// The real interpreter case: Debian's python3 running mpi4py (built
+/// against Open MPI), preloaded through `mpirun` even though `python3`
+/// itself links no MPI.
+#[test]
+fn openmpi_mpi4py_under_python3_is_counted() {
+    let _serial = serial();
+    OPENMPI.shim();
+    let p = Proxy::start();
+    let script = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nc.Barrier()\nc.Barrier()\nif c.Get_rank() == 0:\n    print(c.Get_size())\n";
+    let args = [std::ffi::OsStr::new("/usr/bin/python3"), std::ffi::OsStr::new("-c"), std::ffi::OsStr::new(script)];
+    let out = run(OPENMPI.mpirun(2, Some(&p.socket), &args));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2\n");
+    for (series, want) in [
+        ("mpi_hits_total{function=\"MPI_Barrier\"}", 4.0),
+        ("mpi_hits_total{function=\"MPI_Init_thread\"}", 2.0),
+        ("mpi_hits_total{function=\"MPI_Finalize\"}", 2.0),
+    ] {
+        assert_eq!(p.wait_value(series, want), want, "{series}");
+    }
+}
