@@ -108,3 +108,42 @@ fn with_m_and_s_the_shim_is_preloaded_into_the_command_not_the_tracer() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "command-preloaded\n0\n");
 }
+
+#[test]
+fn a_copied_tree_finds_its_tracer_and_shim_relative_to_itself() {
+    // The dist layout (bin/ and lib/), copied somewhere no build path leads.
+    let tree = TempDir::new("relocated");
+    std::fs::create_dir_all(tree.join("bin")).unwrap();
+    std::fs::create_dir_all(tree.join("lib")).unwrap();
+    for tool in ["tau_metric_proxy_run", "tau_strace"] {
+        std::fs::copy(bin(tool), tree.join("bin").join(tool)).unwrap();
+    }
+    let shim = bin("tau_metric_proxy_run").parent().unwrap().join("lib/libtau_pmpi_openmpi.so");
+    std::fs::copy(&shim, tree.join("lib/libtau_pmpi_openmpi.so")).unwrap();
+    let run = tree.join("bin/tau_metric_proxy_run");
+    let p = Proxy::start();
+
+    let out = Command::new(&run)
+        .arg("-u")
+        .arg(&p.socket)
+        .args(["-s", "--", "/bin/true"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(p.wait_value("strace_hits_total{scall=\"execve\"}", 1.0), 1.0);
+
+    let out = Command::new("mpirun.openmpi")
+        .args(["-np", "1", "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(&run)
+        .arg("-u")
+        .arg(&p.socket)
+        .args(["-m", "-v", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let preloading = format!("preloading {}", tree.join("lib/libtau_pmpi_openmpi.so").display());
+    assert!(text(&out.stderr).contains(&preloading), "{}", text(&out.stderr));
+}
