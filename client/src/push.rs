@@ -193,6 +193,14 @@ impl Pusher {
         }
     }
 
+    /// Like [`Pusher::flush`], but tries to connect even if a retry is not
+    /// yet due: for a last push before the process image goes away (an
+    /// exec) when the collector must stay usable should that fail.
+    pub fn flush_now(&mut self) -> PushState {
+        self.last_attempt = None;
+        self.flush()
+    }
+
     /// Final flush, then tells the daemon this collector is gone for good.
     /// Tries to connect even if a retry is not yet due.
     pub fn finish(mut self) -> PushState {
@@ -355,6 +363,20 @@ mod tests {
         assert_eq!(p.total(id), 7);
         assert_eq!(p.changed_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
         assert_eq!(p.total_samples(), vec![Sample { id: 0, value: Value::Int(7) }]);
+    }
+
+    #[test]
+    fn flush_now_retries_before_the_retry_is_due() {
+        let mut cfg = PushConfig::new("/nonexistent/dir/sock".into(), "t");
+        cfg.retry_every = Duration::from_secs(3600);
+        let mut p = Pusher::new(cfg);
+        assert_eq!(p.flush(), PushState::Offline);
+        let first = p.last_attempt.expect("a first attempt");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(p.flush(), PushState::Offline);
+        assert_eq!(p.last_attempt, Some(first), "flush waits for retry_every");
+        assert_eq!(p.flush_now(), PushState::Offline);
+        assert!(p.last_attempt.expect("an attempt") > first, "flush_now tried again");
     }
 
     #[test]
