@@ -75,6 +75,22 @@
 //! the socket and the final push on stderr. A forked child restarts from
 //! zero under its own identity and pushes at exit.
 //!
+//! Exec: an image replaced by `exec` runs neither the push thread again
+//! nor the exit hook, so the shim also defines `execve`, `execv`,
+//! `execvp`, `execvpe`, `fexecve` and (on x86-64) the variadic `execl`,
+//! `execlp`, `execle`: each pushes what this process counted,
+//! synchronously, then calls the C library's function (found with
+//! `dlsym(RTLD_NEXT)`). The push is bounded like any other (the
+//! `client::Pusher` timeouts, and at most 2 s waiting for a push already
+//! in progress) and says no goodbye, so if the exec fails the program goes
+//! on counting under the same identity. A process that counted nothing
+//! connects to nothing. Not covered: `posix_spawn` and `system` (they exec
+//! inside the C library, in a new process that has counted nothing of its
+//! own), a `vfork` child (it shares its parent's counters, which the
+//! parent pushes), and `execl*` on other architectures (C varargs cannot be
+//! received in stable Rust; on x86-64 a small assembly trampoline reads
+//! them as the System V ABI lays them out).
+//!
 //! Counting is thread-safe under `MPI_THREAD_MULTIPLE` (one slab per
 //! thread, reused after the thread exits). No panic crosses the C ABI: the
 //! hot path cannot panic and every slow path runs under `catch_unwind`.

@@ -7,7 +7,7 @@
 //! that appears later still receives everything.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -40,6 +40,13 @@ struct State {
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 static THREAD_STARTED: AtomicBool = AtomicBool::new(false);
 static FINISHED: AtomicBool = AtomicBool::new(false);
+/// The process whose counters these are: set at load and in a forked
+/// child. A `vfork` child runs no fork hook and shares its parent's
+/// memory, so it sees another pid here and must leave the state alone.
+static OWNER: AtomicU32 = AtomicU32::new(0);
+/// How long an exec waits for a push in progress (the push thread's)
+/// before giving up on its own: bounded even if the lock is never freed.
+const EXEC_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 fn lock() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -166,6 +173,42 @@ pub(crate) fn after_init() {
     });
 }
 
+/// At library load.
+pub(crate) fn at_load() {
+    OWNER.store(std::process::id(), Ordering::Release);
+}
+
+/// Right before an exec function replaces the process image: a final,
+/// synchronous push (no goodbye: if the exec fails the program goes on
+/// under the same identity). Bounded by the `Pusher`'s timeouts, and by
+/// [`EXEC_LOCK_WAIT`] when another thread is pushing.
+pub(crate) fn before_exec() {
+    if FINISHED.load(Ordering::Acquire) || OWNER.load(Ordering::Acquire) != std::process::id() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + EXEC_LOCK_WAIT;
+    let mut guard = loop {
+        match STATE.try_lock() {
+            Ok(g) => break g,
+            Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        }
+    };
+    let totals = counters::totals();
+    if !totals.iter().any(|t| t.hits != 0) {
+        return;
+    }
+    let state = guard.get_or_insert_with(State::new);
+    state.update(&totals);
+    let sent = state.pusher.flush_now();
+    if verbose() {
+        eprintln!("tau_pmpi: push before exec: {sent:?}");
+    }
+}
+
 /// After `MPI_Finalize`: pushes everything counted so far.
 pub(crate) fn after_finalize() {
     let _ = std::panic::catch_unwind(|| push(false));
@@ -212,6 +255,7 @@ pub(crate) fn after_fork_child() {
     });
     counters::reset_in_child();
     THREAD_STARTED.store(false, Ordering::Release);
+    OWNER.store(std::process::id(), Ordering::Release);
 }
 
 #[cfg(test)]
