@@ -19,21 +19,21 @@ use crate::util::{bin, text, wait_for, Proxy, TempDir};
 
 /// One MPI implementation as Debian installs it.
 #[derive(Clone, Copy)]
-struct Mpi {
-    name: &'static str,
+pub struct Mpi {
+    pub name: &'static str,
 }
 
-const OPENMPI: Mpi = Mpi { name: "openmpi" };
-const MPICH: Mpi = Mpi { name: "mpich" };
+pub const OPENMPI: Mpi = Mpi { name: "openmpi" };
+pub const MPICH: Mpi = Mpi { name: "mpich" };
 
 /// The MPI runs share 2 cores: one at a time keeps each run short.
-fn serial() -> MutexGuard<'static, ()> {
+pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Mpi {
-    fn shim(self) -> PathBuf {
+    pub fn shim(self) -> PathBuf {
         let launcher = bin("tau_metric_proxy_run");
         let shim = launcher.parent().unwrap().join("lib").join(format!("libtau_pmpi_{}.so", self.name));
         assert!(shim.is_file(), "{} is missing: run `cargo xtask test`, which builds the shims", shim.display());
@@ -41,7 +41,7 @@ impl Mpi {
     }
 
     /// `tests/c/<name>.c` compiled with this implementation's mpicc (once per test run).
-    fn program(self, name: &str) -> PathBuf {
+    pub fn program(self, name: &str) -> PathBuf {
         self.build(name, &format!("mpicc.{}", self.name), &[])
     }
 
@@ -72,7 +72,7 @@ impl Mpi {
 
     /// `mpirun` with `np` ranks running `args`, through the launcher with
     /// `-m` when `socket` is given.
-    fn mpirun(self, np: usize, socket: Option<&Path>, args: &[&std::ffi::OsStr]) -> Command {
+    pub fn mpirun(self, np: usize, socket: Option<&Path>, args: &[&std::ffi::OsStr]) -> Command {
         let mut cmd = Command::new(format!("mpirun.{}", self.name));
         if self.name == "openmpi" {
             // Root in containers; more ranks than cores.

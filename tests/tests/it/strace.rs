@@ -13,7 +13,7 @@ use crate::util::{bin, wait_for, Proxy, TempDir};
 
 /// Compiles `tests/c/NAME.c` into `dir` (statically when asked, so the
 /// dynamic loader's own reads do not blur byte counts).
-fn compile(dir: &TempDir, name: &str, statically: bool) -> PathBuf {
+pub fn compile(dir: &TempDir, name: &str, statically: bool) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
     let out = dir.join(name);
     let mut cc = Command::new("cc");
