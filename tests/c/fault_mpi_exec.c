@@ -3,10 +3,12 @@
  * MPI_Initialized (valid in any process) and replaces itself with
  * /bin/true through exec function i % 8 (execv, execvp, execve, execvpe,
  * execl, execlp, execle, fexecve). After MPI_Finalize the rank makes CALLS
- * MPI_Finalized and replaces itself with `echo fault_mpi_exec: done`.
+ * MPI_Finalized, an exec that fails (it goes on with errno ENOENT), CALLS
+ * MPI_Finalized again, and replaces itself with `echo fault_mpi_exec: done`.
  * Usage: fault_mpi_exec ROUNDS CALLS */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,13 @@ int main(int argc, char **argv) {
         }
     }
     MPI_Finalize();
+    for (int c = 0; c < calls; c++)
+        MPI_Finalized(&flag);
+    char *missing[] = {"missing", NULL};
+    if (execv("/nonexistent/missing", missing) != -1 || errno != ENOENT) {
+        perror("fault_mpi_exec: execv of a missing program");
+        return 1;
+    }
     for (int c = 0; c < calls; c++)
         MPI_Finalized(&flag);
     execlp("echo", "echo", "fault_mpi_exec: done", (char *)NULL);

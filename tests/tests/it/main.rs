@@ -21,7 +21,7 @@ mod client_cli;
 /// Bad and hostile input on the socket, table-driven; series limits.
 mod hostile;
 
-/// Faults: the daemon stopped or killed under load.
+/// Faults: the daemon stopped or killed under load and under real collectors; killed programs; fork and exec.
 mod faults;
 
 /// Load: 1,000 concurrent collectors, 10,000 that come and go.
