@@ -63,9 +63,8 @@ pub struct Connection {
 impl Connection {
     /// Connects and exchanges preambles.
     pub fn connect(path: &Path, role: Role, timeout: Duration) -> Result<Connection, Error> {
-        let stream = UnixStream::connect(path).map_err(|source| Error::NotRunning { path: path.to_owned(), source })?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        let stream =
+            connect_bounded(path, timeout).map_err(|source| Error::NotRunning { path: path.to_owned(), source })?;
         let mut conn = Connection { stream, inbuf: Vec::new(), outbuf: Vec::new() };
         conn.write_raw(&Preamble::new(role).encode())?;
         let mut theirs = [0u8; PREAMBLE_LEN];
@@ -165,5 +164,27 @@ impl Connection {
             }
         }
         Ok(())
+    }
+}
+
+/// Connects with every step bounded by `timeout`. The timeouts are set
+/// before `connect`: a stopped or swamped daemon whose listen queue is full
+/// would otherwise block a blocking `connect` until the queue drains.
+fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::time::TimeVal;
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let micros = timeout.as_micros().clamp(1, i64::MAX as u128) as i64;
+    let tv = TimeVal::new(micros / 1_000_000, micros % 1_000_000);
+    setsockopt(&fd, sockopt::SendTimeout, &tv)?;
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv)?;
+    let addr = UnixAddr::new(path)?;
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => Ok(UnixStream::from(fd)),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection timed out (the proxy is not accepting connections)",
+        )),
+        Err(e) => Err(e.into()),
     }
 }

@@ -191,3 +191,46 @@ fn ten_thousand_collectors_that_come_and_go_are_folded() {
     println!("churn: 10000 collectors came and went; daemon RSS {idle_rss:.1} MiB before, {after:.1} MiB after");
     assert!(after < idle_rss + 16.0, "memory did not return to its idle level: {idle_rss} then {after} MiB");
 }
+
+/// Fills the daemon's listen queue with connections it never accepts
+/// (it is stopped); returns them so they stay queued.
+fn fill_listen_queue(socket: &std::path::Path) -> Vec<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{connect, socket as new_socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(socket).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..100_000 {
+        let fd = new_socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => queued.push(fd),
+            Err(nix::errno::Errno::EAGAIN) => return queued,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    panic!("the listen queue never filled up");
+}
+
+#[test]
+fn a_full_listen_queue_of_a_stopped_daemon_does_not_block_collectors() {
+    raise_fd_limit();
+    let p = Proxy::start();
+    let pid = Pid::from_raw(p.pid());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let queued = fill_listen_queue(&p.socket);
+    let mut pusher = client::Pusher::new(client::PushConfig::new(p.socket.clone(), "queue"));
+    let id = pusher.register(Desc::counter("queued_total", &[], "Counted while the daemon was stopped"));
+    pusher.add(id, 5);
+    let t0 = Instant::now();
+    assert_eq!(pusher.flush(), client::PushState::Offline);
+    let took = t0.elapsed();
+    kill(pid, Signal::SIGCONT).unwrap();
+    println!("full listen queue ({} queued): a flush gave up after {:.0} ms", queued.len(), took.as_secs_f64() * 1e3);
+    assert!(took < Duration::from_secs(2), "a flush blocked for {took:?}");
+    drop(queued);
+    // Once the daemon runs again, the count arrives.
+    let sent = crate::util::wait_for(Duration::from_secs(10), || {
+        (pusher.flush() == client::PushState::Sent && pusher.is_connected()).then_some(())
+    });
+    assert!(sent.is_some());
+    assert_eq!(p.wait_value("queued_total", 5.0), 5.0);
+}
