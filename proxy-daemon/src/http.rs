@@ -32,6 +32,8 @@ const MAX_REQUEST_LINE: usize = 8 * 1024;
 const MAX_HEAD: usize = 32 * 1024;
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// A client that reads none of its response for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused client may keep sending before it is cut off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// An idle keep-alive connection is closed after this long.
@@ -105,6 +107,8 @@ struct Conn {
     receiving: bool,
     /// Close once `outbuf` is written.
     close_after: bool,
+    /// When bytes of `outbuf` were last written (or it was filled).
+    write_progress: Instant,
     /// The final response is out and our side shut: discard what the
     /// client still sends, so closing does not reset the connection
     /// before it read the response.
@@ -130,7 +134,11 @@ struct Response {
     status: u16,
     content_type: &'static str,
     extra: &'static str,
+    /// The body; the rendered page is not copied here but taken from the
+    /// server's render buffer (see `page`).
     body: Vec<u8>,
+    /// The body is the page just rendered into `HttpServer::body`.
+    page: bool,
 }
 
 fn reason(status: u16) -> &'static str {
@@ -148,7 +156,13 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn error(status: u16, message: &str) -> Response {
-    Response { status, content_type: "text/plain; charset=utf-8", extra: "", body: format!("{message}\n").into_bytes() }
+    Response {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        extra: "",
+        body: format!("{message}\n").into_bytes(),
+        page: false,
+    }
 }
 
 /// Where the request head ends (after the blank line), if it has.
@@ -270,6 +284,7 @@ impl HttpServer {
                         since: Instant::now(),
                         receiving: true,
                         close_after: false,
+                        write_progress: Instant::now(),
                         draining: false,
                         writable_armed: false,
                     };
@@ -341,7 +356,12 @@ impl HttpServer {
     fn serve_buffered(&mut self, i: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-            if conn.close_after || conn.inbuf.is_empty() {
+            // One response in flight at a time: pipelined requests wait in
+            // `inbuf` (bounded) until the previous response is written.
+            if conn.close_after || conn.inbuf.is_empty() || !conn.outbuf.is_empty() {
+                if conn.inbuf.len() > 4 * MAX_HEAD {
+                    self.respond_and_close(i, error(431, "too many pipelined requests"), false);
+                }
                 return;
             }
             let Some(end) = head_end(&conn.inbuf[..conn.inbuf.len().min(MAX_HEAD)]) else {
@@ -353,6 +373,10 @@ impl HttpServer {
                 }
                 return;
             };
+            if conn.inbuf[..end].iter().position(|&b| b == b'\n').unwrap_or(end) > MAX_REQUEST_LINE {
+                self.respond_and_close(i, error(414, "request line too long"), false);
+                return;
+            }
             let head_bytes: Vec<u8> = conn.inbuf.drain(..end).collect();
             conn.receiving = !conn.inbuf.is_empty();
             conn.since = Instant::now();
@@ -378,7 +402,9 @@ impl HttpServer {
             // Another method may carry a body we will not read: close.
             let keep_alive = keep_alive && resp.status != 405;
             let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-            write_response(&mut conn.outbuf, &resp, is_head, keep_alive);
+            let body = if resp.page { self.body.as_bytes() } else { &resp.body };
+            write_response(&mut conn.outbuf, &resp, body, is_head, keep_alive);
+            conn.write_progress = Instant::now();
             if !keep_alive {
                 conn.close_after = true;
                 conn.inbuf.clear();
@@ -394,6 +420,7 @@ impl HttpServer {
                 content_type: "text/plain; charset=utf-8",
                 extra: "Allow: GET, HEAD\r\n",
                 body: b"only GET and HEAD are supported\n".to_vec(),
+                page: false,
             };
         }
         match head.path {
@@ -408,18 +435,14 @@ impl HttpServer {
                     st.internal_add(counter, 1, now());
                     render(&mut st, format, &mut self.body);
                 }
-                Response {
-                    status: 200,
-                    content_type: format.content_type(),
-                    extra: "",
-                    body: self.body.as_bytes().to_vec(),
-                }
+                Response { status: 200, content_type: format.content_type(), extra: "", body: Vec::new(), page: true }
             }
             "/" => Response {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
                 extra: "",
                 body: INDEX.as_bytes().to_vec(),
+                page: false,
             },
             _ => error(404, "not found: try /metrics"),
         }
@@ -427,18 +450,33 @@ impl HttpServer {
 
     fn respond_and_close(&mut self, i: usize, resp: Response, is_head: bool) {
         let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-        write_response(&mut conn.outbuf, &resp, is_head, false);
+        write_response(&mut conn.outbuf, &resp, &resp.body, is_head, false);
+        conn.write_progress = Instant::now();
         conn.close_after = true;
         conn.inbuf.clear();
     }
 
     fn flush(&mut self, i: usize) {
-        let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-        let failed = !crate::nonblock::write_pending(&mut conn.stream, &mut conn.outbuf);
-        if failed {
-            self.close(i);
-            return;
+        loop {
+            let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
+            let before = conn.outbuf.len();
+            if !crate::nonblock::write_pending(&mut conn.stream, &mut conn.outbuf) {
+                self.close(i);
+                return;
+            }
+            if conn.outbuf.len() < before {
+                conn.write_progress = Instant::now();
+            }
+            // The response is out: serve the next pipelined request, if any.
+            if conn.outbuf.is_empty() && !conn.close_after && !conn.inbuf.is_empty() {
+                self.serve_buffered(i);
+                if self.conns.get(i).and_then(|c| c.as_ref()).is_some_and(|c| !c.outbuf.is_empty()) {
+                    continue;
+                }
+            }
+            break;
         }
+        let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
         if conn.outbuf.is_empty() && conn.close_after && !conn.draining {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             conn.draining = true;
@@ -462,7 +500,14 @@ impl HttpServer {
                 self.close(i);
                 continue;
             }
-            if conn.close_after || !conn.outbuf.is_empty() {
+            if !conn.outbuf.is_empty() {
+                // A client that stopped reading its response gives its slot back.
+                if conn.write_progress.elapsed() > WRITE_TIMEOUT {
+                    self.close(i);
+                }
+                continue;
+            }
+            if conn.close_after {
                 continue;
             }
             let age = conn.since.elapsed();
@@ -483,19 +528,19 @@ impl HttpServer {
     }
 }
 
-fn write_response(out: &mut Vec<u8>, resp: &Response, is_head: bool, keep_alive: bool) {
+fn write_response(out: &mut Vec<u8>, resp: &Response, body: &[u8], is_head: bool, keep_alive: bool) {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: {}\r\n\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,
-        resp.body.len(),
+        body.len(),
         resp.extra,
         if keep_alive { "keep-alive" } else { "close" }
     );
     out.extend_from_slice(head.as_bytes());
     if !is_head {
-        out.extend_from_slice(&resp.body);
+        out.extend_from_slice(body);
     }
 }
 

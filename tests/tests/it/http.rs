@@ -156,12 +156,15 @@ fn keep_alive_and_pipelined_requests() {
 fn malformed_and_oversized_requests_get_their_status() {
     let p = Proxy::start();
     let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
+    // Longer than the line limit, shorter than one read: the head is whole.
+    let long_query = format!("GET /metrics?{} HTTP/1.1\r\n\r\n", "a".repeat(9_000));
     let many_headers = format!(
         "GET /metrics HTTP/1.1\r\n{}\r\n",
         "X-Filler: 0123456789012345678901234567890123456789\r\n".repeat(1000)
     );
     let cases = [
         (long_line.as_str(), 414, "request line too long\n"),
+        (long_query.as_str(), 414, "request line too long\n"),
         (many_headers.as_str(), 431, "request headers too large\n"),
         ("NONSENSE\r\n\r\n", 400, "malformed request line\n"),
         ("GET /metrics HTTP/2.0\r\n\r\n", 505, "only HTTP/1.0 and HTTP/1.1 are supported\n"),
@@ -196,4 +199,32 @@ fn slow_clients_do_not_starve_others_and_time_out() {
         let (status, body) = read_response(s);
         assert_eq!((status, body.as_str()), (408, "request head not received in time\n"));
     }
+}
+
+#[test]
+fn pipelined_requests_are_answered_one_at_a_time_within_a_bound() {
+    let p = Proxy::start();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    // 8,000 requests in one go (~200 KiB), none of whose answers is read yet.
+    let request = b"GET /metrics HTTP/1.1\r\n\r\n";
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let all: Vec<u8> = request.iter().copied().cycle().take(request.len() * 8_000).collect();
+        let _ = w.write_all(&all); // the daemon may close before taking it all
+    });
+    let mut ok = 0;
+    let last = loop {
+        let (status, _) = read_response(&mut s);
+        if status != 200 {
+            break status;
+        }
+        ok += 1;
+    };
+    writer.join().unwrap();
+    // The daemon held at most a bounded backlog, then refused the rest.
+    assert_eq!(last, 431);
+    assert!(ok > 0 && ok < 8_000, "{ok} answered before the refusal");
+    println!("pipelining: {ok} requests answered, then 431");
+    assert_eq!(http_get(p.port, "/metrics", None).status, 200);
 }
