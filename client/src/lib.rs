@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 pub use cli::{parse_args, usage_error};
 pub use conn::{Connection, Error};
-pub use push::{MetricId, PushConfig, PushState, Pusher};
+pub use push::{process_status, MetricId, ProcessStatus, PushConfig, PushState, Pusher};
 pub use query::{GetResult, QueryClient};
 
 /// Resolves the daemon socket: an explicit path, else the `TAU_METRIC_PROXY`

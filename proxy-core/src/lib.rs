@@ -20,5 +20,5 @@ mod validate;
 pub use expose::{render, Format};
 pub use session::{Session, SessionEnd, Tally};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use store::{CollectorSlot, IngestError, Limits, SeriesId, Store};
+pub use store::{CollectorSlot, IngestError, Limits, ProcessRef, SeriesId, Store};
 pub use validate::{series_key, validate_desc, NameError};

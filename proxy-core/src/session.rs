@@ -3,7 +3,7 @@
 
 use protocol::{decode_frame, encode_frame, DescInfo, Preamble, Reply, Request, Role, ValueInfo, PREAMBLE_LEN};
 
-use crate::store::{CollectorSlot, IngestError, Store};
+use crate::store::{CollectorSlot, IngestError, ProcessRef, Store};
 
 /// Replies a peer does not read are dropped beyond this many queued bytes.
 const MAX_QUEUED_REPLY: usize = 64 << 20;
@@ -44,6 +44,8 @@ pub struct Tally {
 /// The protocol state of one connection.
 #[derive(Debug)]
 pub struct Session {
+    /// The connected process, as the kernel reports it, when known.
+    peer: Option<ProcessRef>,
     state: State,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -58,7 +60,13 @@ impl Default for Session {
 
 impl Session {
     pub fn new() -> Session {
-        Session { state: State::Preamble, inbuf: Vec::new(), out: Vec::new(), dropped_replies: false }
+        Session { peer: None, state: State::Preamble, inbuf: Vec::new(), out: Vec::new(), dropped_replies: false }
+    }
+
+    /// A session whose peer process is known (from `SO_PEERCRED`): a
+    /// collector's liveness is then judged by it, not by what it claims.
+    pub fn for_peer(peer: ProcessRef) -> Session {
+        Session { peer: Some(peer), ..Session::new() }
     }
 
     /// Reply bytes to send; the caller drains what it wrote.
@@ -149,6 +157,9 @@ impl Session {
             (State::Collector, Request::Hello { identity }) => {
                 let (pid, program) = (identity.pid, identity.program.clone());
                 let (slot, resumed) = store.hello(identity);
+                if let Some(peer) = self.peer {
+                    store.set_process(slot, peer);
+                }
                 log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
                 self.state = State::Pushing { slot, program, pid };
             }
@@ -316,6 +327,25 @@ mod tests {
         assert_eq!(st.get(&["x_total".into()]).unwrap()[0].value, 7.0);
         assert_eq!((tally.frames, tally.bytes), (3, (bytes.len() - PREAMBLE_LEN) as u64));
         assert_eq!(s.describe(), "collector p (pid 1)");
+    }
+
+    #[test]
+    fn liveness_follows_the_kernel_not_the_claimed_pid() {
+        let claimed = Identity { pid: 1, start_time: 0, nonce: 3, program: "liar".into() };
+        let bytes = collector_bytes(&[Request::Hello { identity: claimed }]);
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::for_peer(ProcessRef { pid: 4242, start_time: 77 });
+        s.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+        s.disconnect(&mut st, 2.0);
+        let mut asked = Vec::new();
+        let folded = st.fold_departed(
+            |p| {
+                asked.push(p);
+                false
+            },
+            3.0,
+        );
+        assert_eq!((folded, asked), (1, vec![ProcessRef { pid: 4242, start_time: 77 }]));
     }
 
     #[test]

@@ -6,6 +6,11 @@ use protocol::{Desc, DescInfo, Identity, Kind, Sample, Scale, Value, ValueInfo};
 
 use crate::validate::{series_key, validate_desc};
 
+/// How far past its registered ids a collector may choose a new id: ids
+/// are meant to be dense (0, 1, 2, ...), and the per-collector tables are
+/// sized by the largest id.
+pub(crate) const MAX_ID_GAP: usize = 1024;
+
 /// Index of a series in the store.
 pub type SeriesId = u32;
 
@@ -25,12 +30,25 @@ pub struct Limits {
     pub max_series: usize,
     /// Series ids one collector may register.
     pub max_series_per_collector: usize,
+    /// Disconnected collectors remembered (waiting to reconnect); beyond
+    /// it the longest-gone are folded.
+    pub max_remembered: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_series: 1_000_000, max_series_per_collector: 100_000 }
+        Limits { max_series: 1_000_000, max_series_per_collector: 100_000, max_remembered: 100_000 }
     }
+}
+
+/// A process as the daemon sees it: pid in the daemon's namespace (from the
+/// kernel's peer credentials) and start time, used to tell whether a
+/// disconnected collector is gone for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRef {
+    pub pid: u32,
+    /// Clock ticks since boot, 0 when unknown.
+    pub start_time: u64,
 }
 
 /// A request that could not be applied. The connection may carry on.
@@ -141,6 +159,10 @@ struct Counted {
 #[derive(Debug)]
 struct Collector {
     identity: Identity,
+    /// The process behind it, vouched for by the kernel when known.
+    process: ProcessRef,
+    /// When its connection closed (for folding the longest-gone first).
+    disconnected_at: f64,
     epoch: u32,
     connected: bool,
     /// The collector's ids, mapped to store series.
@@ -237,7 +259,17 @@ impl Store {
             return (CollectorSlot { index, epoch: c.epoch }, true);
         }
         let key = identity_key(&identity);
-        let c = Collector { identity, epoch: 0, connected: true, ids: Vec::new(), counted: Vec::new(), registered: 0 };
+        let process = ProcessRef { pid: identity.pid, start_time: identity.start_time };
+        let c = Collector {
+            identity,
+            process,
+            disconnected_at: 0.0,
+            epoch: 0,
+            connected: true,
+            ids: Vec::new(),
+            counted: Vec::new(),
+            registered: 0,
+        };
         self.connected += 1;
         let index = match self.free_slots.pop() {
             Some(i) => {
@@ -279,29 +311,43 @@ impl Store {
                 format!("series id {id} is beyond the per-collector limit of {limit} series"),
             ));
         }
+        if id as usize > c.ids.len() + MAX_ID_GAP {
+            self.refused_series += 1;
+            return Err(IngestError::new(
+                Some(id),
+                format!("series ids must be dense: id {id} is more than {MAX_ID_GAP} past the ids registered so far"),
+            ));
+        }
         let fresh = c.ids.get(id as usize).is_none_or(|s| s.is_none());
         if fresh && c.registered >= limit {
             self.refused_series += 1;
             return Err(IngestError::new(Some(id), format!("per-collector limit of {limit} series reached")));
         }
-        let sid = self.series_for(desc).map_err(|m| IngestError::new(Some(id), m))?;
+        let sid = self.series_for(desc, true).map_err(|m| IngestError::new(Some(id), m))?;
         let c = self.collector_mut(slot)?;
         if c.ids.len() <= id as usize {
             c.ids.resize(id as usize + 1, None);
             c.counted.resize(id as usize + 1, Counted::default());
         }
-        if c.ids[id as usize] != Some(sid) {
+        let previous = c.ids[id as usize];
+        if previous != Some(sid) {
             if fresh {
                 c.registered += 1;
             }
             c.ids[id as usize] = Some(sid);
             c.counted[id as usize] = Counted::default();
+            // A gauge value given under the old binding leaves with it.
+            if let Some(old) = previous {
+                self.series[old as usize].drop_gauge(slot.index);
+            }
         }
         Ok(sid)
     }
 
     /// Finds or creates the series of `desc`, checking names and types.
-    fn series_for(&mut self, desc: &Desc) -> Result<SeriesId, String> {
+    /// `limited`: whether the node's series limit applies (not to the
+    /// daemon's own series).
+    fn series_for(&mut self, desc: &Desc, limited: bool) -> Result<SeriesId, String> {
         validate_desc(desc).map_err(|e| e.0)?;
         let key = series_key(desc);
         if let Some(&sid) = self.by_key.get(&key) {
@@ -314,7 +360,7 @@ impl Store {
             }
             return Ok(sid);
         }
-        if self.series.len() >= self.limits.max_series {
+        if limited && self.series.len() >= self.limits.max_series {
             self.refused_series += 1;
             return Err(format!("node limit of {} series reached", self.limits.max_series));
         }
@@ -450,6 +496,7 @@ impl Store {
             return;
         };
         c.connected = false;
+        c.disconnected_at = now;
         self.connected -= 1;
         self.drop_gauges(slot.index, now);
     }
@@ -462,15 +509,32 @@ impl Store {
         }
     }
 
+    /// Records the process behind a connection, as the kernel reports it.
+    pub fn set_process(&mut self, slot: CollectorSlot, process: ProcessRef) {
+        if let Ok(c) = self.collector_mut(slot) {
+            c.process = process;
+        }
+    }
+
     /// Folds every disconnected collector for which `alive` says its process
-    /// is gone. Returns how many were folded.
-    pub fn fold_departed(&mut self, mut alive: impl FnMut(&Identity) -> bool, now: f64) -> usize {
-        let gone: Vec<u32> = self
-            .collectors
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().filter(|c| !c.connected && !alive(&c.identity)).map(|_| i as u32))
-            .collect();
+    /// is gone, then the longest-gone ones beyond
+    /// [`Limits::max_remembered`]. Returns how many were folded.
+    pub fn fold_departed(&mut self, mut alive: impl FnMut(ProcessRef) -> bool, now: f64) -> usize {
+        let mut waiting: Vec<(f64, u32)> = Vec::new();
+        let mut gone: Vec<u32> = Vec::new();
+        for (i, c) in self.collectors.iter().enumerate() {
+            let Some(c) = c.as_ref().filter(|c| !c.connected) else { continue };
+            if alive(c.process) {
+                waiting.push((c.disconnected_at, i as u32));
+            } else {
+                gone.push(i as u32);
+            }
+        }
+        if waiting.len() > self.limits.max_remembered {
+            waiting.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let excess = waiting.len() - self.limits.max_remembered;
+            gone.extend(waiting[..excess].iter().map(|(_, i)| *i));
+        }
         for &i in &gone {
             self.forget(i, now);
         }
@@ -508,8 +572,9 @@ impl Store {
     }
 
     /// Registers a series owned by the daemon itself (self metrics).
+    /// The node's series limit does not apply to these.
     pub fn internal(&mut self, desc: &Desc) -> Result<SeriesId, String> {
-        self.series_for(desc)
+        self.series_for(desc, false)
     }
 
     /// Adds to a daemon-owned counter.
@@ -781,7 +846,7 @@ mod tests {
             }
         }
         assert_eq!(st.known_collectors(), 50);
-        assert_eq!(st.fold_departed(|i| i.pid == 99, 2.0), 49);
+        assert_eq!(st.fold_departed(|p| p.pid == 99, 2.0), 49);
         assert_eq!(st.known_collectors(), 1);
         assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Init\"}"), 100.0);
         // Slots are reused.
@@ -790,8 +855,36 @@ mod tests {
     }
 
     #[test]
+    fn remembered_collectors_are_capped_longest_gone_first() {
+        let mut st = Store::new(Limits { max_remembered: 3, ..Limits::default() });
+        for pid in 0..6 {
+            let (s, _) = st.hello(ident(pid));
+            st.set_process(s, ProcessRef { pid: 1000 + pid, start_time: 5 });
+            st.disconnect(s, f64::from(pid));
+        }
+        // All alive: only the cap folds, the three disconnected first.
+        let mut asked = Vec::new();
+        assert_eq!(
+            st.fold_departed(
+                |p| {
+                    asked.push(p);
+                    true
+                },
+                10.0
+            ),
+            3
+        );
+        assert_eq!(asked[0], ProcessRef { pid: 1000, start_time: 5 });
+        assert_eq!(st.known_collectors(), 3);
+        let (_, resumed) = st.hello(ident(5));
+        assert!(resumed, "the most recently gone is still remembered");
+        let (_, resumed) = st.hello(ident(0));
+        assert!(!resumed, "the longest gone was folded");
+    }
+
+    #[test]
     fn bad_input_is_refused_and_counted_nowhere() {
-        let mut st = Store::new(Limits { max_series: 3, max_series_per_collector: 2 });
+        let mut st = Store::new(Limits { max_series: 3, max_series_per_collector: 2, ..Limits::default() });
         let (a, _) = st.hello(ident(1));
         st.register(a, 0, &Desc::counter("x_total", &[], "")).unwrap();
         let e = st.register(a, 1, &Desc::gauge("x_total", &[], "")).unwrap_err();
@@ -821,6 +914,32 @@ mod tests {
             ]
         );
         assert_eq!(val(&st, "x_total"), 2.0);
+    }
+
+    #[test]
+    fn sparse_ids_are_refused_and_rebound_gauges_leave() {
+        let mut st = Store::new(Limits::default());
+        let (a, _) = st.hello(ident(1));
+        let e = st.register(a, 5000, &hits("X")).unwrap_err();
+        assert_eq!(e.message, "series ids must be dense: id 5000 is more than 1024 past the ids registered so far");
+        assert_eq!(st.refused_series(), 1);
+        st.register(a, 0, &Desc::gauge("g1", &[], "")).unwrap();
+        st.update(a, &[flt(0, 7.0)], 1.0);
+        st.register(a, 0, &Desc::gauge("g2", &[], "")).unwrap();
+        st.update(a, &[flt(0, 3.0)], 2.0);
+        assert_eq!(val(&st, "g1"), 0.0);
+        assert_eq!(val(&st, "g2"), 3.0);
+    }
+
+    #[test]
+    fn the_daemons_own_series_escape_the_node_limit() {
+        let mut st = Store::new(Limits { max_series: 1, max_series_per_collector: 1, ..Limits::default() });
+        for i in 0..5 {
+            st.internal(&Desc::counter(&format!("own{i}_total"), &[], "")).unwrap();
+        }
+        let (a, _) = st.hello(ident(1));
+        st.register(a, 0, &hits("A")).unwrap_err();
+        assert_eq!(st.series_count(), 5);
     }
 
     #[test]

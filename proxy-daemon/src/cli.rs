@@ -32,6 +32,10 @@ pub(crate) struct Cli {
     /// Most series one collector may register
     #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
     pub(crate) max_series_per_collector: usize,
+    /// Most disconnected collectors remembered while they may reconnect;
+    /// beyond it the longest-gone are folded into the node totals
+    #[arg(long = "max-remembered", value_name = "N", default_value_t = Limits::default().max_remembered)]
+    pub(crate) max_remembered: usize,
     /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,

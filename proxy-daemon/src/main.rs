@@ -45,7 +45,11 @@ fn init_logging(cli: &Cli) {
 
 fn run(cli: Cli) -> Result<(), String> {
     let path = client::socket_path(cli.unix);
-    let limits = Limits { max_series: cli.max_series, max_series_per_collector: cli.max_series_per_collector };
+    let limits = Limits {
+        max_series: cli.max_series,
+        max_series_per_collector: cli.max_series_per_collector,
+        max_remembered: cli.max_remembered,
+    };
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
     let store = match &cli.state {

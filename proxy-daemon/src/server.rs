@@ -8,7 +8,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use parking_lot::Mutex;
 use protocol::Desc;
-use proxy_core::{SeriesId, Session, SessionEnd, Store, Tally};
+use proxy_core::{ProcessRef, SeriesId, Session, SessionEnd, Store, Tally};
 
 use crate::access::Access;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -233,26 +233,33 @@ impl Server {
     }
 
     fn add_conn(&mut self, mut stream: UnixStream) {
-        if let Err(peer) = self.access.check(&stream) {
-            match peer {
-                Some(p) => log::warn!(
-                    "refused connection from uid {} (pid {}): only the proxy's user may connect \
+        let peer = match self.access.check(&stream) {
+            Ok(peer) => peer,
+            Err(peer) => {
+                match peer {
+                    Some(p) => log::warn!(
+                        "refused connection from uid {} (pid {}): only the proxy's user may connect \
                      (see --allow-uid and --allow-group)",
-                    p.uid,
-                    p.pid
-                ),
-                None => log::warn!("refused connection: cannot read the peer's credentials"),
+                        p.uid,
+                        p.pid
+                    ),
+                    None => log::warn!("refused connection: cannot read the peer's credentials"),
+                }
+                self.store.lock().internal_add(self.selfm.refused_connections, 1, now());
+                return;
             }
-            self.store.lock().internal_add(self.selfm.refused_connections, 1, now());
-            return;
-        }
+        };
+        // The kernel's word on the peer process, read now while it is
+        // connected: its pid and start time decide later whether it is gone.
+        let pid = peer.pid as u32;
+        let process = ProcessRef { pid, start_time: client::process_status(pid).map_or(0, |s| s.start_time) };
         let i = self.free.pop().unwrap_or(self.conns.len());
         if let Err(e) = self.poll.registry().register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE) {
             log::warn!("cannot register a connection: {e}");
             self.free.push(i);
             return;
         }
-        let conn = Conn { stream, session: Session::new(), queued: false, writable_armed: false };
+        let conn = Conn { stream, session: Session::for_peer(process), queued: false, writable_armed: false };
         if i == self.conns.len() {
             self.conns.push(Some(conn));
         } else {
@@ -407,7 +414,7 @@ impl Server {
         let _ = self.save_state(false);
         let now = now();
         let mut st = self.store.lock();
-        let folded = st.fold_departed(|id| process_alive(id.pid, id.start_time), now);
+        let folded = st.fold_departed(process_alive, now);
         if folded > 0 {
             log::debug!("folded {folded} departed collectors into the node totals");
         }
@@ -432,18 +439,15 @@ impl Server {
     }
 }
 
-/// Whether `pid` still runs the process that started at `start_time`.
-fn process_alive(pid: u32, start_time: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return false;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    // Field 3 is the state: a zombie has exited already.
-    if fields.first() == Some(&"Z") {
-        return false;
+/// Whether the process behind a disconnected collector still runs. Where
+/// `/proc` hides it (another user's process with `hidepid`), `kill(pid, 0)`
+/// still tells: only "no such process" means it is gone.
+fn process_alive(p: ProcessRef) -> bool {
+    match client::process_status(p.pid) {
+        Some(s) => s.state != 'Z' && (p.start_time == 0 || s.start_time == p.start_time),
+        None => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
     }
-    start_time == 0 || fields.get(19).and_then(|f| f.parse::<u64>().ok()) == Some(start_time)
 }

@@ -214,7 +214,7 @@ pub(crate) fn ingest_load(args: &[String]) -> Result<(), String> {
 
 /// A store with `n` counter series in 10 families of two labels each.
 fn store_with(n: usize) -> Store {
-    let mut st = Store::new(Limits { max_series: n + 10, max_series_per_collector: n + 10 });
+    let mut st = Store::new(Limits { max_series: n + 10, max_series_per_collector: n + 10, ..Limits::default() });
     let (slot, _) = st.hello(Identity { pid: std::process::id(), start_time: 0, nonce: 1, program: "bench".into() });
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
