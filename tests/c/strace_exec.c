@@ -1,9 +1,16 @@
 /* Exec-ing: stage "main" re-executes itself from the main thread
  * ("again"), which then execs from a second thread while the main
- * thread is blocked ("thread"), ending in stage "last". */
+ * thread is blocked ("thread"), ending in stage "last".
+ *
+ * The second thread sleeps before its exec so that the main thread is
+ * surely inside pause() by then: an exec that cuts the main thread in the
+ * middle of pthread_create's last rt_sigprocmask would leave it to timing
+ * whether a tracer saw that call complete, and the counts would differ
+ * from run to run. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char *self;
@@ -11,6 +18,8 @@ static char *self;
 static void *exec_from_thread(void *arg) {
     (void)arg;
     char *argv[] = {self, "last", NULL};
+    struct timespec settle = {0, 300 * 1000 * 1000};
+    nanosleep(&settle, NULL);
     execv(self, argv);
     _exit(2);
 }
