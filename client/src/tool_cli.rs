@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Parser)]
 #[command(name = "tau_metric_client", version)]
 #[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config"]))]
+#[command(group = clap::ArgGroup::new("tracking").args(["track", "track_list"]))]
 pub(crate) struct Cli {
     /// File to store the result to
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
@@ -15,7 +16,7 @@ pub(crate) struct Cli {
     #[arg(short = 'u', long = "unix", value_name = "UNIX")]
     pub(crate) unix: Option<PathBuf>,
     /// Sampling frequency in Hz (for data retrieval)
-    #[arg(short = 'F', long = "freq", value_name = "FREQ", default_value_t = 1.0, value_parser = parse_freq)]
+    #[arg(short = 'F', long = "freq", value_name = "FREQ", default_value_t = 1.0, value_parser = parse_freq, requires = "tracking")]
     pub(crate) freq: f64,
     /// Output format [default: md, json when tracking]
     #[arg(short = 'f', long = "format", value_enum)]

@@ -18,8 +18,8 @@ fn main() {
     let config = run::Config { socket, verbose: cli.verbose };
     let code = match (cli.attach, cli.command.is_empty()) {
         (Some(pid), _) => {
-            if !cli.command.is_empty() && cli.verbose {
-                eprintln!("{TOOL}: -S given: ignoring COMMAND");
+            if !cli.command.is_empty() {
+                eprintln!("{TOOL}: warning: -S attaches to process {pid}: ignoring COMMAND");
             }
             run::attach(&config, pid)
         }

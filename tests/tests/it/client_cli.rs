@@ -246,3 +246,14 @@ fn tracking_with_nothing_changed_is_still_valid_json() {
     assert_eq!(code, Some(0));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[\n]\n");
 }
+
+#[test]
+fn the_frequency_belongs_to_tracking() {
+    let p = proxy_with_runs(0);
+    let out = p.client(&["-l", "-F", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "tau_metric_client: error: the following required arguments were not provided: <--track|--track-list <TRACK_LIST>> (see tau_metric_client --help)\n"
+    );
+}

@@ -54,19 +54,23 @@ fn without_a_proxy_the_command_runs_unchanged() {
 #[test]
 fn relays_signals_sent_to_it() {
     let p = Proxy::start();
-    let child = Command::new(bin("tau_metric_proxy_run"))
+    let mut child = Command::new(bin("tau_metric_proxy_run"))
         .arg("-u")
         .arg(&p.socket)
-        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; while :; do sleep 0.01; done"])
+        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.01; done"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the command runs (it was counted before being started).
-    p.wait_value("tau_metric_proxy_run_total{operation=\"exec\"}", 1.0);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Signal only once the trap is in place.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!((out.status.code(), text(&out.stdout)), (Some(7), "got TERM\n".into()));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!((status.code(), rest.as_str()), (Some(7), "got TERM\n"));
 }
 
 #[test]
@@ -146,4 +150,16 @@ fn a_copied_tree_finds_its_tracer_and_shim_relative_to_itself() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let preloading = format!("preloading {}", tree.join("lib/libtau_pmpi_openmpi.so").display());
     assert!(text(&out.stderr).contains(&preloading), "{}", text(&out.stderr));
+}
+
+#[test]
+fn attach_mode_warns_that_the_command_is_ignored() {
+    let dir = TempDir::new("attach-cmd");
+    let out = run(&dir.join("none.sock"), &["-S", "999999", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "tau_metric_proxy_run: warning: -S attaches to process 999999: ignoring COMMAND\n\
+         tau_strace: no process 999999: No such file or directory (os error 2)\n"
+    );
 }

@@ -75,7 +75,13 @@ fn periodic_saves_survive_a_crash() {
     c.add(id, 42);
     assert_eq!(c.finish(), PushState::Sent);
     assert_eq!(p.wait_value("kept_total", 42.0), 42.0);
-    assert!(wait_for(Duration::from_secs(10), || state.exists().then_some(())).is_some(), "state never saved");
+    // Wait for a periodic save that holds the 42 (an earlier one may not).
+    let saved = wait_for(Duration::from_secs(10), || {
+        let snap = proxy_core::Snapshot::from_bytes(&std::fs::read(&state).ok()?).ok()?;
+        let store = proxy_core::Store::restore(proxy_core::Limits::default(), snap).ok()?;
+        (store.get(&["kept_total".to_owned()]).ok()?[0].value == 42.0).then_some(())
+    });
+    assert!(saved.is_some(), "no periodic save held the total");
     p.kill();
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
     let p = with_state(dir, &state, &[]);

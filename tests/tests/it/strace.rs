@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{bin, wait_for, Proxy, TempDir};
 
@@ -258,17 +258,22 @@ fn signals_ignored_for_tau_strace_stay_ignored_for_the_command() {
 
 #[test]
 fn sigterm_to_the_tracer_reaches_the_command() {
+    // The command's own exit status (7) proves the SIGTERM reached it and
+    // not just killed tau_strace.
     let mut child = Command::new(bin("tau_strace"))
-        .args(["-u", "/nonexistent-dir/none.sock", "--", "sleep", "30"])
+        .args(["-u", "/nonexistent-dir/none.sock", "--", "sh", "-c"])
+        .arg("trap 'exit 7' TERM; echo ready; while :; do sleep 0.01; done")
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("run tau_strace");
-    std::thread::sleep(Duration::from_millis(300));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("signal tau_strace");
-    let started = Instant::now();
     let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
-    assert_eq!(status.code(), Some(128 + 15), "sleep was killed by the forwarded SIGTERM");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(7), "the command ran its SIGTERM trap");
 }
 
 #[test]
