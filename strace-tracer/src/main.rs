@@ -1,11 +1,14 @@
 //! tau_strace: runs or attaches to a program under ptrace, following every
 //! thread, fork and exec like `strace -f`, and pushes exact per-syscall
 //! counts, bytes and times to tau_metric_proxy.
+// Only `sys` may hold `unsafe` code: the compiler enforces it.
+#![deny(unsafe_code)]
 
 mod cli;
 mod counts;
 mod sched;
 mod stop;
+#[allow(unsafe_code)]
 mod sys;
 mod syscall;
 mod tables;

@@ -71,6 +71,32 @@ fn crate_roots_forbid_unsafe_outside_the_two_ffi_crates() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
+/// In the two crates that need it, `unsafe` code stays in one module each.
+#[test]
+fn unsafe_code_stays_in_the_ffi_modules() {
+    let allowed = ["pmpi-shim/src/ffi.rs", "strace-tracer/src/sys.rs"];
+    let mut bad = Vec::new();
+    for f in all_rust_files() {
+        let rel = f.strip_prefix(root()).unwrap().to_string_lossy().into_owned();
+        let krate = rel.split('/').next().unwrap_or("");
+        if !UNSAFE_CRATES.contains(&krate) || allowed.contains(&rel.as_str()) || rel.ends_with("build.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("unsafe {")
+                || code.contains("unsafe fn")
+                || code.contains("unsafe extern")
+                || code.contains("unsafe impl")
+            {
+                bad.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "unsafe code outside ffi.rs / sys.rs: {bad:#?}");
+}
+
 #[test]
 fn no_ignored_tests_or_placeholders() {
     let patterns = ["#[ignore", "#[should_panic", "todo!(", "unimplemented!("];
