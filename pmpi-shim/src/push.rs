@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client::{MetricId, PushConfig, PushState, Pusher};
@@ -37,19 +37,36 @@ struct State {
     time_ns: Vec<u64>,
 }
 
-static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// Who holds the [`State`]. The lock is only ever held for a few
+/// instructions (to take the state out or put it back), never across I/O
+/// with the daemon: `fork`, which holds it across the system call so the
+/// child never inherits it half-updated, must not wait for a stalled
+/// daemon.
+struct Shared {
+    /// The state, when no push is in progress (`None` before the first
+    /// push, or while a push has taken it out).
+    state: Option<State>,
+    /// A push in progress has taken the state out; it puts it back and
+    /// notifies [`RETURNED`] when done.
+    busy: bool,
+}
+
+static SHARED: Mutex<Shared> = Mutex::new(Shared { state: None, busy: false });
+/// Notified each time a push puts the state back.
+static RETURNED: Condvar = Condvar::new();
 static THREAD_STARTED: AtomicBool = AtomicBool::new(false);
 static FINISHED: AtomicBool = AtomicBool::new(false);
 /// The process whose counters these are: set at load and in a forked
 /// child. A `vfork` child runs no fork hook and shares its parent's
 /// memory, so it sees another pid here and must leave the state alone.
 static OWNER: AtomicU32 = AtomicU32::new(0);
-/// How long an exec waits for a push in progress (the push thread's)
-/// before giving up on its own: bounded even if the lock is never freed.
-const EXEC_LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How long an exec or the exit waits for a push in progress (the push
+/// thread's) before giving up on its own: bounded even if that push never
+/// returns.
+const HOOK_WAIT: Duration = Duration::from_secs(2);
 
-fn lock() -> MutexGuard<'static, Option<State>> {
-    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock() -> MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn verbose() -> bool {
@@ -68,6 +85,10 @@ fn program_name() -> String {
         .map(std::path::PathBuf::from)
         .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "mpi".to_owned())
+}
+
+fn owned_by_me() -> bool {
+    OWNER.load(Ordering::Acquire) == std::process::id()
 }
 
 impl State {
@@ -118,29 +139,63 @@ impl State {
     }
 }
 
-/// Collects and sends; on the last push, says goodbye.
-fn push(last: bool) -> Option<PushState> {
+/// Which push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Push {
+    /// The push thread's, or after `MPI_Finalize`: skipped when another
+    /// push is in progress (that one carries nearly the same totals).
+    Periodic,
+    /// Before an exec: waits for a push in progress, retries the
+    /// connection at once, says no goodbye.
+    Exec,
+    /// At exit: waits for a push in progress, then pushes and says goodbye.
+    Last,
+}
+
+/// Collects and sends. The state is taken out of [`SHARED`] for the whole
+/// push, so the I/O runs without the lock; the totals are read after it
+/// was taken, so a push never sends less than the one before it.
+fn push(kind: Push) -> Option<PushState> {
     let mut guard = lock();
-    if !last && FINISHED.load(Ordering::Acquire) {
+    if guard.busy {
+        if kind == Push::Periodic {
+            return None;
+        }
+        guard = RETURNED.wait_timeout_while(guard, HOOK_WAIT, |s| s.busy).unwrap_or_else(PoisonError::into_inner).0;
+        if guard.busy {
+            return None;
+        }
+    }
+    if kind != Push::Last && FINISHED.load(Ordering::Acquire) {
         return None;
     }
     let totals = counters::totals();
-    let counted = totals.iter().any(|t| t.hits != 0);
-    if !counted {
+    if !totals.iter().any(|t| t.hits != 0) {
         // Nothing to report (not an MPI program, or a fresh fork child):
         // never connect.
-        if last {
-            *guard = None;
+        if kind == Push::Last {
+            guard.state = None;
         }
         return None;
     }
-    let state = guard.get_or_insert_with(State::new);
+    let taken = guard.state.take();
+    guard.busy = true;
+    drop(guard);
+
+    let mut state = taken.unwrap_or_else(State::new);
     state.update(&totals);
-    if last {
-        guard.take().map(|s| s.pusher.finish())
-    } else {
-        Some(state.pusher.flush())
-    }
+    let (sent, state) = match kind {
+        Push::Periodic => (state.pusher.flush(), Some(state)),
+        Push::Exec => (state.pusher.flush_now(), Some(state)),
+        Push::Last => (state.pusher.finish(), None),
+    };
+
+    let mut guard = lock();
+    guard.busy = false;
+    guard.state = state;
+    drop(guard);
+    RETURNED.notify_all();
+    Some(sent)
 }
 
 fn push_loop(period: Duration) {
@@ -149,7 +204,7 @@ fn push_loop(period: Duration) {
         if FINISHED.load(Ordering::Acquire) || !THREAD_STARTED.load(Ordering::Acquire) {
             break;
         }
-        let _ = std::panic::catch_unwind(|| push(false));
+        let _ = std::panic::catch_unwind(|| push(Push::Periodic));
     }
 }
 
@@ -181,43 +236,34 @@ pub(crate) fn at_load() {
 /// Right before an exec function replaces the process image: a final,
 /// synchronous push (no goodbye: if the exec fails the program goes on
 /// under the same identity). Bounded by the `Pusher`'s timeouts, and by
-/// [`EXEC_LOCK_WAIT`] when another thread is pushing.
+/// [`HOOK_WAIT`] when another thread is pushing.
 pub(crate) fn before_exec() {
-    if FINISHED.load(Ordering::Acquire) || OWNER.load(Ordering::Acquire) != std::process::id() {
+    if !owned_by_me() {
         return;
     }
-    let deadline = std::time::Instant::now() + EXEC_LOCK_WAIT;
-    let mut guard = loop {
-        match STATE.try_lock() {
-            Ok(g) => break g,
-            Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(std::sync::TryLockError::WouldBlock) => return,
-        }
-    };
-    let totals = counters::totals();
-    if !totals.iter().any(|t| t.hits != 0) {
-        return;
-    }
-    let state = guard.get_or_insert_with(State::new);
-    state.update(&totals);
-    let sent = state.pusher.flush_now();
+    let sent = push(Push::Exec);
     if verbose() {
-        eprintln!("tau_pmpi: push before exec: {sent:?}");
+        if let Some(s) = sent {
+            eprintln!("tau_pmpi: push before exec: {s:?}");
+        }
     }
 }
 
 /// After `MPI_Finalize`: pushes everything counted so far.
 pub(crate) fn after_finalize() {
-    let _ = std::panic::catch_unwind(|| push(false));
+    let _ = std::panic::catch_unwind(|| push(Push::Periodic));
 }
 
-/// At process exit: final push and goodbye.
+/// At process exit: final push and goodbye. A `vfork` child that calls
+/// `exit` (instead of `_exit`) runs this hook in its parent's memory: it
+/// must neither push the parent's counts under the parent's identity nor
+/// end the parent's state, or the parent would count them again.
 pub(crate) fn at_exit() {
+    if !owned_by_me() {
+        return;
+    }
     FINISHED.store(true, Ordering::Release);
-    let state = push(true);
+    let state = push(Push::Last);
     if verbose() {
         if let Some(s) = state {
             eprintln!("tau_pmpi: final push: {s:?}");
@@ -227,8 +273,9 @@ pub(crate) fn at_exit() {
 
 thread_local! {
     /// The state lock, held across `fork()` so the child never inherits it
-    /// in the middle of a push.
-    static FORK_GUARD: RefCell<Option<MutexGuard<'static, Option<State>>>> = const { RefCell::new(None) };
+    /// in the middle of taking or returning the state. It is never held
+    /// during I/O, so a fork waits for no daemon.
+    static FORK_GUARD: RefCell<Option<MutexGuard<'static, Shared>>> = const { RefCell::new(None) };
 }
 
 // `try_with`: a fork from a thread that is already exiting must not panic
@@ -243,14 +290,17 @@ pub(crate) fn after_fork_parent() {
 }
 
 /// The child's counts so far belong to the parent: it restarts from zero
-/// under a new identity, without a push thread until it calls `MPI_Init`.
+/// under a new identity (a new state, made at its first push), without a
+/// push thread until it calls `MPI_Init`. A state the parent's push
+/// thread had taken out for a push in progress stays with that thread,
+/// which does not exist in the child.
 pub(crate) fn after_fork_child() {
     let _ = FORK_GUARD.try_with(|f| {
         if let Some(mut g) = f.borrow_mut().take() {
-            if let Some(state) = g.as_mut() {
-                state.pusher.reset_after_fork();
-                state.time_ns.fill(0);
-            }
+            // Dropping the inherited state closes the child's copy of the
+            // parent's connection, without a goodbye.
+            g.state = None;
+            g.busy = false;
         }
     });
     counters::reset_in_child();

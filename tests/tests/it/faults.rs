@@ -461,3 +461,109 @@ fn openmpi_fork_and_exec_repeatedly_counted_exactly() {
 fn mpich_fork_and_exec_repeatedly_counted_exactly() {
     fork_and_exec_repeatedly_counted_exactly(MPICH);
 }
+
+const FORK_ROUNDS: u64 = 100;
+
+/// Both ranks of a job fork [`FORK_ROUNDS`] children, 10 ms apart, while
+/// the daemon is SIGSTOPped and the shim tries to push every 10 ms: the
+/// push thread spends much of that time waiting on the stopped daemon,
+/// and no fork may wait for it. After SIGCONT the totals are exact.
+fn forks_never_wait_for_a_stopped_daemon(mpi: Mpi) {
+    let _serial = serial();
+    mpi.shim();
+    let prog = mpi.program("fault_mpi_fork");
+    let p = Proxy::start();
+    let pid = Pid::from_raw(p.pid());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let dir = TempDir::new("fault-mpi-fork");
+    let rounds = FORK_ROUNDS.to_string();
+    let mut cmd = mpi.mpirun(2, Some(&p.socket), &args(&[&prog, &rounds, &"10", &dir.path()]));
+    cmd.env("TAU_METRIC_PROXY_PUSH_MS", "10");
+    let start = Instant::now();
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn mpirun");
+    let forked = [dir.join("forked.0"), dir.join("forked.1")];
+    let done = wait_for(HANG, || forked.iter().all(|f| f.is_file()).then_some(()));
+    kill(pid, Signal::SIGCONT).unwrap();
+    std::fs::write(dir.join("go"), "").unwrap();
+    let (out, _) = wait_child(child, start);
+    assert!(done.is_some(), "the ranks never finished forking: {}", text(&out.stderr));
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("fault_mpi_fork: {FORK_ROUNDS} forks on 2 ranks\n"));
+    let worst: Vec<Duration> = forked
+        .iter()
+        .map(|f| {
+            let ns = std::fs::read_to_string(f).expect("forked file");
+            Duration::from_nanos(ns.trim().parse().expect("nanoseconds"))
+        })
+        .collect();
+    // Every call made while the daemon was stopped reaches it afterwards,
+    // once: the children counted nothing.
+    let n = FORK_ROUNDS as f64;
+    assert_series(
+        &p,
+        "mpi_hits_total",
+        &[
+            ("{function=\"MPI_Init\"}", 2.0),
+            ("{function=\"MPI_Comm_size\"}", 2.0),
+            ("{function=\"MPI_Comm_rank\"}", 2.0 * n),
+            ("{function=\"MPI_Barrier\"}", 2.0),
+            ("{function=\"MPI_Finalize\"}", 2.0),
+        ],
+    );
+    let longest = worst.iter().max().copied().unwrap_or_default();
+    println!(
+        "{}: 2 ranks x {FORK_ROUNDS} forks with the daemon stopped: longest fork {:.1} ms (per rank {:?}), totals exact",
+        mpi.name,
+        longest.as_secs_f64() * 1e3,
+        worst.iter().map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3)).collect::<Vec<_>>()
+    );
+    assert!(longest < FORK_BOUND, "a fork took {longest:?} with the daemon stopped");
+}
+
+/// A generous bound that still tells the two apart: a fork here costs about
+/// a millisecond, while one that waits for the push thread's I/O on the
+/// stopped daemon waits out a 200 ms I/O timeout (this test measured 200 ms
+/// with the shim that did).
+const FORK_BOUND: Duration = Duration::from_millis(150);
+
+#[test]
+fn openmpi_forks_never_wait_for_a_stopped_daemon() {
+    forks_never_wait_for_a_stopped_daemon(OPENMPI);
+}
+
+#[test]
+fn mpich_forks_never_wait_for_a_stopped_daemon() {
+    forks_never_wait_for_a_stopped_daemon(MPICH);
+}
+
+/// A vfork child that calls `exit()` runs the exit hooks in its parent's
+/// memory: the shim must leave the parent's counts and state alone. The
+/// parent's exec then pushes all of them, once, under its own identity.
+fn vfork_child_calling_exit_leaves_the_parent_counting(mpi: Mpi) {
+    let _serial = serial();
+    let shim = mpi.shim();
+    let prog = mpi.program("mpi_vfork_exit");
+    let p = Proxy::start();
+    let (out, _) = run_timed({
+        let mut c = Command::new(&prog);
+        c.arg("10").env("LD_PRELOAD", &shim).env("TAU_METRIC_PROXY", &p.socket).env("PATH", "/usr/bin:/bin");
+        c
+    });
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    assert_eq!(text(&out.stdout), "mpi_vfork_exit: done\n");
+    assert_eq!(text(&out.stderr), "");
+    // Had the child pushed the first 10 and ended the parent's state, the
+    // parent's exec would have pushed nothing more (or, starting over,
+    // 20 more).
+    assert_series(&p, "mpi_hits_total", &[("{function=\"MPI_Initialized\"}", 20.0)]);
+}
+
+#[test]
+fn openmpi_vfork_child_calling_exit_leaves_the_parent_counting() {
+    vfork_child_calling_exit_leaves_the_parent_counting(OPENMPI);
+}
+
+#[test]
+fn mpich_vfork_child_calling_exit_leaves_the_parent_counting() {
+    vfork_child_calling_exit_leaves_the_parent_counting(MPICH);
+}
