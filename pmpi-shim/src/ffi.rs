@@ -171,8 +171,63 @@ fn resolve(idx: usize, name: &CStr) -> *mut c_void {
         unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
         std::process::abort();
     }
+    CHECKED.call_once(|| check_implementation(p, name));
     REAL[idx].store(p, Ordering::Relaxed);
     p
+}
+
+/// Set once the library defining the first `PMPI_*` looked up was checked.
+static CHECKED: std::sync::Once = std::sync::Once::new();
+
+/// Symbol that only Open MPI defines: `MPI_COMM_WORLD` is `&ompi_mpi_comm_world`
+/// in its ABI. MPICH and its ABI-compatible derivatives have integer
+/// handles and no such object.
+const OPEN_MPI_MARKER: &CStr = c"ompi_mpi_comm_world";
+
+/// Aborts with one clear line if the library defining `p` is not the MPI
+/// this shim was built for: the wrappers' handle types and constants come
+/// from the build's `mpi.h`, so forwarding a call to another MPI (e.g. an
+/// Open MPI program given the MPICH shim) would truncate its handles and
+/// crash somewhere inside the MPI library, or compute wrong results.
+fn check_implementation(p: *mut c_void, name: &CStr) {
+    let built_for_open_mpi = match IMPL {
+        "openmpi" => true,
+        "mpich" => false,
+        _ => return,
+    };
+    // SAFETY: dladdr fills a local struct; the file name it returns stays
+    // valid while the library is loaded, which it is (it defines `p`).
+    let lib = unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(p, &mut info) == 0 || info.dli_fname.is_null() {
+            return;
+        }
+        CStr::from_ptr(info.dli_fname).to_owned()
+    };
+    // SAFETY: RTLD_NOLOAD only returns an already loaded object; dlsym
+    // with a valid C string.
+    let is_open_mpi = unsafe {
+        let h = libc::dlopen(lib.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+        if h.is_null() {
+            return;
+        }
+        let found = !libc::dlsym(h, OPEN_MPI_MARKER.as_ptr()).is_null();
+        libc::dlclose(h);
+        found
+    };
+    if is_open_mpi == built_for_open_mpi {
+        return;
+    }
+    let (built, found) = if built_for_open_mpi { ("Open MPI", "not Open MPI") } else { ("MPICH", "Open MPI") };
+    let msg = format!(
+        "tau_pmpi: this shim was built for {built} but {} comes from {}, which is {found}: aborting, \
+         as its MPI calls cannot be forwarded (preload the shim built for the program's MPI)\n",
+        name.to_string_lossy(),
+        lib.to_string_lossy(),
+    );
+    // SAFETY: plain write of a valid buffer to stderr before aborting.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    std::process::abort();
 }
 
 /// Looks the symbol up in an MPI library loaded privately (e.g. by a Python

@@ -73,7 +73,13 @@
 //! `TAU_METRIC_PROXY_PUSH_MS` milliseconds (default 100); the shim also
 //! pushes after `MPI_Finalize` and at exit. `TAU_PMPI_VERBOSE=1` reports
 //! the socket and the final push on stderr. A forked child restarts from
-//! zero under its own identity and pushes at exit.
+//! zero under its own identity and pushes at exit. No push holds a lock
+//! during its I/O with the daemon (the pusher is taken out of the shared
+//! state for the push), so `fork` never waits for a stalled daemon; the
+//! exit push waits at most 2 s for a push in progress before giving up. A
+//! child forked during such a push keeps a copy of the parent's connection
+//! (the push thread that holds it does not exist in the child) until it
+//! execs or exits; it never uses it.
 //!
 //! Exec: an image replaced by `exec` runs neither the push thread again
 //! nor the exit hook, so the shim also defines `execve`, `execv`,
@@ -87,9 +93,13 @@
 //! connects to nothing. Not covered: `posix_spawn` and `system` (they exec
 //! inside the C library, in a new process that has counted nothing of its
 //! own), a `vfork` child (it shares its parent's counters, which the
-//! parent pushes), and `execl*` on other architectures (C varargs cannot be
-//! received in stable Rust; on x86-64 a small assembly trampoline reads
-//! them as the System V ABI lays them out).
+//! parent pushes: its exec and exit hooks leave them alone), and `execl*`
+//! on other architectures (C varargs cannot be received in stable Rust; on
+//! x86-64 a small assembly trampoline reads them as the System V ABI lays
+//! them out). A `vfork` child that calls `exit` instead of `_exit` runs
+//! (and, with glibc, uses up) its parent's exit handlers: the parent's own
+//! exit then pushes nothing, so what it counted after its last periodic
+//! push or `MPI_Finalize` is lost, unless it execs.
 //!
 //! Counting is thread-safe under `MPI_THREAD_MULTIPLE` (one slab per
 //! thread, reused after the thread exits). No panic crosses the C ABI: the
@@ -102,7 +112,13 @@
 //! `PMPI_*` functions are looked up with `dlsym` on first use (falling back
 //! to MPI libraries loaded with `RTLD_LOCAL`, as Python extension modules
 //! are), so the shim loads into any program and a program that makes no
-//! MPI call does not notice it: no thread, no connection, no output.
+//! MPI call does not notice it: no thread, no connection, no output. The
+//! first lookup also checks that the library defining `PMPI_*` is the MPI
+//! the shim was built for (Open MPI defines `ompi_mpi_comm_world`, MPICH
+//! and its ABI-compatible derivatives do not): the wrappers' handle types
+//! come from the build's `mpi.h`, so with the other MPI the shim prints
+//! one line on stderr and aborts rather than forward a call it would
+//! corrupt.
 //!
 //! All `unsafe` code is in the `ffi` module.
 

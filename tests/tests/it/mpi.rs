@@ -1,12 +1,14 @@
 //! The PMPI shim under real `mpirun`, Open MPI and MPICH, through
 //! `tau_metric_proxy_run -m`: exact calls and bytes per family, an absent,
-//! late or stalled proxy, fork in a rank, a non-MPI program preloaded.
+//! late or stalled proxy, fork in a rank, a non-MPI program preloaded, the
+//! wrong implementation's shim preloaded.
 //!
 //! The C program `tests/c/mpi_families.c` is compiled with each
 //! implementation's `mpicc`; [`expected`] mirrors it call by call, with the
 //! byte rules documented in the shim's crate docs.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -482,4 +484,53 @@ fn openmpi_mpi4py_under_python3_is_counted() {
     ] {
         assert_eq!(p.wait_value(series, want), want, "{series}");
     }
+}
+
+/// The shim of one implementation preloaded by hand into a program of the
+/// other: one clear line and an abort on the first MPI call, never a
+/// crash inside the MPI library with truncated handles.
+#[test]
+fn wrong_shim_preloaded_aborts_with_a_clear_message() {
+    let _serial = serial();
+    let p = Proxy::start();
+    for (shim_mpi, prog_mpi, built, found) in
+        [(MPICH, OPENMPI, "MPICH", "Open MPI"), (OPENMPI, MPICH, "Open MPI", "not Open MPI")]
+    {
+        let prog = prog_mpi.program("mpi_families");
+        let io = TempDir::new("mpi-io");
+        let out = Command::new(&prog)
+            .arg(io.path())
+            .env("LD_PRELOAD", shim_mpi.shim())
+            .env("TAU_METRIC_PROXY", &p.socket)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let what = format!("{} shim in a {} program", shim_mpi.name, prog_mpi.name);
+        assert_eq!(
+            out.status.signal(),
+            Some(Signal::SIGABRT as i32),
+            "{what}: {:?}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "", "{what}");
+        let err = text(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: {err}");
+        let (head, tail) = lines[0].split_once(" comes from ").unwrap_or_else(|| panic!("{what}: {err}"));
+        assert_eq!(head, format!("tau_pmpi: this shim was built for {built} but PMPI_Init"), "{what}");
+        let (lib, rest) = tail.split_once(", which is ").unwrap_or_else(|| panic!("{what}: {err}"));
+        let lib_file = Path::new(lib).file_name().unwrap().to_string_lossy().into_owned();
+        let want_lib = if prog_mpi.name == "openmpi" { "libmpi.so" } else { "libmpich.so" };
+        assert!(lib_file.starts_with(want_lib), "{what}: {lib}");
+        assert_eq!(
+            rest,
+            format!(
+                "{found}: aborting, as its MPI calls cannot be forwarded (preload the shim built for the program's MPI)"
+            ),
+            "{what}"
+        );
+    }
+    let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
+    assert!(mpi_series.is_empty(), "{mpi_series:?}");
 }
