@@ -4,7 +4,10 @@
 //! entries (then `ldd`, for libraries linked indirectly); for an
 //! interpreter or a script (e.g. `python3` running mpi4py) it is read from
 //! the environment the launching `mpirun` set (`OMPI_*` for Open MPI,
-//! `PMI_*`/`HYDRA_*` for MPICH's hydra). The shim is looked up next to the
+//! `HYDRA_*`/`MPIR_CVAR_*` for MPICH's hydra). `PMI_*` alone says nothing:
+//! Slurm's `srun --mpi=pmi2` sets it for Open MPI jobs too, and the wrong
+//! shim cannot forward a single call, so `-m` then refuses (the command
+//! runs without MPI profiling). The shim is looked up next to the
 //! launcher: `<exe_dir>/../lib/libtau_pmpi_<impl>.so` (installed layout)
 //! then `<exe_dir>/lib/libtau_pmpi_<impl>.so` (build tree).
 
@@ -75,24 +78,50 @@ fn find_program(program: &OsStr) -> Option<PathBuf> {
 }
 
 fn detect(path: Option<&Path>, program: &OsStr) -> Result<(Mpi, String), String> {
-    if let Some(path) = path {
-        if let Ok(libs) = needed_libs(path) {
-            if let Some(m) = mpi_from_libs(libs.iter().map(String::as_str)) {
-                return Ok((m, "linked to its MPI library".to_owned()));
-            }
-            // Linked indirectly (through another library): ask the loader.
-            if let Some(m) = ldd_libs(path).and_then(|l| mpi_from_libs(l.iter().map(String::as_str))) {
-                return Ok((m, "linked to its MPI library through another library".to_owned()));
-            }
-        }
+    decide(path.and_then(linked_mpi), mpi_from_env(std::env::vars_os()), program)
+}
+
+/// The MPI the program is linked to, directly or through another library.
+fn linked_mpi(path: &Path) -> Option<(Mpi, &'static str)> {
+    let libs = needed_libs(path).ok()?;
+    if let Some(m) = mpi_from_libs(libs.iter().map(String::as_str)) {
+        return Some((m, "linked to its MPI library"));
     }
-    if let Some(m) = mpi_from_env(std::env::vars_os()) {
-        return Ok((m, "from the environment of the launching mpirun".to_owned()));
+    // Linked indirectly (through another library): ask the loader.
+    let m = ldd_libs(path).and_then(|l| mpi_from_libs(l.iter().map(String::as_str)))?;
+    Some((m, "linked to its MPI library through another library"))
+}
+
+/// The program's own links win; the launching environment is only
+/// trusted when it names one implementation.
+fn decide(linked: Option<(Mpi, &str)>, env: EnvMpi, program: &OsStr) -> Result<(Mpi, String), String> {
+    if let Some((m, how)) = linked {
+        return Ok((m, how.to_owned()));
     }
-    Err(format!(
-        "cannot tell which MPI {} uses: it is not linked to Open MPI or MPICH and it was not started by their mpirun",
-        Path::new(program).display()
-    ))
+    let program = Path::new(program).display();
+    match env {
+        EnvMpi::Known(m) => Ok((m, "from the environment of the launching mpirun".to_owned())),
+        EnvMpi::Ambiguous => Err(format!(
+            "cannot tell which MPI {program} uses: it is not linked to Open MPI or MPICH, and the PMI_* variables \
+             of its launcher are set for both (e.g. by srun --mpi=pmi2) while no OMPI_*, HYDRA_* or MPIR_CVAR_* \
+             variable names one"
+        )),
+        EnvMpi::Unknown => Err(format!(
+            "cannot tell which MPI {program} uses: it is not linked to Open MPI or MPICH and it was not started by \
+             their mpirun"
+        )),
+    }
+}
+
+/// What the launching environment says of the MPI implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvMpi {
+    /// Variables only one implementation's launcher sets.
+    Known(Mpi),
+    /// Only `PMI_*`, which Slurm's PMI-2 plugin sets for any MPI.
+    Ambiguous,
+    /// No MPI launcher's variables.
+    Unknown,
 }
 
 /// The MPI implementation named by a list of shared library names.
@@ -110,19 +139,22 @@ fn mpi_from_libs<'a>(libs: impl IntoIterator<Item = &'a str>) -> Option<Mpi> {
     None
 }
 
-/// The MPI implementation whose `mpirun` started this process.
-fn mpi_from_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Option<Mpi> {
-    let mut found = None;
+/// The MPI implementation whose launcher started this process.
+fn mpi_from_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> EnvMpi {
+    let (mut hydra, mut pmi) = (false, false);
     for (k, _) in vars {
         let k = k.as_bytes();
         if k.starts_with(b"OMPI_") {
-            return Some(Mpi::OpenMpi);
+            return EnvMpi::Known(Mpi::OpenMpi);
         }
-        if k.starts_with(b"PMI_") || k.starts_with(b"HYDRA_") || k.starts_with(b"MPIR_CVAR_") {
-            found = Some(Mpi::Mpich);
-        }
+        hydra |= k.starts_with(b"HYDRA_") || k.starts_with(b"MPIR_CVAR_");
+        pmi |= k.starts_with(b"PMI_");
     }
-    found
+    match (hydra, pmi) {
+        (true, _) => EnvMpi::Known(Mpi::Mpich),
+        (false, true) => EnvMpi::Ambiguous,
+        (false, false) => EnvMpi::Unknown,
+    }
 }
 
 fn shim_candidates(exe_dir: &Path, mpi: Mpi) -> [PathBuf; 2] {
@@ -259,12 +291,51 @@ mod tests {
 
     #[test]
     fn mpirun_environment_names_the_implementation() {
-        assert_eq!(mpi_from_env(env(&[("PATH", "/bin"), ("OMPI_COMM_WORLD_RANK", "0")])), Some(Mpi::OpenMpi));
-        assert_eq!(mpi_from_env(env(&[("PMI_RANK", "1"), ("PMI_FD", "5")])), Some(Mpi::Mpich));
-        assert_eq!(mpi_from_env(env(&[("HYDRA_CONTROL_FD", "7")])), Some(Mpi::Mpich));
+        use EnvMpi::*;
+        assert_eq!(mpi_from_env(env(&[("PATH", "/bin"), ("OMPI_COMM_WORLD_RANK", "0")])), Known(Mpi::OpenMpi));
+        assert_eq!(mpi_from_env(env(&[("HYDRA_CONTROL_FD", "7")])), Known(Mpi::Mpich));
+        // What MPICH's hydra gives each rank.
+        assert_eq!(
+            mpi_from_env(env(&[("MPIR_CVAR_CH3_INTERFACE_HOSTNAME", "n1"), ("PMI_RANK", "0"), ("PMI_FD", "6")])),
+            Known(Mpi::Mpich)
+        );
         // Open MPI also exports PMIX_* and may pass PMI_* through: OMPI_ wins.
-        assert_eq!(mpi_from_env(env(&[("PMI_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2")])), Some(Mpi::OpenMpi));
-        assert_eq!(mpi_from_env(env(&[("HOME", "/root"), ("PMIX_RANK", "0")])), None);
+        assert_eq!(mpi_from_env(env(&[("PMI_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2")])), Known(Mpi::OpenMpi));
+        assert_eq!(mpi_from_env(env(&[("OMPI_COMM_WORLD_SIZE", "2"), ("HYDRA_CONTROL_FD", "7")])), Known(Mpi::OpenMpi));
+        // srun --mpi=pmi2 sets PMI_* for Open MPI and MPICH jobs alike.
+        assert_eq!(mpi_from_env(env(&[("PMI_RANK", "1"), ("PMI_FD", "5"), ("SLURM_JOB_ID", "9")])), Ambiguous);
+        assert_eq!(mpi_from_env(env(&[("HOME", "/root"), ("PMIX_RANK", "0")])), Unknown);
+    }
+
+    #[test]
+    fn ambiguous_environment_is_refused_unless_the_program_names_its_mpi() {
+        let prog = OsStr::new("/usr/bin/python3");
+        // The program's own links settle it, whatever the environment says.
+        assert_eq!(
+            decide(Some((Mpi::OpenMpi, "linked to its MPI library")), EnvMpi::Ambiguous, prog),
+            Ok((Mpi::OpenMpi, "linked to its MPI library".to_owned()))
+        );
+        assert_eq!(
+            decide(Some((Mpi::Mpich, "linked")), EnvMpi::Known(Mpi::OpenMpi), prog).map(|(m, _)| m),
+            Ok(Mpi::Mpich)
+        );
+        assert_eq!(
+            decide(None, EnvMpi::Known(Mpi::Mpich), prog),
+            Ok((Mpi::Mpich, "from the environment of the launching mpirun".to_owned()))
+        );
+        assert_eq!(
+            decide(None, EnvMpi::Ambiguous, prog),
+            Err("cannot tell which MPI /usr/bin/python3 uses: it is not linked to Open MPI or MPICH, and the PMI_* \
+                 variables of its launcher are set for both (e.g. by srun --mpi=pmi2) while no OMPI_*, HYDRA_* or \
+                 MPIR_CVAR_* variable names one"
+                .to_owned())
+        );
+        assert_eq!(
+            decide(None, EnvMpi::Unknown, prog),
+            Err("cannot tell which MPI /usr/bin/python3 uses: it is not linked to Open MPI or MPICH and it was not \
+                 started by their mpirun"
+                .to_owned())
+        );
     }
 
     #[test]
