@@ -481,7 +481,7 @@ fn size_rule(base: &str) -> Option<&'static str> {
         } else if in_family(&["Sendrecv", "Isendrecv"]) {
             "sendrecv($1, $2, $3, $6, $7, $8)"
         } else if in_family(&["Sendrecv_replace", "Isendrecv_replace"]) {
-            "sendrecv($1, $2, $3, $1, $2, $5)"
+            "sendrecv_replace($1, $2, $3, $5)"
         } else if in_family(&["Bcast", "Ibcast", "Bcast_init"]) {
             "bcast($1, $2, $3, $4)"
         } else if in_family(&["Reduce", "Ireduce", "Reduce_init"]) {

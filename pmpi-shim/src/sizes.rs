@@ -3,7 +3,10 @@
 //! Called only after the MPI call returned `MPI_SUCCESS`, so every argument
 //! that matters at this rank is valid; arguments that MPI declares
 //! insignificant at this rank (e.g. the receive side of a gather on a
-//! non-root rank) are never looked at.
+//! non-root rank) are never looked at. Each function asks MPI at most once
+//! per call for each fact it needs (a datatype's size, whether the
+//! communicator is an intercommunicator, its size, this rank), since each
+//! question is a call into the MPI library on the program's time.
 
 use core::ffi::c_void;
 
@@ -39,7 +42,12 @@ fn only(cond: bool, b: impl FnOnce() -> u64) -> u64 {
 /// Number of peers a collective exchanges blocks with: the remote group of
 /// an intercommunicator, else the communicator itself.
 fn group(comm: MPI_Comm) -> i64 {
-    if is_inter(comm) {
+    group_of(is_inter(comm), comm)
+}
+
+/// [`group`] when whether `comm` is an intercommunicator is already known.
+fn group_of(inter: bool, comm: MPI_Comm) -> i64 {
+    if inter {
         remote_size(comm)
     } else {
         comm_size(comm)
@@ -52,17 +60,28 @@ struct Rooted {
     member: bool,
     /// Is the root.
     root: bool,
+    /// The communicator is an intercommunicator (known without asking
+    /// when the root is `MPI_ROOT` or `MPI_PROC_NULL`, which only
+    /// intercommunicators accept).
+    inter: bool,
+}
+
+impl Rooted {
+    /// Peers the root exchanges blocks with (asked only at the root).
+    fn group(&self, comm: MPI_Comm) -> i64 {
+        group_of(self.inter, comm)
+    }
 }
 
 fn rooted(root: i64, comm: MPI_Comm) -> Rooted {
     if root == MPI_ROOT as i64 {
-        Rooted { member: false, root: true }
+        Rooted { member: false, root: true, inter: true }
     } else if root == MPI_PROC_NULL as i64 {
-        Rooted { member: false, root: false }
+        Rooted { member: false, root: false, inter: true }
     } else if is_inter(comm) {
-        Rooted { member: true, root: false }
+        Rooted { member: true, root: false, inter: true }
     } else {
-        Rooted { member: true, root: comm_rank(comm) == root }
+        Rooted { member: true, root: comm_rank(comm) == root, inter: false }
     }
 }
 
@@ -88,6 +107,16 @@ pub(crate) fn sendrecv(sc: i64, sdt: MPI_Datatype, dest: i64, rc: i64, rdt: MPI_
     p2p(sc, sdt, dest).saturating_add(p2p(rc, rdt, source))
 }
 
+/// One buffer sent to `dest`, then overwritten by what comes from `source`.
+pub(crate) fn sendrecv_replace(count: i64, dt: MPI_Datatype, dest: i64, source: i64) -> u64 {
+    let (to, from) = (dest != MPI_PROC_NULL as i64, source != MPI_PROC_NULL as i64);
+    if !to && !from {
+        return 0;
+    }
+    let b = bytes(count, dt);
+    plus(only(to, || b), only(from, || b))
+}
+
 // ------------------------------------------------------------ collectives
 
 pub(crate) fn bcast(count: i64, dt: MPI_Datatype, root: i64, _comm: MPI_Comm) -> u64 {
@@ -96,11 +125,17 @@ pub(crate) fn bcast(count: i64, dt: MPI_Datatype, root: i64, _comm: MPI_Comm) ->
 
 pub(crate) fn reduce(sbuf: *mut c_void, count: i64, dt: MPI_Datatype, root: i64, comm: MPI_Comm) -> u64 {
     let r = rooted(root, comm);
-    plus(only(r.member && !is_in_place(sbuf), || bytes(count, dt)), only(r.root, || bytes(count, dt)))
+    let sends = r.member && !is_in_place(sbuf);
+    if !sends && !r.root {
+        return 0;
+    }
+    let b = bytes(count, dt);
+    plus(only(sends, || b), only(r.root, || b))
 }
 
 pub(crate) fn allreduce(sbuf: *mut c_void, count: i64, dt: MPI_Datatype) -> u64 {
-    plus(unless(is_in_place(sbuf), || bytes(count, dt)), bytes(count, dt))
+    let b = bytes(count, dt);
+    plus(unless(is_in_place(sbuf), || b), b)
 }
 
 pub(crate) fn reduce_scatter_block(sbuf: *mut c_void, rcount: i64, dt: MPI_Datatype, comm: MPI_Comm) -> u64 {
@@ -125,7 +160,7 @@ pub(crate) fn gather(
     let r = rooted(root, comm);
     plus(
         only(r.member && !is_in_place(sbuf), || bytes(sc, sdt)),
-        only(r.root, || bytes(rc.saturating_mul(group(comm)), rdt)),
+        only(r.root, || bytes(rc.saturating_mul(r.group(comm)), rdt)),
     )
 }
 
@@ -140,7 +175,10 @@ pub(crate) fn gatherv(
     comm: MPI_Comm,
 ) -> u64 {
     let r = rooted(root, comm);
-    plus(only(r.member && !is_in_place(sbuf), || bytes(sc, sdt)), only(r.root, || bytes(rcounts.sum(group(comm)), rdt)))
+    plus(
+        only(r.member && !is_in_place(sbuf), || bytes(sc, sdt)),
+        only(r.root, || bytes(rcounts.sum(r.group(comm)), rdt)),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -155,7 +193,7 @@ pub(crate) fn scatter(
 ) -> u64 {
     let r = rooted(root, comm);
     plus(
-        only(r.root, || bytes(sc.saturating_mul(group(comm)), sdt)),
+        only(r.root, || bytes(sc.saturating_mul(r.group(comm)), sdt)),
         only(r.member && !is_in_place(rbuf), || bytes(rc, rdt)),
     )
 }
@@ -171,7 +209,10 @@ pub(crate) fn scatterv(
     comm: MPI_Comm,
 ) -> u64 {
     let r = rooted(root, comm);
-    plus(only(r.root, || bytes(scounts.sum(group(comm)), sdt)), only(r.member && !is_in_place(rbuf), || bytes(rc, rdt)))
+    plus(
+        only(r.root, || bytes(scounts.sum(r.group(comm)), sdt)),
+        only(r.member && !is_in_place(rbuf), || bytes(rc, rdt)),
+    )
 }
 
 pub(crate) fn allgather(
