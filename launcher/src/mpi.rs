@@ -102,9 +102,8 @@ fn decide(linked: Option<(Mpi, &str)>, env: EnvMpi, program: &OsStr) -> Result<(
     match env {
         EnvMpi::Known(m) => Ok((m, "from the environment of the launching mpirun".to_owned())),
         EnvMpi::Ambiguous => Err(format!(
-            "cannot tell which MPI {program} uses: it is not linked to Open MPI or MPICH, and the PMI_* variables \
-             of its launcher are set for both (e.g. by srun --mpi=pmi2) while no OMPI_*, HYDRA_* or MPIR_CVAR_* \
-             variable names one"
+            "cannot tell which MPI {program} uses: it is not linked to Open MPI or MPICH, and its launcher set \
+             PMI_* variables only, which Slurm's srun --mpi=pmi2 sets for either (no OMPI_*, HYDRA_* or MPIR_CVAR_*)"
         )),
         EnvMpi::Unknown => Err(format!(
             "cannot tell which MPI {program} uses: it is not linked to Open MPI or MPICH and it was not started by \
@@ -325,9 +324,9 @@ mod tests {
         );
         assert_eq!(
             decide(None, EnvMpi::Ambiguous, prog),
-            Err("cannot tell which MPI /usr/bin/python3 uses: it is not linked to Open MPI or MPICH, and the PMI_* \
-                 variables of its launcher are set for both (e.g. by srun --mpi=pmi2) while no OMPI_*, HYDRA_* or \
-                 MPIR_CVAR_* variable names one"
+            Err("cannot tell which MPI /usr/bin/python3 uses: it is not linked to Open MPI or MPICH, and its \
+                 launcher set PMI_* variables only, which Slurm's srun --mpi=pmi2 sets for either (no OMPI_*, \
+                 HYDRA_* or MPIR_CVAR_*)"
                 .to_owned())
         );
         assert_eq!(

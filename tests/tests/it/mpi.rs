@@ -534,3 +534,48 @@ fn wrong_shim_preloaded_aborts_with_a_clear_message() {
     let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
     assert!(mpi_series.is_empty(), "{mpi_series:?}");
 }
+
+/// As under `srun --mpi=pmi2`: only `PMI_*` set, for a program linked to
+/// no MPI. `-m` cannot tell which shim fits, says so on one line, and the
+/// command runs unprofiled with its own output and status; a program
+/// linked to MPI is still recognised from its own ELF.
+#[test]
+fn pmi_variables_alone_do_not_choose_a_shim() {
+    let _serial = serial();
+    let p = Proxy::start();
+    let launcher = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(bin("tau_metric_proxy_run"));
+        cmd.arg("-u").arg(&p.socket).args(["-v", "-m", "--"]).args(args).stdin(Stdio::null());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if ["OMPI_", "HYDRA_", "MPIR_CVAR_", "PMI_"].iter().any(|p| k.starts_with(p)) {
+                cmd.env_remove(&*k);
+            }
+        }
+        cmd.envs([("PMI_RANK", "0"), ("PMI_SIZE", "1"), ("PMI_FD", "9"), ("PMI_JOBID", "7")]);
+        cmd.output().unwrap()
+    };
+    let out = launcher(&["sh".as_ref(), "-c".as_ref(), "echo $((6 * 7)); exit 3".as_ref()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\n");
+    let err = text(&out.stderr);
+    let refusal: Vec<&str> = err.lines().filter(|l| l.contains("MPI")).collect();
+    assert_eq!(
+        refusal,
+        ["tau_metric_proxy_run: warning: MPI profiling disabled: cannot tell which MPI sh uses: it is not linked to \
+          Open MPI or MPICH, and its launcher set PMI_* variables only, which Slurm's srun --mpi=pmi2 sets for \
+          either (no OMPI_*, HYDRA_* or MPIR_CVAR_*)"],
+        "{err}"
+    );
+    // The program's own links decide: no refusal, the right shim.
+    for mpi in [OPENMPI, MPICH] {
+        let shim = mpi.shim();
+        let prog = mpi.program("mpi_vfork_exit");
+        let out = launcher(&[prog.as_os_str(), "1".as_ref()]);
+        assert!(out.status.success(), "{}: {}", mpi.name, text(&out.stderr));
+        let err = text(&out.stderr);
+        let want = format!("preloading {}", shim.canonicalize().unwrap().display());
+        assert!(err.lines().any(|l| l.contains("(linked to its MPI library)") && l.ends_with(&want)), "{err}");
+        assert!(!err.contains("profiling disabled"), "{err}");
+    }
+}
