@@ -169,33 +169,41 @@ fn push(kind: Push) -> Option<PushState> {
     if kind != Push::Last && FINISHED.load(Ordering::Acquire) {
         return None;
     }
+    guard.busy = true;
+    let mut held = Held(guard.state.take());
+    drop(guard);
+
     let totals = counters::totals();
     if !totals.iter().any(|t| t.hits != 0) {
         // Nothing to report (not an MPI program, or a fresh fork child):
         // never connect.
         if kind == Push::Last {
-            guard.state = None;
+            held.0 = None;
         }
         return None;
     }
-    let taken = guard.state.take();
-    guard.busy = true;
-    drop(guard);
-
-    let mut state = taken.unwrap_or_else(State::new);
+    let state = held.0.get_or_insert_with(State::new);
     state.update(&totals);
-    let (sent, state) = match kind {
-        Push::Periodic => (state.pusher.flush(), Some(state)),
-        Push::Exec => (state.pusher.flush_now(), Some(state)),
-        Push::Last => (state.pusher.finish(), None),
-    };
+    match kind {
+        Push::Periodic => Some(state.pusher.flush()),
+        Push::Exec => Some(state.pusher.flush_now()),
+        Push::Last => held.0.take().map(|s| s.pusher.finish()),
+    }
+}
 
-    let mut guard = lock();
-    guard.busy = false;
-    guard.state = state;
-    drop(guard);
-    RETURNED.notify_all();
-    Some(sent)
+/// The state taken out for a push in progress. Dropping it puts the state
+/// back and ends the push, even when a panic unwinds the push, so no hook
+/// waits for a push that will never end.
+struct Held(Option<State>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut guard = lock();
+        guard.busy = false;
+        guard.state = self.0.take();
+        drop(guard);
+        RETURNED.notify_all();
+    }
 }
 
 fn push_loop(period: Duration) {
