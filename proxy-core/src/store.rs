@@ -214,6 +214,10 @@ pub struct Store {
     /// Collectors with a live connection.
     connected: usize,
     pub(crate) order: RenderOrder,
+    /// `(generation, series)` each time a series changed in a generation it
+    /// had not changed in yet, in generation order: a client asking what
+    /// changed costs what changed, not the size of the store.
+    change_log: Vec<(u64, SeriesId)>,
 }
 
 impl Store {
@@ -479,14 +483,45 @@ impl Store {
             };
             if delta_applied {
                 series.ts = now;
-                series.changed = generation;
+                if series.changed != generation {
+                    series.changed = generation;
+                    self.change_log.push((generation, *sid));
+                }
                 changed = true;
             }
         }
         if changed {
             self.generation = generation;
+            self.compact_change_log();
         }
         errors
+    }
+
+    /// Keeps the change log within twice the number of series by keeping
+    /// only the latest change of each series.
+    fn compact_change_log(&mut self) {
+        if self.change_log.len() <= 2 * self.series.len() + 4096 {
+            return;
+        }
+        self.change_log = self
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.changed > 0)
+            .map(|(sid, s)| (s.changed, sid as SeriesId))
+            .collect();
+        self.change_log.sort_unstable();
+    }
+
+    /// Marks `sid` changed in the current generation (already bumped).
+    fn mark_changed(&mut self, sid: SeriesId, now: f64) {
+        let s = &mut self.series[sid as usize];
+        s.ts = now;
+        if s.changed != self.generation {
+            s.changed = self.generation;
+            self.change_log.push((self.generation, sid));
+            self.compact_change_log();
+        }
     }
 
     /// The connection of `slot` closed without a goodbye. Its gauges leave;
@@ -556,18 +591,22 @@ impl Store {
         let Some(Some(c)) = self.collectors.get(index as usize) else {
             return;
         };
-        let generation = self.generation + 1;
-        let mut changed = false;
-        for sid in c.ids.iter().flatten() {
-            let s = &mut self.series[*sid as usize];
-            if s.kind == Kind::Gauge && s.drop_gauge(index) {
-                s.ts = now;
-                s.changed = generation;
-                changed = true;
-            }
+        let dropped: Vec<SeriesId> = c
+            .ids
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|sid| {
+                let s = &mut self.series[*sid as usize];
+                s.kind == Kind::Gauge && s.drop_gauge(index)
+            })
+            .collect();
+        if dropped.is_empty() {
+            return;
         }
-        if changed {
-            self.generation = generation;
+        self.generation += 1;
+        for sid in dropped {
+            self.mark_changed(sid, now);
         }
     }
 
@@ -585,8 +624,7 @@ impl Store {
         self.generation += 1;
         let s = &mut self.series[sid as usize];
         s.int = s.int.saturating_add(delta);
-        s.ts = now;
-        s.changed = self.generation;
+        self.mark_changed(sid, now);
     }
 
     /// Sets a daemon-owned gauge.
@@ -597,8 +635,7 @@ impl Store {
         }
         s.set_gauge(u32::MAX, v);
         self.generation += 1;
-        s.ts = now;
-        s.changed = self.generation;
+        self.mark_changed(sid, now);
     }
 
     /// The description a series was registered with (labels sorted).
@@ -629,9 +666,8 @@ impl Store {
         let s = &mut self.series[sid as usize];
         s.int = int;
         s.float = float;
-        s.ts = ts;
         self.generation += 1;
-        s.changed = self.generation;
+        self.mark_changed(sid, ts);
     }
 
     /// Re-creates a disconnected collector with what was counted of it.
@@ -707,7 +743,17 @@ impl Store {
 
     /// The series that changed after generation `since`, ordered by name.
     pub fn changes(&self, since: u64) -> Vec<ValueInfo> {
-        self.ordered().filter(|(_, s)| s.changed > since).map(|(_, s)| value_info(s)).collect()
+        let start = self.change_log.partition_point(|(g, _)| *g <= since);
+        let mut sids: Vec<SeriesId> = self.change_log[start..].iter().map(|(_, sid)| *sid).collect();
+        sids.sort_unstable();
+        sids.dedup();
+        let mut changed: Vec<&Series> = sids.iter().map(|sid| &self.series[*sid as usize]).collect();
+        // The order of `ordered()`: families by name, then series by key.
+        changed.sort_by(|a, b| {
+            let fam = |s: &Series| self.families[s.family as usize].name.as_str();
+            fam(a).cmp(fam(b)).then_with(|| a.key.cmp(&b.key))
+        });
+        changed.into_iter().map(value_info).collect()
     }
 
     /// Families in name order, each with its series in key order.
@@ -940,6 +986,39 @@ mod tests {
         let (a, _) = st.hello(ident(1));
         st.register(a, 0, &hits("A")).unwrap_err();
         assert_eq!(st.series_count(), 5);
+    }
+
+    #[test]
+    fn changes_from_the_log_equal_a_full_scan() {
+        let mut st = Store::new(Limits::default());
+        let (a, _) = st.hello(ident(1));
+        // Family names chosen so that key order and family order differ.
+        let descs = [hits("A"), hits("B"), Desc::counter("mpi_hitsx_total", &[], "x"), Desc::gauge("g", &[], "g")];
+        for (i, d) in descs.iter().enumerate() {
+            st.register(a, i as u32, d).unwrap();
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut gens = vec![0];
+        // Enough generations to compact the log several times.
+        for round in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = (x % 4) as u32;
+            let value = if id == 3 { Value::Float(round as f64) } else { Value::Int(1) };
+            st.update(a, &[Sample { id, value }], round as f64);
+            if round % 997 == 0 {
+                gens.push(st.generation());
+            }
+        }
+        let own = st.internal(&Desc::counter("own_total", &[], "")).unwrap();
+        st.internal_add(own, 1, 1.0);
+        for since in gens {
+            let scan: Vec<ValueInfo> =
+                st.ordered().filter(|(_, s)| s.changed > since).map(|(_, s)| value_info(s)).collect();
+            assert_eq!(st.changes(since), scan, "since {since}");
+        }
+        assert!(st.change_log.len() <= 2 * st.series.len() + 4096);
     }
 
     #[test]
