@@ -4,7 +4,8 @@ use std::process::Command;
 
 /// MPI (both implementations), strace (the tests' oracle), Prometheus and
 /// promtool, systemd-analyze (unit checks), PyYAML (a real YAML parser for
-/// the client's YAML output), mpi4py (the interpreter case of `-m`).
+/// the client's YAML output), mpi4py (the interpreter case of `-m`), the
+/// kernel's uapi headers (the syscall tables `cargo xtask codegen` reads).
 pub(crate) const PACKAGES: &[&str] = &[
     "openmpi-bin",
     "libopenmpi-dev",
@@ -15,6 +16,7 @@ pub(crate) const PACKAGES: &[&str] = &[
     "systemd",
     "python3-yaml",
     "python3-mpi4py",
+    "linux-libc-dev",
 ];
 
 fn installed(pkg: &str) -> bool {

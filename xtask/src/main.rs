@@ -4,6 +4,7 @@
 mod bench;
 mod bench_mpi;
 mod bench_strace;
+mod codegen;
 mod demo;
 mod deps;
 mod dist;
@@ -26,6 +27,9 @@ commands:
           (formatting, clippy, unit and integration tests)
   dist    build a relocatable release into target/dist (bin/, lib/, share/)
   bench   print the performance figures (ingest, render, memory, MPI, tracer)
+  codegen [--check]
+          write (or check) strace-tracer/src/tables.rs from the kernel's uapi
+          syscall headers (Debian's linux-libc-dev)
   fuzz [SECONDS]
           grow the fuzz corpus under fuzz/corpus (cargo-fuzz, SECONDS per target)";
 
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run().map(|_| ()),
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("codegen") => codegen::run(&args[1..]),
         // Internal: the load generator of the ingest benchmark, re-executed
         // under taskset so that it does not share the daemon's CPU.
         Some("ingest-load") => bench::ingest_load(&args[1..]),

@@ -1,0 +1,190 @@
+//! `cargo xtask codegen [--check]`: writes (or checks) `strace-tracer/src/tables.rs`
+//! from the kernel's uapi syscall headers that Debian's `linux-libc-dev` installs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::root;
+
+/// The generated file, relative to the workspace root.
+const OUTPUT: &str = "strace-tracer/src/tables.rs";
+/// Where `linux-libc-dev` puts the x86 syscall numbers.
+const HEADER_DIR: &str = "/usr/include/x86_64-linux-gnu/asm";
+const PACKAGE: &str = "linux-libc-dev";
+/// With the x32 bit cleared, x32's own numbers start here; below, x32 shares the x86-64 numbers.
+const X32_FIRST: usize = 512;
+
+/// Syscalls that kernels after 6.1 (the headers of Debian 12) added on both
+/// x86-64 and i386, up to `file_setattr` (6.17).
+const LATER_BOTH: &[(usize, &str)] = &[
+    (451, "cachestat"),
+    (452, "fchmodat2"),
+    (454, "futex_wake"),
+    (455, "futex_wait"),
+    (456, "futex_requeue"),
+    (457, "statmount"),
+    (458, "listmount"),
+    (459, "lsm_get_self_attr"),
+    (460, "lsm_set_self_attr"),
+    (461, "lsm_list_modules"),
+    (462, "mseal"),
+    (463, "setxattrat"),
+    (464, "getxattrat"),
+    (465, "listxattrat"),
+    (466, "removexattrat"),
+    (467, "open_tree_attr"),
+    (468, "file_getattr"),
+    (469, "file_setattr"),
+];
+/// Those added on x86-64 only.
+const LATER_X86_64: &[(usize, &str)] = &[(335, "uretprobe"), (336, "uprobe"), (453, "map_shadow_stack")];
+
+/// Syscall number -> name, for one ABI.
+type Numbers = BTreeMap<usize, String>;
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let check = match args {
+        [] => false,
+        [a] if a == "--check" => true,
+        _ => return Err("usage: cargo xtask codegen [--check]".into()),
+    };
+    let text = generate()?;
+    let path = root().join(OUTPUT);
+    if check {
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            return Err(format!("{OUTPUT} is not what the installed headers give: run `cargo xtask codegen`"));
+        }
+        eprintln!("xtask: {OUTPUT} is current");
+    } else {
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {OUTPUT}: {e}"))?;
+        eprintln!("xtask: wrote {OUTPUT}");
+    }
+    Ok(())
+}
+
+/// The text of `tables.rs`, from the installed headers.
+pub(crate) fn generate() -> Result<String, String> {
+    let read = |name: &str| {
+        let path = format!("{HEADER_DIR}/{name}");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {path} ({e}): install the Debian package {PACKAGE}"))?;
+        parse(&text).map_err(|e| format!("{path}: {e}"))
+    };
+    render(read("unistd_64.h")?, read("unistd_32.h")?, read("unistd_x32.h")?)
+}
+
+/// Reads the `#define __NR_<name> <nr>` lines of one header; x32's read
+/// `(__X32_SYSCALL_BIT + <nr>)`, and give `<nr>`.
+fn parse(text: &str) -> Result<Numbers, String> {
+    let mut numbers = Numbers::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(define) = line.strip_prefix("#define __NR_") else { continue };
+        let bad = || format!("line {}: cannot read `{line}`", i + 1);
+        let (name, value) = define.split_once(' ').ok_or_else(bad)?;
+        let value = value.strip_prefix("(__X32_SYSCALL_BIT + ").and_then(|v| v.strip_suffix(')')).unwrap_or(value);
+        let nr = value.parse().map_err(|_| bad())?;
+        if let Some(other) = numbers.insert(nr, name.to_owned()) {
+            return Err(format!("line {}: {nr} is both `{other}` and `{name}`", i + 1));
+        }
+    }
+    if numbers.is_empty() {
+        return Err("no `#define __NR_` line".into());
+    }
+    Ok(numbers)
+}
+
+/// Adds the later syscalls the headers may not have yet; they must agree with those they have.
+fn complete(numbers: &mut Numbers, later: &[(usize, &str)], abi: &str) -> Result<(), String> {
+    for &(nr, name) in later {
+        let have = numbers.entry(nr).or_insert_with(|| name.to_owned());
+        if have != name {
+            return Err(format!("{abi} syscall {nr} is `{have}` in the headers but `{name}` in {}", file!()));
+        }
+    }
+    Ok(())
+}
+
+fn render(mut x86_64: Numbers, mut i386: Numbers, x32: Numbers) -> Result<String, String> {
+    complete(&mut x86_64, LATER_X86_64, "x86-64")?;
+    complete(&mut x86_64, LATER_BOTH, "x86-64")?;
+    complete(&mut i386, LATER_BOTH, "i386")?;
+    // The tracer names x32 numbers below X32_FIRST from the x86-64 table.
+    if let Some((nr, name)) = x32.range(..X32_FIRST).find(|(nr, name)| x86_64.get(nr) != Some(name)) {
+        return Err(format!("x32 syscall {nr} is `{name}`, x86-64 syscall {nr} is not"));
+    }
+    let x32_high: Numbers = x32.range(X32_FIRST..).map(|(nr, name)| (nr - X32_FIRST, name.clone())).collect();
+
+    let mut out = format!(
+        "\
+//! Syscall names per x86 ABI, from the kernel's uapi syscall tables (an empty
+//! string marks an unassigned number).
+//!
+//! Generated by `cargo xtask codegen` (`xtask/src/codegen.rs`); do not edit.
+//! Read from `{HEADER_DIR}/unistd_64.h`, `unistd_32.h`
+//! and `unistd_x32.h` (Debian's `{PACKAGE}`), completed with the numbers
+//! added by later kernels that the generator lists (451 and up, `uretprobe`,
+//! `uprobe`), so that names match those `strace` prints.
+
+"
+    );
+    table(&mut out, "X86_64", &x86_64);
+    table(&mut out, "I386", &i386);
+    let _ = writeln!(
+        out,
+        "/// x32 numbers {X32_FIRST} and up (the x32 bit cleared); below {X32_FIRST} x32 shares the 64-bit table.\n\
+         pub(crate) const X32_FIRST: usize = {X32_FIRST};\n"
+    );
+    table(&mut out, "X32_HIGH", &x32_high);
+    out.pop(); // the last table is not followed by a blank line
+    Ok(out)
+}
+
+/// One `static` array indexed by number, followed by a blank line.
+fn table(out: &mut String, name: &str, numbers: &Numbers) {
+    let len = numbers.keys().next_back().map_or(0, |nr| nr + 1);
+    let _ = writeln!(out, "pub(crate) static {name}: [&str; {len}] = [");
+    for nr in 0..len {
+        let _ = writeln!(out, "    \"{}\",", numbers.get(&nr).map_or("", String::as_str));
+    }
+    out.push_str("];\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_tables_are_what_the_installed_headers_give() {
+        let generated = generate().unwrap_or_else(|e| panic!("{e}"));
+        let committed = std::fs::read_to_string(root().join(OUTPUT)).expect(OUTPUT);
+        assert!(generated == committed, "{OUTPUT} is not current: run `cargo xtask codegen`");
+    }
+
+    #[test]
+    fn parse_reads_both_forms_and_refuses_the_rest() {
+        let x32 =
+            "#ifndef H\n#define __NR_read (__X32_SYSCALL_BIT + 0)\n#define __NR_ptrace (__X32_SYSCALL_BIT + 521)\n";
+        let parsed = parse(x32).unwrap();
+        assert_eq!(parsed.into_iter().collect::<Vec<_>>(), [(0, "read".into()), (521, "ptrace".into())]);
+        assert_eq!(parse("#define __NR_write 1\n").unwrap()[&1], "write");
+        assert!(parse("#define __NR_write one\n").unwrap_err().contains("line 1"));
+        assert!(parse("#define __NR_a 1\n#define __NR_b 1\n").unwrap_err().contains("both `a` and `b`"));
+        assert!(parse("#define X 1\n").is_err());
+    }
+
+    #[test]
+    fn later_syscalls_must_agree_with_the_headers() {
+        let mut numbers = Numbers::from([(451, "cachestat".to_owned())]);
+        complete(&mut numbers, &[(451, "cachestat"), (452, "fchmodat2")], "i386").unwrap();
+        assert_eq!(numbers.len(), 2);
+        let mut numbers = Numbers::from([(451, "other".to_owned())]);
+        assert!(complete(&mut numbers, &[(451, "cachestat")], "i386").unwrap_err().contains("`other`"));
+    }
+
+    #[test]
+    fn x32_numbers_below_512_must_match_x86_64() {
+        let x86_64 = Numbers::from([(0, "read".to_owned())]);
+        let x32 = Numbers::from([(0, "write".to_owned())]);
+        assert!(render(x86_64, Numbers::new(), x32).unwrap_err().contains("x32 syscall 0"));
+    }
+}
