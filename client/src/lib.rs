@@ -1,15 +1,21 @@
 //! Everything that talks to the daemon from the outside: the blocking
 //! [`Connection`], the [`Pusher`] every collector uses to send its counters,
-//! and the socket path rules shared by all tools.
+//! the [`QueryClient`], and what every tool shares: the socket path rule,
+//! one-line usage errors and the `PATH` lookup.
 //!
 //! The [`Pusher`] is what makes "always-on" monitoring safe: it never blocks
 //! longer than its I/O timeout, never raises `SIGPIPE`, keeps cumulative
 //! totals locally, and resends them after any reconnection so that the
 //! daemon counts everything exactly once even if it was down for a while.
+//!
+//! The PMPI shim links this library into other people's programs, so it
+//! depends on nothing a tool alone needs: `tau_metric_client`'s output
+//! formats and tracking live in the `metric-client` package.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod conn;
+mod program;
 mod push;
 mod query;
 
@@ -17,7 +23,8 @@ use std::path::PathBuf;
 
 pub use cli::{parse_args, usage_error};
 pub use conn::{Connection, Error};
-pub use push::{process_status, MetricId, ProcessStatus, PushConfig, PushState, Pusher};
+pub use program::{find_program, MustBe};
+pub use push::{MetricId, PushConfig, PushState, Pusher};
 pub use query::{GetResult, QueryClient};
 
 /// Resolves the daemon socket: an explicit path, else the `TAU_METRIC_PROXY`

@@ -320,30 +320,8 @@ impl Pusher {
 /// This process's identity: pid, start time, and a random nonce.
 fn own_identity(program: &str) -> Identity {
     let pid = std::process::id();
-    let start_time = process_status(pid).map_or(0, |s| s.start_time);
+    let start_time = procinfo::stat(pid).map_or(0, |s| s.start_time);
     Identity { pid, start_time, nonce: random_u64(), program: program.to_owned() }
-}
-
-/// What `/proc/PID/stat` says of a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessStatus {
-    /// Field 3: `R`, `S`, ..., `Z` for a zombie (it has exited).
-    pub state: char,
-    /// Field 22: start time in clock ticks since boot, which tells a process
-    /// from a later one that reuses its pid.
-    pub start_time: u64,
-}
-
-/// Reads `/proc/PID/stat`; `None` when it cannot be read (no such process,
-/// or hidden by the mount options of `/proc`).
-pub fn process_status(pid: u32) -> Option<ProcessStatus> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: skip past
-    // its last ')'.
-    let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
-    let state = fields.next()?.chars().next()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcessStatus { state, start_time })
 }
 
 fn random_u64() -> u64 {
@@ -358,11 +336,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_time_is_read_from_proc() {
-        let s = process_status(std::process::id()).expect("own status");
-        assert!(s.start_time > 0);
-        assert_ne!(s.state, 'Z');
-        assert_eq!(process_status(u32::MAX), None);
+    fn the_identity_names_this_process_and_its_start_time() {
+        let p = Pusher::new(PushConfig::new("/nonexistent".into(), "t"));
+        let me = procinfo::stat(std::process::id()).expect("own stat");
+        assert_eq!((p.identity().pid, p.identity().start_time), (std::process::id(), me.start_time));
+        assert!(me.start_time > 0);
     }
 
     #[test]

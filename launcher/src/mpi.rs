@@ -48,7 +48,8 @@ const SHIM_VERBOSE_ENV: &str = "TAU_PMPI_VERBOSE";
 /// The variables to set on the child so that it runs with the right shim.
 pub(crate) fn preload_env(command: &[OsString], verbose: bool) -> Result<Vec<(OsString, OsString)>, String> {
     let program = command.first().ok_or_else(|| "no command to run".to_owned())?;
-    let path = find_program(program);
+    // Read for its links here (the spawn finds it again to run it): any regular file will do.
+    let path = client::find_program(program, client::MustBe::File, None);
     let (mpi, how) = detect(path.as_deref(), program)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate tau_metric_proxy_run itself: {e}"))?;
     let exe_dir = exe.parent().unwrap_or(Path::new("/"));
@@ -67,14 +68,6 @@ pub(crate) fn preload_env(command: &[OsString], verbose: bool) -> Result<Vec<(Os
         vars.push((SHIM_VERBOSE_ENV.into(), "1".into()));
     }
     Ok(vars)
-}
-
-/// The program as `execvp` would find it.
-fn find_program(program: &OsStr) -> Option<PathBuf> {
-    if program.as_bytes().contains(&b'/') {
-        return Some(PathBuf::from(program));
-    }
-    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 fn detect(path: Option<&Path>, program: &OsStr) -> Result<(Mpi, String), String> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use client::{PushConfig, PushState, Pusher};
+use client::{MustBe, PushConfig, PushState, Pusher};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use protocol::Desc;
@@ -61,11 +61,7 @@ fn tracer() -> Result<PathBuf, String> {
     if let Some(p) = beside.filter(|p| p.is_file()) {
         return Ok(p);
     }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("tau_strace"))
-        .find(|p| p.is_file())
+    client::find_program("tau_strace".as_ref(), MustBe::File, None)
         .ok_or_else(|| "tau_strace not found beside tau_metric_proxy_run nor on PATH".to_owned())
 }
 

@@ -252,7 +252,7 @@ impl Server {
         // The kernel's word on the peer process, read now while it is
         // connected: its pid and start time decide later whether it is gone.
         let pid = peer.pid as u32;
-        let process = ProcessRef { pid, start_time: client::process_status(pid).map_or(0, |s| s.start_time) };
+        let process = ProcessRef { pid, start_time: procinfo::stat(pid).map_or(0, |s| s.start_time) };
         let i = self.free.pop().unwrap_or(self.conns.len());
         if let Err(e) = self.poll.registry().register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE) {
             log::warn!("cannot register a connection: {e}");
@@ -443,7 +443,7 @@ impl Server {
 /// `/proc` hides it (another user's process with `hidepid`), `kill(pid, 0)`
 /// still tells: only "no such process" means it is gone.
 fn process_alive(p: ProcessRef) -> bool {
-    match client::process_status(p.pid) {
+    match procinfo::stat(p.pid) {
         Some(s) => s.state != 'Z' && (p.start_time == 0 || s.start_time == p.start_time),
         None => !matches!(
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), None),

@@ -18,13 +18,10 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use clap::Parser;
 
 use cli::Cli;
 use counts::{Counts, Exporter};
@@ -38,9 +35,12 @@ const GOVERN_EVERY: Duration = Duration::from_millis(20);
 /// Signals that make `tau_strace` detach (attach mode) or that it passes on
 /// to the command (run mode).
 const TERMINATING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+/// Where commands are looked for when `PATH` is unset.
+const PATH_IF_UNSET: &str = "/usr/local/bin:/usr/bin:/bin";
+const TOOL: &str = "tau_strace";
 
 fn main() {
-    let cli = Cli::parse();
+    let cli: Cli = client::parse_args(TOOL);
     env_logger::Builder::new()
         .filter_level(if cli.verbose { log::LevelFilter::Info } else { log::LevelFilter::Warn })
         .format_timestamp(None)
@@ -48,8 +48,9 @@ fn main() {
         .init();
     match run(cli) {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.usage => client::usage_error(TOOL, &e.message),
         Err(e) => {
-            eprintln!("tau_strace: {e}");
+            eprintln!("{TOOL}: {e}");
             std::process::exit(e.code);
         }
     }
@@ -59,6 +60,8 @@ fn main() {
 struct Failure {
     message: String,
     code: i32,
+    /// A bad command line, reported like clap's errors (status 2).
+    usage: bool,
 }
 
 impl std::fmt::Display for Failure {
@@ -68,7 +71,11 @@ impl std::fmt::Display for Failure {
 }
 
 fn fail(code: i32, message: String) -> Failure {
-    Failure { message, code }
+    Failure { message, code, usage: false }
+}
+
+fn usage(message: String) -> Failure {
+    Failure { message, code: 2, usage: true }
 }
 
 /// Real ptrace queries for the state machine.
@@ -97,7 +104,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         for name in cli.only.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
             match catalog.slot_of_name(name) {
                 Some(s) => slots.push(s),
-                None => return Err(fail(2, format!("unknown syscall name in --only: {name}"))),
+                None => return Err(usage(format!("unknown syscall name in --only: {name}"))),
             }
         }
         Some(slots)
@@ -216,9 +223,11 @@ fn spawn_plan(
     unblock: Vec<i32>,
 ) -> Result<sys::SpawnPlan, Failure> {
     let prog = &command[0];
-    let path = find_program(Path::new(prog))
+    // Resolved like `execvp`, but in the tracer, so the traced command makes
+    // exactly one `execve` (as under strace).
+    let path = client::find_program(prog, client::MustBe::Executable, Some(PATH_IF_UNSET))
         .ok_or_else(|| fail(127, format!("cannot find executable {}", Path::new(prog).display())))?;
-    let cstr = |s: &[u8]| CString::new(s).map_err(|_| fail(2, "arguments must not contain NUL bytes".into()));
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| usage("arguments must not contain NUL bytes".into()));
     let argv = command.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let envp = command_env(env)
         .into_iter()
@@ -247,17 +256,6 @@ fn command_env(edits: &[OsString]) -> Vec<(OsString, OsString)> {
         }
     }
     env
-}
-
-/// Resolves the program like `execvp`, but in the tracer, so the traced
-/// command makes exactly one `execve` (as under strace).
-fn find_program(prog: &Path) -> Option<PathBuf> {
-    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if prog.as_os_str().as_bytes().contains(&b'/') {
-        return executable(prog).then(|| prog.to_owned());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| executable(p))
 }
 
 /// Forks the command stopped before its `execve`, seizes it, lets it go.
@@ -404,6 +402,10 @@ fn detach_all(tracer: &mut Tracer) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -434,15 +436,5 @@ mod tests {
         assert_eq!(get("TAU_STRACE_TEST_KEEP"), Some("1".into()));
         assert_eq!(get("TAU_STRACE_TEST_DROP"), None);
         assert_eq!(get("TAU_STRACE_TEST_NEW"), Some("a=b".into()));
-    }
-
-    #[test]
-    fn programs_are_resolved_like_execvp() {
-        assert_eq!(find_program(Path::new("/bin/sh")), Some(PathBuf::from("/bin/sh")));
-        let sh = find_program(Path::new("sh")).expect("sh on PATH");
-        assert!(sh.is_absolute() && sh.ends_with("sh"));
-        assert_eq!(find_program(Path::new("/etc/passwd")), None, "not executable");
-        assert_eq!(find_program(Path::new("/")), None, "a directory");
-        assert_eq!(find_program(Path::new("no-such-program-anywhere")), None);
     }
 }

@@ -10,7 +10,7 @@ use clap_complete::Shell;
 // Each tool keeps its clap definition alone in one file, compiled here too,
 // so that the pages and completions can never drift from the real flags.
 #[allow(dead_code)]
-#[path = "../../client/src/tool_cli.rs"]
+#[path = "../../metric-client/src/cli.rs"]
 mod client_cli;
 #[allow(dead_code)] // the fields are read by the tool, not here
 #[path = "../../proxy-daemon/src/cli.rs"]

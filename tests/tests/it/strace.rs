@@ -205,7 +205,32 @@ fn only_traces_the_chosen_syscalls() {
 
     let bad = tau_strace(&proxy.socket, &["--only", "write,nosuchcall"], &prog, &[]);
     assert_eq!(bad.status.code(), Some(2));
-    assert_eq!(String::from_utf8_lossy(&bad.stderr), "tau_strace: unknown syscall name in --only: nosuchcall\n");
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr),
+        "tau_strace: error: unknown syscall name in --only: nosuchcall (see tau_strace --help)\n"
+    );
+}
+
+#[test]
+fn usage_errors_are_one_line_with_status_2() {
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "the following required arguments were not provided: <COMMAND>..."),
+        (&["-i", "5", "--", "true"], "invalid value '5' for '--interval <MS>': 5 is not in 10..18446744073709551615"),
+        (&["-p", "1", "--", "true"], "the argument '--pid <PID>' cannot be used with '[COMMAND]...'"),
+    ];
+    for (args, message) in cases {
+        let out = Command::new(bin("tau_strace")).args(args).stdin(Stdio::null()).output().expect("run tau_strace");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("tau_strace: error: {message} (see tau_strace --help)\n"),
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let help = Command::new(bin("tau_strace")).arg("--help").output().expect("run tau_strace");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: tau_strace [OPTIONS] -- COMMAND [ARGS]..."));
 }
 
 #[test]

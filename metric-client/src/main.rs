@@ -1,18 +1,18 @@
 //! `tau_metric_client`: lists, reads and tracks the proxy's metrics.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod output;
 mod promconfig;
-mod tool_cli;
 mod track;
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cli::Cli;
 use client::{GetResult, QueryClient};
 use output::Format;
-use tool_cli::Cli;
 
 /// Splits a comma separated list of series names. Commas inside a label
 /// set (`a{x="1",y="2"}`) or a quoted label value do not split.

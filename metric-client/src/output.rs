@@ -21,7 +21,7 @@ struct ValueOut<'a> {
     value: Value,
 }
 
-pub(crate) use crate::tool_cli::Format;
+pub(crate) use crate::cli::Format;
 
 /// Inner width of the markdown title box.
 const BOX_WIDTH: usize = 69;

@@ -1,0 +1,50 @@
+//! `/proc/PID/stat`: a process's state and start time.
+
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 3: `R`, `S`, ..., `Z` for a zombie (it has exited).
+    pub state: char,
+    /// Field 22: start time in clock ticks since boot, which tells a process
+    /// from a later one that reuses its pid.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/PID/stat`; `None` when it cannot be read (no such process,
+/// or hidden by the mount options of `/proc`).
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The fields of one `/proc/PID/stat` line.
+fn parse(stat: &str) -> Option<Stat> {
+    // The command name (field 2) may hold spaces and parentheses: skip past
+    // its last ')'.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_read_from_proc() {
+        let s = stat(std::process::id()).expect("own status");
+        assert!(s.start_time > 0);
+        assert_ne!(s.state, 'Z');
+        assert_eq!(stat(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_command_name_with_spaces_and_parentheses_is_skipped() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10 \
+                    18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+        assert_eq!(parse(line), Some(Stat { state: 'S', start_time: 12345 }));
+        assert_eq!(parse("42 (zombie) Z"), None, "truncated before field 22");
+        assert_eq!(parse("42 (x)"), None, "nothing after the name");
+        assert_eq!(parse("no name at all"), None);
+    }
+}
