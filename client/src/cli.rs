@@ -1,12 +1,11 @@
 //! Argument parsing shared by every tool: a bad flag is one clear line.
 
-use clap::error::ErrorKind;
-use clap::Parser;
-
 /// Parses the command line of `tool`. Help and version go to stdout with
-/// status 0; a usage error prints one line, `TOOL: error: ... (see --help)`,
+/// status 0; a usage error prints one line, `TOOL: error: ... (see TOOL --help)`,
 /// and exits with status 2.
-pub fn parse_args<T: Parser>(tool: &str) -> T {
+#[cfg(feature = "cli")]
+pub fn parse_args<T: clap::Parser>(tool: &str) -> T {
+    use clap::error::ErrorKind;
     match T::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
@@ -14,7 +13,7 @@ pub fn parse_args<T: Parser>(tool: &str) -> T {
     }
 }
 
-/// Prints `TOOL: error: MESSAGE (see --help)` and exits with status 2.
+/// Prints `TOOL: error: MESSAGE (see TOOL --help)` and exits with status 2.
 pub fn usage_error(tool: &str, message: &str) -> ! {
     eprintln!("{tool}: error: {} (see {tool} --help)", one_line(message));
     std::process::exit(2)

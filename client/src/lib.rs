@@ -21,7 +21,9 @@ mod query;
 
 use std::path::PathBuf;
 
-pub use cli::{parse_args, usage_error};
+#[cfg(feature = "cli")]
+pub use cli::parse_args;
+pub use cli::usage_error;
 pub use conn::{Connection, Error};
 pub use program::{find_program, MustBe};
 pub use push::{MetricId, PushConfig, PushState, Pusher};
