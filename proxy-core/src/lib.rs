@@ -8,17 +8,25 @@
 //!
 //! [`render`] turns a store into Prometheus text format 0.0.4 or OpenMetrics
 //! 1.0, with families and series in a deterministic (sorted) order.
+//!
+//! Every refusal is a typed error whose `Display` is the message a peer or
+//! a log line shows: [`Refusal`] (in an [`IngestError`]) for what a
+//! collector asks, [`NameError`] for names, [`SnapshotError`] for state
+//! files, [`Violation`] for a peer that breaks the protocol.
 #![forbid(unsafe_code)]
 
 mod expose;
 pub mod fuzzing;
+mod refusal;
 mod session;
 mod snapshot;
 mod store;
 mod validate;
 
 pub use expose::{render, Format};
-pub use session::{Session, SessionEnd, Tally};
+pub use refusal::{IngestError, Refusal, RefusalKind};
+pub use session::{Session, SessionEnd, Tally, Violation};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use store::{CollectorSlot, IngestError, Limits, ProcessRef, SeriesId, Store};
+pub use store::query::UnknownSeries;
+pub use store::{CollectorSlot, Limits, ProcessRef, SeriesId, Store};
 pub use validate::{series_key, validate_desc, NameError};

@@ -1,9 +1,16 @@
 //! One peer's protocol state machine: bytes in, store changes and reply
 //! bytes out. The daemon only moves bytes between sockets and sessions.
 
-use protocol::{decode_frame, encode_frame, DescInfo, Preamble, Reply, Request, Role, ValueInfo, PREAMBLE_LEN};
+use std::fmt;
 
-use crate::store::{CollectorSlot, IngestError, ProcessRef, Store};
+use protocol::{
+    decode_frame, encode_frame, DescInfo, FrameError, Preamble, PreambleError, Reply, Request, Role, ValueInfo,
+    PREAMBLE_LEN,
+};
+
+use crate::refusal::IngestError;
+use crate::store::query::UnknownSeries;
+use crate::store::{CollectorSlot, ProcessRef, Store};
 
 /// Replies a peer does not read are dropped beyond this many queued bytes.
 const MAX_QUEUED_REPLY: usize = 64 << 20;
@@ -28,11 +35,39 @@ enum State {
 /// Why a session must end; the connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEnd {
-    /// The peer broke the protocol: the message says how (logged, counted).
-    Protocol(String),
+    /// The peer broke the protocol (logged, counted).
+    Protocol(Violation),
     /// The same collector connected again; this connection is stale.
     Superseded,
 }
+
+/// How a peer broke the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// Its preamble was refused (not our protocol, another version).
+    Preamble(PreambleError),
+    /// Its preamble claims the daemon's role.
+    ClaimsDaemon,
+    /// A frame that is oversized or does not decode.
+    Frame(FrameError),
+    /// A request that is not valid in the session's state.
+    OutOfOrder { request: &'static str, state: &'static str },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Preamble(e) => write!(f, "refused: {e}"),
+            Violation::ClaimsDaemon => f.write_str("peer claims to be a daemon"),
+            Violation::Frame(e) => e.fmt(f),
+            Violation::OutOfOrder { request, state } => {
+                write!(f, "out-of-order frame: {request} is not valid in state {state}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
 
 /// Frames and bytes received from collectors, for the self metrics.
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,8 +149,8 @@ impl Session {
             self.state = match Preamble::decode(&head) {
                 Ok(p) if p.role == Role::Collector => State::Collector,
                 Ok(p) if p.role == Role::Query => State::Query,
-                Ok(_) => return Err(SessionEnd::Protocol("peer claims to be a daemon".into())),
-                Err(e) => return Err(SessionEnd::Protocol(format!("refused: {e}"))),
+                Ok(_) => return Err(SessionEnd::Protocol(Violation::ClaimsDaemon)),
+                Err(e) => return Err(SessionEnd::Protocol(Violation::Preamble(e))),
             };
         }
         let mut at = 0;
@@ -123,7 +158,7 @@ impl Session {
             let (req, used) = match decode_frame::<Request>(&self.inbuf[at..]) {
                 Ok(Some(d)) => d,
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(SessionEnd::Protocol(e.to_string())),
+                Err(e) => break Err(SessionEnd::Protocol(Violation::Frame(e))),
             };
             at += used;
             if matches!(self.state, State::Collector | State::Pushing { .. }) {
@@ -184,16 +219,13 @@ impl Session {
             (State::Query, Request::Values) => self.values(store.generation(), store.values()),
             (State::Query, Request::Get { names }) => match store.get(&names) {
                 Ok(values) => self.values(store.generation(), values),
-                Err(names) => self.reply(&Reply::Unknown { names }),
+                Err(UnknownSeries(names)) => self.reply(&Reply::Unknown { names }),
             },
             (State::Query, Request::Changes { since }) => self.values(store.generation(), store.changes(since)),
             (State::Done, _) => {}
             (state, req) => {
-                return Err(SessionEnd::Protocol(format!(
-                    "out-of-order frame: {} is not valid in state {}",
-                    request_name(&req),
-                    state_name(state)
-                )));
+                let (request, state) = (request_name(&req), state_name(state));
+                return Err(SessionEnd::Protocol(Violation::OutOfOrder { request, state }));
             }
         }
         Ok(())
@@ -202,9 +234,9 @@ impl Session {
     fn errors(&mut self, errors: Vec<IngestError>) {
         let Some(first) = errors.first() else { return };
         let message = if errors.len() > 1 {
-            format!("{} (and {} more errors in this request)", first.message, errors.len() - 1)
+            format!("{} (and {} more errors in this request)", first.refusal, errors.len() - 1)
         } else {
-            first.message.clone()
+            first.refusal.to_string()
         };
         self.reply(&Reply::Error { id: first.id, message });
     }
@@ -378,7 +410,66 @@ mod tests {
         let b = collector_bytes(&[Request::List]);
         assert_eq!(
             s.feed(&b, &mut st, 1.0, &mut Tally::default()),
-            Err(SessionEnd::Protocol("out-of-order frame: List is not valid in state collector-before-hello".into()))
+            Err(SessionEnd::Protocol(Violation::OutOfOrder { request: "List", state: "collector-before-hello" }))
+        );
+    }
+
+    #[test]
+    fn each_violation_keeps_its_message() {
+        let cases = [
+            (Violation::Preamble(PreambleError::BadRole(7)), "refused: unknown peer role 7"),
+            (Violation::ClaimsDaemon, "peer claims to be a daemon"),
+            (
+                Violation::Frame(FrameError::Oversized(1 << 21)),
+                "frame of 2097152 bytes exceeds the limit of 1048576 bytes",
+            ),
+            (
+                Violation::OutOfOrder { request: "List", state: "collector-before-hello" },
+                "out-of-order frame: List is not valid in state collector-before-hello",
+            ),
+        ];
+        for (v, text) in cases {
+            assert_eq!(v.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn bad_preambles_end_the_session() {
+        let mut st = Store::new(Limits::default());
+        let end = |bytes: &[u8], st: &mut Store| Session::new().feed(bytes, st, 1.0, &mut Tally::default());
+        assert_eq!(
+            end(&Preamble::new(Role::Daemon).encode(), &mut st),
+            Err(SessionEnd::Protocol(Violation::ClaimsDaemon))
+        );
+        assert!(matches!(
+            end(b"HTTP/1.1", &mut st),
+            Err(SessionEnd::Protocol(Violation::Preamble(PreambleError::BadMagic(_))))
+        ));
+    }
+
+    #[test]
+    fn refusals_reach_the_peer_as_their_text() {
+        let id = Identity { pid: 1, start_time: 0, nonce: 9, program: "p".into() };
+        let bytes = collector_bytes(&[
+            Request::Hello { identity: id },
+            Request::Register { id: 0, desc: Desc::gauge("g_total", &[], "") },
+            Request::Update {
+                samples: vec![Sample { id: 3, value: Value::Int(1) }, Sample { id: 4, value: Value::Int(1) }],
+            },
+        ]);
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::new();
+        s.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+        assert_eq!(
+            replies(&mut s),
+            [
+                Reply::Error { id: Some(0), message: "gauge name \"g_total\" must not end in \"_total\"".into() },
+                Reply::Error {
+                    id: Some(3),
+                    message: "update for a series id that was not registered (and 1 more errors in this request)"
+                        .into()
+                },
+            ]
         );
     }
 }

@@ -13,6 +13,7 @@ use bincode::Options;
 use protocol::{Desc, Identity, Kind};
 use serde::{Deserialize, Serialize};
 
+use crate::refusal::Refusal;
 use crate::store::{Limits, Store};
 
 const MAGIC: &[u8; 8] = b"TAUMSTAT";
@@ -54,13 +55,52 @@ pub struct Snapshot {
     pub(crate) collectors: Vec<CollectorState>,
 }
 
-/// Why a snapshot could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotError(pub String);
+/// Why a snapshot could not be read or restored; a snapshot is refused
+/// whole.
+#[derive(Debug)]
+pub enum SnapshotError {
+    /// The file does not start with the snapshot magic.
+    BadMagic,
+    /// Shorter than the header.
+    Truncated,
+    /// Another format version.
+    Format { found: u32 },
+    /// The payload is not as long as the header says.
+    Length { payload: usize, header: u64 },
+    /// The payload does not match its checksum.
+    Checksum,
+    /// The payload does not decode.
+    Decode(bincode::Error),
+    /// A series that is not a counter, or whose float total is negative,
+    /// infinite or NaN.
+    InvalidCounter { name: String },
+    /// A series the store refuses (bad name, conflict).
+    Series(Refusal),
+    /// A collector's id refers to a series the snapshot does not hold.
+    MissingSeries,
+    /// The same collector identity twice.
+    DuplicateCollector,
+    /// A collector's id beyond the per-collector limit.
+    IdBeyondLimit { id: u32 },
+}
 
 impl std::fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SnapshotError::BadMagic => f.write_str("not a tau_metric_proxy state file (bad magic)"),
+            SnapshotError::Truncated => f.write_str("truncated: shorter than its header"),
+            SnapshotError::Format { found } => write!(f, "state format {found} is not the supported format {FORMAT}"),
+            SnapshotError::Length { payload, header } => {
+                write!(f, "truncated or padded: payload of {payload} bytes, header says {header}")
+            }
+            SnapshotError::Checksum => f.write_str("corrupt: checksum mismatch"),
+            SnapshotError::Decode(e) => write!(f, "corrupt: {e}"),
+            SnapshotError::InvalidCounter { name } => write!(f, "corrupt: series {name} is not a valid counter"),
+            SnapshotError::Series(e) => write!(f, "corrupt: {e}"),
+            SnapshotError::MissingSeries => f.write_str("corrupt: collector refers to a missing series"),
+            SnapshotError::DuplicateCollector => f.write_str("corrupt: a collector appears twice"),
+            SnapshotError::IdBeyondLimit { id } => write!(f, "corrupt: series id {id} beyond the per-collector limit"),
+        }
     }
 }
 
@@ -97,30 +137,26 @@ impl Snapshot {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        let err = |m: &str| Err(SnapshotError(m.to_owned()));
         if bytes.len() >= MAGIC.len() && &bytes[..MAGIC.len()] != MAGIC {
-            return err("not a tau_metric_proxy state file (bad magic)");
+            return Err(SnapshotError::BadMagic);
         }
         if bytes.len() < HEADER {
-            return err("truncated: shorter than its header");
+            return Err(SnapshotError::Truncated);
         }
         let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if format != FORMAT {
-            return Err(SnapshotError(format!("state format {format} is not the supported format {FORMAT}")));
+            return Err(SnapshotError::Format { found: format });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
         let sum = u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes"));
         let payload = &bytes[HEADER..];
         if payload.len() as u64 != len {
-            return Err(SnapshotError(format!(
-                "truncated or padded: payload of {} bytes, header says {len}",
-                payload.len()
-            )));
+            return Err(SnapshotError::Length { payload: payload.len(), header: len });
         }
         if fnv1a(payload) != sum {
-            return err("corrupt: checksum mismatch");
+            return Err(SnapshotError::Checksum);
         }
-        options().deserialize(payload).map_err(|e| SnapshotError(format!("corrupt: {e}")))
+        options().deserialize(payload).map_err(SnapshotError::Decode)
     }
 }
 
@@ -156,21 +192,26 @@ impl Store {
         let mut sids = Vec::with_capacity(snap.series.len());
         for s in &snap.series {
             if s.desc.kind != Kind::Counter || !(s.float.is_finite() && s.float >= 0.0) {
-                return Err(SnapshotError(format!("corrupt: series {} is not a valid counter", s.desc.name)));
+                return Err(SnapshotError::InvalidCounter { name: s.desc.name.clone() });
             }
-            let sid = st.internal(&s.desc).map_err(|e| SnapshotError(format!("corrupt: {e}")))?;
+            let sid = st.internal(&s.desc).map_err(SnapshotError::Series)?;
             st.restore_counter(sid, s.int, s.float, s.ts);
             sids.push(sid);
         }
+        let limit = limits.max_series_per_collector;
         for c in snap.collectors {
             let mut counted = Vec::with_capacity(c.counted.len());
             for k in c.counted {
-                let sid = *sids
-                    .get(k.series as usize)
-                    .ok_or_else(|| SnapshotError("corrupt: collector refers to a missing series".into()))?;
+                let sid = *sids.get(k.series as usize).ok_or(SnapshotError::MissingSeries)?;
                 counted.push((k.id, sid, k.int, k.float));
             }
-            st.restore_collector(c.identity, counted).map_err(SnapshotError)?;
+            if st.knows(&c.identity) {
+                return Err(SnapshotError::DuplicateCollector);
+            }
+            if let Some(&(id, ..)) = counted.iter().find(|(id, ..)| *id as usize >= limit) {
+                return Err(SnapshotError::IdBeyondLimit { id });
+            }
+            st.restore_collector(c.identity, counted);
         }
         Ok(st)
     }
@@ -229,19 +270,76 @@ mod tests {
         for cut in [0, 5, HEADER - 1, HEADER, bytes.len() - 1] {
             assert!(Snapshot::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        assert!(matches!(Snapshot::from_bytes(&bytes[..5]), Err(SnapshotError::Truncated)));
+        assert!(matches!(
+            Snapshot::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(SnapshotError::Length { payload, header }) if payload as u64 + 1 == header
+        ));
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(Snapshot::from_bytes(&flipped), Err(SnapshotError("corrupt: checksum mismatch".into())));
+        assert!(matches!(Snapshot::from_bytes(&flipped), Err(SnapshotError::Checksum)));
         let mut other = bytes.clone();
         other[8] = 9;
-        assert_eq!(
-            Snapshot::from_bytes(&other),
-            Err(SnapshotError("state format 9 is not the supported format 1".into()))
-        );
-        assert_eq!(
+        assert!(matches!(Snapshot::from_bytes(&other), Err(SnapshotError::Format { found: 9 })));
+        assert!(matches!(
             Snapshot::from_bytes(b"#!/bin/sh\necho this is not a state file at all\n"),
-            Err(SnapshotError("not a tau_metric_proxy state file (bad magic)".into()))
-        );
+            Err(SnapshotError::BadMagic)
+        ));
+        let mut garbage = bytes[..HEADER].to_vec();
+        garbage[12..20].copy_from_slice(&1u64.to_le_bytes());
+        garbage[20..28].copy_from_slice(&fnv1a(&[0xff]).to_le_bytes());
+        garbage.push(0xff);
+        assert!(matches!(Snapshot::from_bytes(&garbage), Err(SnapshotError::Decode(_))));
+    }
+
+    #[test]
+    fn inconsistent_snapshots_are_refused_whole() {
+        let restore = |edit: fn(&mut Snapshot)| {
+            let mut snap = populated().snapshot();
+            edit(&mut snap);
+            Store::restore(Limits { max_series_per_collector: 10, ..Limits::default() }, snap).map(|_| ())
+        };
+        restore(|_| ()).unwrap();
+        let e = restore(|s| s.series[0].float = -1.0).unwrap_err();
+        assert!(matches!(&e, SnapshotError::InvalidCounter { name } if name == "x_total"), "{e:?}");
+        let e = restore(|s| s.series[0].desc.name = "t".into()).unwrap_err();
+        assert!(matches!(e, SnapshotError::Series(Refusal::InvalidName(_))), "{e:?}");
+        let e = restore(|s| s.collectors[0].counted[0].series = 9).unwrap_err();
+        assert!(matches!(e, SnapshotError::MissingSeries), "{e:?}");
+        let e = restore(|s| s.collectors.push(s.collectors[0].clone())).unwrap_err();
+        assert!(matches!(e, SnapshotError::DuplicateCollector), "{e:?}");
+        let e = restore(|s| s.collectors[0].counted[0].id = 10).unwrap_err();
+        assert!(matches!(e, SnapshotError::IdBeyondLimit { id: 10 }), "{e:?}");
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_message() {
+        let decode = options().deserialize::<Snapshot>(&[0xff]).unwrap_err();
+        let cases = [
+            (SnapshotError::BadMagic, "not a tau_metric_proxy state file (bad magic)".to_owned()),
+            (SnapshotError::Truncated, "truncated: shorter than its header".to_owned()),
+            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 1".to_owned()),
+            (
+                SnapshotError::Length { payload: 3, header: 4 },
+                "truncated or padded: payload of 3 bytes, header says 4".to_owned(),
+            ),
+            (SnapshotError::Checksum, "corrupt: checksum mismatch".to_owned()),
+            (
+                SnapshotError::Decode(options().deserialize::<Snapshot>(&[0xff]).unwrap_err()),
+                format!("corrupt: {decode}"),
+            ),
+            (SnapshotError::InvalidCounter { name: "g".into() }, "corrupt: series g is not a valid counter".to_owned()),
+            (
+                SnapshotError::Series(Refusal::UnitConflict { key: "t_total".into() }),
+                "corrupt: unit conflict: t_total was registered with another scale".to_owned(),
+            ),
+            (SnapshotError::MissingSeries, "corrupt: collector refers to a missing series".to_owned()),
+            (SnapshotError::DuplicateCollector, "corrupt: a collector appears twice".to_owned()),
+            (SnapshotError::IdBeyondLimit { id: 7 }, "corrupt: series id 7 beyond the per-collector limit".to_owned()),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

@@ -11,11 +11,44 @@ pub(crate) const MAX_LABELS: usize = 16;
 
 /// Why a description was refused; the message names the offending part.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameError(pub String);
+pub enum NameError {
+    /// Not a Prometheus metric name, or longer than 200 bytes.
+    InvalidMetricName { name: String },
+    /// A counter whose name does not end in `_total`.
+    CounterWithoutTotal { name: String },
+    /// A gauge whose name ends in `_total`.
+    GaugeWithTotal { name: String },
+    /// Help text longer than 4096 bytes.
+    HelpTooLong { name: String },
+    /// More than 16 labels.
+    TooManyLabels { name: String },
+    /// Not a Prometheus label name, or longer than 200 bytes.
+    InvalidLabelName { name: String, label: String },
+    /// A label name starting with `__`.
+    ReservedLabelName { name: String, label: String },
+    /// A label value longer than 4096 bytes.
+    LabelValueTooLong { name: String, label: String },
+    /// The same label given twice.
+    DuplicateLabel { name: String, label: String },
+}
 
 impl std::fmt::Display for NameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            NameError::InvalidMetricName { name } => write!(f, "invalid metric name {name:?}"),
+            NameError::CounterWithoutTotal { name } => write!(f, "counter name {name:?} must end in \"_total\""),
+            NameError::GaugeWithTotal { name } => write!(f, "gauge name {name:?} must not end in \"_total\""),
+            NameError::HelpTooLong { name } => write!(f, "help text of {name:?} is longer than {MAX_TEXT_LEN} bytes"),
+            NameError::TooManyLabels { name } => write!(f, "{name:?} has more than {MAX_LABELS} labels"),
+            NameError::InvalidLabelName { name, label } => write!(f, "invalid label name {label:?} in {name:?}"),
+            NameError::ReservedLabelName { name, label } => {
+                write!(f, "label name {label:?} in {name:?} is reserved (starts with \"__\")")
+            }
+            NameError::LabelValueTooLong { name, label } => {
+                write!(f, "value of label {label:?} in {name:?} is longer than {MAX_TEXT_LEN} bytes")
+            }
+            NameError::DuplicateLabel { name, label } => write!(f, "label {label:?} appears twice in {name:?}"),
+        }
     }
 }
 
@@ -40,33 +73,35 @@ fn is_label_name(s: &str) -> bool {
 /// may appear only once.
 pub fn validate_desc(desc: &Desc) -> Result<(), NameError> {
     let name = &desc.name;
+    let named = || name.clone();
     if name.len() > MAX_NAME_LEN || !is_metric_name(name) {
-        return Err(NameError(format!("invalid metric name {name:?}")));
+        return Err(NameError::InvalidMetricName { name: named() });
     }
     if desc.kind == Kind::Counter && (!name.ends_with("_total") || name == "_total") {
-        return Err(NameError(format!("counter name {name:?} must end in \"_total\"")));
+        return Err(NameError::CounterWithoutTotal { name: named() });
     }
     if desc.kind == Kind::Gauge && name.ends_with("_total") {
-        return Err(NameError(format!("gauge name {name:?} must not end in \"_total\"")));
+        return Err(NameError::GaugeWithTotal { name: named() });
     }
     if desc.help.len() > MAX_TEXT_LEN {
-        return Err(NameError(format!("help text of {name:?} is longer than {MAX_TEXT_LEN} bytes")));
+        return Err(NameError::HelpTooLong { name: named() });
     }
     if desc.labels.len() > MAX_LABELS {
-        return Err(NameError(format!("{name:?} has more than {MAX_LABELS} labels")));
+        return Err(NameError::TooManyLabels { name: named() });
     }
     for (i, (label, value)) in desc.labels.iter().enumerate() {
+        let labelled = || label.clone();
         if label.len() > MAX_NAME_LEN || !is_label_name(label) {
-            return Err(NameError(format!("invalid label name {label:?} in {name:?}")));
+            return Err(NameError::InvalidLabelName { name: named(), label: labelled() });
         }
         if label.starts_with("__") {
-            return Err(NameError(format!("label name {label:?} in {name:?} is reserved (starts with \"__\")")));
+            return Err(NameError::ReservedLabelName { name: named(), label: labelled() });
         }
         if value.len() > MAX_TEXT_LEN {
-            return Err(NameError(format!("value of label {label:?} in {name:?} is longer than {MAX_TEXT_LEN} bytes")));
+            return Err(NameError::LabelValueTooLong { name: named(), label: labelled() });
         }
         if desc.labels[..i].iter().any(|(l, _)| l == label) {
-            return Err(NameError(format!("label {label:?} appears twice in {name:?}")));
+            return Err(NameError::DuplicateLabel { name: named(), label: labelled() });
         }
     }
     Ok(())
@@ -111,8 +146,12 @@ pub fn series_key(desc: &Desc) -> String {
 mod tests {
     use super::*;
 
-    fn err(d: Desc) -> String {
-        validate_desc(&d).unwrap_err().0
+    fn err(d: Desc) -> NameError {
+        validate_desc(&d).unwrap_err()
+    }
+
+    fn s(v: &str) -> String {
+        v.to_owned()
     }
 
     #[test]
@@ -122,18 +161,52 @@ mod tests {
     }
 
     #[test]
-    fn bad_names_are_explained() {
-        assert_eq!(err(Desc::counter("9x_total", &[], "")), "invalid metric name \"9x_total\"");
-        assert_eq!(err(Desc::counter("a-b_total", &[], "")), "invalid metric name \"a-b_total\"");
-        assert_eq!(err(Desc::counter("hits", &[], "")), "counter name \"hits\" must end in \"_total\"");
-        assert_eq!(err(Desc::gauge("g_total", &[], "")), "gauge name \"g_total\" must not end in \"_total\"");
-        assert_eq!(err(Desc::gauge("g", &[("a b", "")], "")), "invalid label name \"a b\" in \"g\"");
+    fn bad_names_are_refused_by_rule() {
+        use NameError::*;
+        assert_eq!(err(Desc::counter("9x_total", &[], "")), InvalidMetricName { name: s("9x_total") });
+        assert_eq!(err(Desc::counter("a-b_total", &[], "")), InvalidMetricName { name: s("a-b_total") });
+        assert_eq!(err(Desc::counter("hits", &[], "")), CounterWithoutTotal { name: s("hits") });
+        assert_eq!(err(Desc::counter("_total", &[], "")), CounterWithoutTotal { name: s("_total") });
+        assert_eq!(err(Desc::gauge("g_total", &[], "")), GaugeWithTotal { name: s("g_total") });
+        assert_eq!(err(Desc::gauge("g", &[("a b", "")], "")), InvalidLabelName { name: s("g"), label: s("a b") });
         assert_eq!(
             err(Desc::gauge("g", &[("__name__", "")], "")),
-            "label name \"__name__\" in \"g\" is reserved (starts with \"__\")"
+            ReservedLabelName { name: s("g"), label: s("__name__") }
         );
-        assert_eq!(err(Desc::gauge("g", &[("a", "1"), ("a", "2")], "")), "label \"a\" appears twice in \"g\"");
-        assert_eq!(err(Desc::gauge("", &[], "")), "invalid metric name \"\"");
+        assert_eq!(
+            err(Desc::gauge("g", &[("a", "1"), ("a", "2")], "")),
+            DuplicateLabel { name: s("g"), label: s("a") }
+        );
+        assert_eq!(err(Desc::gauge("", &[], "")), InvalidMetricName { name: s("") });
+        let long = "x".repeat(MAX_TEXT_LEN + 1);
+        assert_eq!(err(Desc::gauge("g", &[], &long)), HelpTooLong { name: s("g") });
+        assert_eq!(err(Desc::gauge("g", &[("a", &long)], "")), LabelValueTooLong { name: s("g"), label: s("a") });
+        let names: Vec<String> = (0..=MAX_LABELS).map(|i| format!("l{i}")).collect();
+        let labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
+        assert_eq!(err(Desc::gauge("g", &labels, "")), TooManyLabels { name: s("g") });
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_message() {
+        use NameError::*;
+        let (g, a) = (|| s("g"), || s("a"));
+        let cases = [
+            (InvalidMetricName { name: s("9x_total") }, "invalid metric name \"9x_total\""),
+            (CounterWithoutTotal { name: s("hits") }, "counter name \"hits\" must end in \"_total\""),
+            (GaugeWithTotal { name: s("g_total") }, "gauge name \"g_total\" must not end in \"_total\""),
+            (HelpTooLong { name: g() }, "help text of \"g\" is longer than 4096 bytes"),
+            (TooManyLabels { name: g() }, "\"g\" has more than 16 labels"),
+            (InvalidLabelName { name: g(), label: s("a b") }, "invalid label name \"a b\" in \"g\""),
+            (
+                ReservedLabelName { name: g(), label: s("__name__") },
+                "label name \"__name__\" in \"g\" is reserved (starts with \"__\")",
+            ),
+            (LabelValueTooLong { name: g(), label: a() }, "value of label \"a\" in \"g\" is longer than 4096 bytes"),
+            (DuplicateLabel { name: g(), label: a() }, "label \"a\" appears twice in \"g\""),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 
     #[test]

@@ -429,7 +429,9 @@ impl Server {
         st.internal_add(self.selfm.frames, self.tally.frames, now);
         st.internal_add(self.selfm.bytes, self.tally.bytes, now);
         self.tally = Tally::default();
-        let refused = st.refused_series();
+        // Registrations refused because a series limit was reached.
+        let limits = proxy_core::RefusalKind::ALL.into_iter().filter(|k| k.is_series_limit());
+        let refused: u64 = limits.map(|k| st.refusals(k)).sum();
         st.internal_add(self.selfm.refused_series, refused - self.refused_reported, now);
         self.refused_reported = refused;
         let connected = st.connected_collectors() as f64;

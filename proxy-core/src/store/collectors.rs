@@ -1,0 +1,268 @@
+//! The collectors a store knows: their slots and connection epochs, the
+//! processes behind them, and what was counted of each of their series ids.
+
+use std::collections::HashMap;
+
+use protocol::Identity;
+
+use super::series::SeriesId;
+use crate::refusal::Refusal;
+
+/// How far past its registered ids a collector may choose a new id: ids
+/// are meant to be dense (0, 1, 2, ...), and the per-collector tables are
+/// sized by the largest id.
+pub(crate) const MAX_ID_GAP: usize = 1024;
+
+/// A connected collector, as handed to the connection that speaks for it.
+/// The epoch changes whenever the same collector connects again, so a stale
+/// connection can no longer change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectorSlot {
+    pub(super) index: u32,
+    epoch: u32,
+}
+
+/// A process as the daemon sees it: pid in the daemon's namespace (from the
+/// kernel's peer credentials) and start time, used to tell whether a
+/// disconnected collector is gone for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRef {
+    pub pid: u32,
+    /// Clock ticks since boot, 0 when unknown.
+    pub start_time: u64,
+}
+
+/// How much of one counter a collector's contributions amount to.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Counted {
+    pub(super) int: u64,
+    pub(super) float: f64,
+}
+
+#[derive(Debug)]
+pub(super) struct Collector {
+    identity: Identity,
+    /// The process behind it, vouched for by the kernel when known.
+    pub(super) process: ProcessRef,
+    /// When its connection closed (for folding the longest-gone first).
+    disconnected_at: f64,
+    epoch: u32,
+    connected: bool,
+    /// The collector's ids, mapped to store series.
+    pub(super) ids: Vec<Option<SeriesId>>,
+    /// How much of each of its counters this store already counted.
+    pub(super) counted: Vec<Counted>,
+    registered: usize,
+}
+
+impl Collector {
+    /// Checks that `id` may be bound under a per-collector `limit`; returns
+    /// whether it is a new id (not bound yet).
+    pub(super) fn check_id(&self, id: u32, limit: usize) -> Result<bool, Refusal> {
+        if id as usize >= limit {
+            return Err(Refusal::IdBeyondLimit { id, limit });
+        }
+        if id as usize > self.ids.len() + MAX_ID_GAP {
+            return Err(Refusal::SparseId { id, max_gap: MAX_ID_GAP });
+        }
+        let fresh = self.ids.get(id as usize).is_none_or(|s| s.is_none());
+        if fresh && self.registered >= limit {
+            return Err(Refusal::CollectorLimit { limit });
+        }
+        Ok(fresh)
+    }
+
+    /// Binds `id` to `sid` with nothing counted yet, unless it already is.
+    /// Returns the series it was bound to before, if the binding changed.
+    pub(super) fn bind(&mut self, id: u32, sid: SeriesId) -> Option<SeriesId> {
+        let i = id as usize;
+        self.grow(i);
+        let previous = self.ids[i];
+        if previous != Some(sid) {
+            if previous.is_none() {
+                self.registered += 1;
+            }
+            self.ids[i] = Some(sid);
+            self.counted[i] = Counted::default();
+        }
+        previous.filter(|p| *p != sid)
+    }
+
+    fn grow(&mut self, i: usize) {
+        if self.ids.len() <= i {
+            self.ids.resize(i + 1, None);
+            self.counted.resize(i + 1, Counted::default());
+        }
+    }
+
+    /// Per id: its series and what was counted of it.
+    pub(super) fn counted_ids(&self) -> impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_ {
+        self.ids
+            .iter()
+            .zip(&self.counted)
+            .enumerate()
+            .filter_map(|(id, (sid, k))| sid.map(|sid| (id as u32, sid, k.int, k.float)))
+    }
+
+    pub(super) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+type IdentityKey = (u32, u64, u64);
+
+fn identity_key(i: &Identity) -> IdentityKey {
+    (i.pid, i.start_time, i.nonce)
+}
+
+/// Every collector remembered, connected or waiting to reconnect, in
+/// reusable slots.
+#[derive(Debug, Default)]
+pub(super) struct Collectors {
+    slots: Vec<Option<Collector>>,
+    free: Vec<u32>,
+    by_identity: HashMap<IdentityKey, u32>,
+    /// Collectors with a live connection.
+    connected: usize,
+}
+
+impl Collectors {
+    pub(super) fn connected(&self) -> usize {
+        self.connected
+    }
+
+    pub(super) fn known(&self) -> usize {
+        self.by_identity.len()
+    }
+
+    pub(super) fn contains(&self, identity: &Identity) -> bool {
+        self.by_identity.contains_key(&identity_key(identity))
+    }
+
+    /// Slots in use or free, for tests of their reuse.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A collector says hello: see [`crate::Store::hello`].
+    pub(super) fn hello(&mut self, identity: Identity) -> (CollectorSlot, bool) {
+        if let Some(&index) = self.by_identity.get(&identity_key(&identity)) {
+            let c = self.slots[index as usize].as_mut().expect("indexed collector exists");
+            c.epoch = c.epoch.wrapping_add(1);
+            if !c.connected {
+                c.connected = true;
+                self.connected += 1;
+            }
+            return (CollectorSlot { index, epoch: c.epoch }, true);
+        }
+        let key = identity_key(&identity);
+        let process = ProcessRef { pid: identity.pid, start_time: identity.start_time };
+        let c = Collector {
+            identity,
+            process,
+            disconnected_at: 0.0,
+            epoch: 0,
+            connected: true,
+            ids: Vec::new(),
+            counted: Vec::new(),
+            registered: 0,
+        };
+        self.connected += 1;
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(c);
+                i
+            }
+            None => {
+                self.slots.push(Some(c));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_identity.insert(key, index);
+        (CollectorSlot { index, epoch: 0 }, false)
+    }
+
+    /// Whether `slot` is still the collector's current connection.
+    pub(super) fn is_current(&self, slot: CollectorSlot) -> bool {
+        matches!(self.slots.get(slot.index as usize), Some(Some(c)) if c.epoch == slot.epoch && c.connected)
+    }
+
+    /// The collector of `slot`, if that is still its current connection.
+    pub(super) fn current_mut(&mut self, slot: CollectorSlot) -> Result<&mut Collector, Refusal> {
+        match self.slots.get_mut(slot.index as usize) {
+            Some(Some(c)) if c.epoch == slot.epoch && c.connected => Ok(c),
+            _ => Err(Refusal::Superseded),
+        }
+    }
+
+    pub(super) fn get(&self, index: u32) -> Option<&Collector> {
+        self.slots.get(index as usize).and_then(Option::as_ref)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Collector> {
+        self.slots.iter().flatten()
+    }
+
+    /// Marks the connection of `slot` closed; false if it was not current.
+    pub(super) fn disconnect(&mut self, slot: CollectorSlot, now: f64) -> bool {
+        let Ok(c) = self.current_mut(slot) else {
+            return false;
+        };
+        c.connected = false;
+        c.disconnected_at = now;
+        self.connected -= 1;
+        true
+    }
+
+    /// The disconnected collectors to fold: those `alive` says are gone,
+    /// then the longest-gone beyond `max_remembered`.
+    pub(super) fn departed(&self, mut alive: impl FnMut(ProcessRef) -> bool, max_remembered: usize) -> Vec<u32> {
+        let mut waiting: Vec<(f64, u32)> = Vec::new();
+        let mut gone: Vec<u32> = Vec::new();
+        for (i, c) in self.slots.iter().enumerate() {
+            let Some(c) = c.as_ref().filter(|c| !c.connected) else { continue };
+            if alive(c.process) {
+                waiting.push((c.disconnected_at, i as u32));
+            } else {
+                gone.push(i as u32);
+            }
+        }
+        if waiting.len() > max_remembered {
+            waiting.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let excess = waiting.len() - max_remembered;
+            gone.extend(waiting[..excess].iter().map(|(_, i)| *i));
+        }
+        gone
+    }
+
+    /// Drops the collector of slot `index` and frees the slot.
+    pub(super) fn remove(&mut self, index: u32) {
+        if let Some(c) = self.slots[index as usize].take() {
+            if c.connected {
+                self.connected -= 1;
+            }
+            self.by_identity.remove(&identity_key(&c.identity));
+            self.free.push(index);
+        }
+    }
+
+    /// Re-creates a disconnected collector of an identity not known yet,
+    /// with what was counted of each id (ids already checked against the
+    /// per-collector limit).
+    pub(super) fn restore(&mut self, identity: Identity, counted: Vec<(u32, SeriesId, u64, f64)>) {
+        let (slot, _) = self.hello(identity);
+        let c = self.slots[slot.index as usize].as_mut().expect("collector just created");
+        for (id, sid, int, float) in counted {
+            let i = id as usize;
+            c.grow(i);
+            if c.ids[i].is_none() {
+                c.registered += 1;
+            }
+            c.ids[i] = Some(sid);
+            c.counted[i] = Counted { int, float };
+        }
+        c.connected = false;
+        self.connected -= 1;
+    }
+}

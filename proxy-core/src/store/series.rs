@@ -1,0 +1,114 @@
+//! One series and one family as the store keeps them: values, no
+//! bookkeeping of who fed them.
+
+use std::collections::BTreeMap;
+
+use protocol::{Kind, Scale, ValueInfo};
+
+/// Index of a series in the store.
+pub type SeriesId = u32;
+
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) key: String,
+    /// Index of the family in the store's families.
+    pub(super) family: u32,
+    /// Label pairs, sorted by name (unescaped).
+    pub(super) labels: Vec<(String, String)>,
+    pub(crate) kind: Kind,
+    pub(super) scale: Scale,
+    /// Sum of integer counter deltas, in units of `scale`.
+    pub(super) int: u64,
+    /// Sum of float counter deltas.
+    pub(super) float: f64,
+    /// Gauge value of each contributing collector, by collector index.
+    pub(super) gauges: Vec<(u32, f64)>,
+    pub(super) gauge_sum: f64,
+    pub(super) ts: f64,
+    /// The last generation in which the value changed (0: never).
+    pub(super) changed: u64,
+}
+
+impl Series {
+    pub(super) fn new(key: String, family: u32, labels: Vec<(String, String)>, kind: Kind, scale: Scale) -> Series {
+        Series {
+            key,
+            family,
+            labels,
+            kind,
+            scale,
+            int: 0,
+            float: 0.0,
+            gauges: Vec::new(),
+            gauge_sum: 0.0,
+            ts: 0.0,
+            changed: 0,
+        }
+    }
+
+    /// Whether the value is an exact integer, printed without a fraction.
+    pub(crate) fn is_integral(&self) -> bool {
+        self.kind == Kind::Counter && self.scale == Scale::One && self.float == 0.0
+    }
+
+    pub(crate) fn int(&self) -> u64 {
+        self.int
+    }
+
+    pub(crate) fn float(&self) -> f64 {
+        self.float
+    }
+
+    pub(crate) fn ts(&self) -> f64 {
+        self.ts
+    }
+
+    pub(crate) fn value(&self) -> f64 {
+        match (self.kind, self.scale) {
+            (Kind::Gauge, _) => self.gauge_sum,
+            (Kind::Counter, Scale::One) => self.int as f64 + self.float,
+            // Dividing an exact integer by 1e9 rounds once, where summing
+            // many scaled deltas would round at each step.
+            (Kind::Counter, Scale::Nano) => self.int as f64 / 1e9 + self.float,
+        }
+    }
+
+    pub(super) fn value_info(&self) -> ValueInfo {
+        ValueInfo { name: self.key.clone(), ts: self.ts, value: self.value() }
+    }
+
+    pub(super) fn set_gauge(&mut self, collector: u32, v: f64) {
+        match self.gauges.iter_mut().find(|(c, _)| *c == collector) {
+            Some((_, old)) => *old = v,
+            None => self.gauges.push((collector, v)),
+        }
+        self.gauge_sum = self.gauges.iter().map(|(_, v)| v).sum();
+    }
+
+    pub(super) fn drop_gauge(&mut self, collector: u32) -> bool {
+        let before = self.gauges.len();
+        self.gauges.retain(|(c, _)| *c != collector);
+        if self.gauges.len() == before {
+            return false;
+        }
+        self.gauge_sum = self.gauges.iter().map(|(_, v)| v).sum();
+        true
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Family {
+    pub(crate) name: String,
+    pub(crate) help: String,
+    pub(crate) kind: Kind,
+    /// Series of the family, ordered by key.
+    pub(crate) series: BTreeMap<String, SeriesId>,
+}
+
+/// The family name OpenMetrics uses: counters without their `_total`.
+pub(crate) fn om_family_name(name: &str, kind: Kind) -> &str {
+    match kind {
+        Kind::Counter => name.strip_suffix("_total").unwrap_or(name),
+        Kind::Gauge => name,
+    }
+}

@@ -1,0 +1,304 @@
+//! Unit tests of the store: counting, resync, folding, refusals, changes.
+
+use protocol::{Desc, Identity, Sample, Scale, Value, ValueInfo};
+
+use super::query::UnknownSeries;
+use super::*;
+use crate::refusal::{Refusal, RefusalKind};
+use crate::validate::NameError;
+
+fn ident(pid: u32) -> Identity {
+    Identity { pid, start_time: 1, nonce: 2, program: "p".into() }
+}
+
+fn int(id: u32, v: u64) -> Sample {
+    Sample { id, value: Value::Int(v) }
+}
+
+fn flt(id: u32, v: f64) -> Sample {
+    Sample { id, value: Value::Float(v) }
+}
+
+fn val(st: &Store, name: &str) -> f64 {
+    st.get(&[name.to_owned()]).unwrap()[0].value
+}
+
+fn hits(f: &str) -> Desc {
+    Desc::counter("mpi_hits_total", &[("function", f)], "Calls")
+}
+
+#[test]
+fn counters_sum_every_collector_exactly() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    let (b, _) = st.hello(ident(2));
+    st.register(a, 0, &hits("MPI_Send")).unwrap();
+    st.register(b, 7, &hits("MPI_Send")).unwrap();
+    assert!(st.update(a, &[int(0, 1 << 52)], 1.0).is_empty());
+    assert!(st.update(b, &[int(7, (1 << 52) - 1)], 2.0).is_empty());
+    let v = &st.values()[0];
+    assert_eq!(v.name, "mpi_hits_total{function=\"MPI_Send\"}");
+    assert_eq!(v.value, ((1u64 << 53) - 1) as f64);
+    assert_eq!(v.ts, 2.0);
+}
+
+#[test]
+fn resync_after_reconnect_counts_nothing_twice() {
+    let mut st = Store::new(Limits::default());
+    let (a, resumed) = st.hello(ident(1));
+    assert!(!resumed);
+    st.register(a, 0, &hits("MPI_Recv")).unwrap();
+    st.update(a, &[int(0, 10)], 1.0);
+    st.disconnect(a, 1.0);
+    // The collector counted 15 in all; the daemon saw 10 of them.
+    let (a2, resumed) = st.hello(ident(1));
+    assert!(resumed);
+    st.register(a2, 0, &hits("MPI_Recv")).unwrap();
+    st.resync(a2, &[int(0, 15)], 2.0);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Recv\"}"), 15.0);
+    // A resync that repeats what was counted adds nothing.
+    st.resync(a2, &[int(0, 15)], 3.0);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Recv\"}"), 15.0);
+    // The old connection can no longer change anything.
+    assert_eq!(st.update(a, &[int(0, 5)], 4.0).len(), 1);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Recv\"}"), 15.0);
+}
+
+#[test]
+fn restarted_daemon_takes_totals_whole() {
+    let mut st = Store::new(Limits::default());
+    let (a, resumed) = st.hello(ident(1));
+    assert!(!resumed);
+    st.register(a, 3, &hits("MPI_Bcast")).unwrap();
+    st.resync(a, &[int(3, 42)], 1.0);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Bcast\"}"), 42.0);
+}
+
+#[test]
+fn gauges_sum_live_collectors_and_leave_with_them() {
+    let mut st = Store::new(Limits::default());
+    let g = Desc::gauge("ranks", &[], "Ranks");
+    let (a, _) = st.hello(ident(1));
+    let (b, _) = st.hello(ident(2));
+    st.register(a, 0, &g).unwrap();
+    st.register(b, 0, &g).unwrap();
+    st.update(a, &[flt(0, 0.1)], 1.0);
+    st.update(b, &[flt(0, 0.2)], 1.0);
+    st.update(a, &[flt(0, 0.5)], 1.0);
+    assert_eq!(val(&st, "ranks"), 0.5 + 0.2);
+    assert_eq!(st.connected_collectors(), 2);
+    st.disconnect(b, 2.0);
+    assert_eq!(st.connected_collectors(), 1);
+    assert_eq!(val(&st, "ranks"), 0.5);
+    st.goodbye(a, 3.0);
+    assert_eq!(st.connected_collectors(), 0);
+    assert_eq!(val(&st, "ranks"), 0.0);
+    assert_eq!(st.known_collectors(), 1);
+}
+
+#[test]
+fn departed_collectors_are_folded() {
+    let mut st = Store::new(Limits::default());
+    for pid in 0..100 {
+        let (s, _) = st.hello(ident(pid));
+        st.register(s, 0, &hits("MPI_Init")).unwrap();
+        st.update(s, &[int(0, 1)], 1.0);
+        if pid % 2 == 0 {
+            st.goodbye(s, 1.0);
+        } else {
+            st.disconnect(s, 1.0);
+        }
+    }
+    assert_eq!(st.known_collectors(), 50);
+    assert_eq!(st.fold_departed(|p| p.pid == 99, 2.0), 49);
+    assert_eq!(st.known_collectors(), 1);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Init\"}"), 100.0);
+    // Slots are reused.
+    st.hello(ident(1000));
+    assert!(st.collectors.slots() <= 100);
+}
+
+#[test]
+fn remembered_collectors_are_capped_longest_gone_first() {
+    let mut st = Store::new(Limits { max_remembered: 3, ..Limits::default() });
+    for pid in 0..6 {
+        let (s, _) = st.hello(ident(pid));
+        st.set_process(s, ProcessRef { pid: 1000 + pid, start_time: 5 });
+        st.disconnect(s, f64::from(pid));
+    }
+    // All alive: only the cap folds, the three disconnected first.
+    let mut asked = Vec::new();
+    assert_eq!(
+        st.fold_departed(
+            |p| {
+                asked.push(p);
+                true
+            },
+            10.0
+        ),
+        3
+    );
+    assert_eq!(asked[0], ProcessRef { pid: 1000, start_time: 5 });
+    assert_eq!(st.known_collectors(), 3);
+    let (_, resumed) = st.hello(ident(5));
+    assert!(resumed, "the most recently gone is still remembered");
+    let (_, resumed) = st.hello(ident(0));
+    assert!(!resumed, "the longest gone was folded");
+}
+
+/// What the daemon reports as refused series: the refusals that mean a
+/// series limit was reached.
+fn limit_refusals(st: &Store) -> u64 {
+    RefusalKind::ALL.into_iter().filter(|k| k.is_series_limit()).map(|k| st.refusals(k)).sum()
+}
+
+#[test]
+fn bad_input_is_refused_and_counted_nowhere() {
+    let mut st = Store::new(Limits { max_series: 3, max_series_per_collector: 2, ..Limits::default() });
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &Desc::counter("x_total", &[], "")).unwrap();
+    let e = st.register(a, 1, &Desc::gauge("x_total", &[], "")).unwrap_err();
+    assert_eq!(e.id, Some(1));
+    assert_eq!(e.refusal, Refusal::InvalidName(NameError::GaugeWithTotal { name: "x_total".into() }));
+    let e = st.register(a, 1, &Desc::gauge("x", &[], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::NameConflict { name: "x".into(), family: "x".into() });
+    let e = st.register(a, 1, &Desc::counter("y_total", &[], "").with_scale(Scale::Nano)).map(|_| ());
+    assert!(e.is_ok());
+    let e = st.register(a, 2, &Desc::counter("z_total", &[], "")).unwrap_err();
+    assert_eq!(e, IngestError { id: Some(2), refusal: Refusal::IdBeyondLimit { id: 2, limit: 2 } });
+    let (b, _) = st.hello(ident(2));
+    let e = st.register(b, 0, &Desc::counter("y_total", &[], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::UnitConflict { key: "y_total".into() });
+    st.register(b, 0, &Desc::counter("w_total", &[], "")).unwrap();
+    let e = st.register(b, 1, &Desc::counter("v_total", &[], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::NodeLimit { limit: 3 });
+    assert_eq!(limit_refusals(&st), 2);
+    let errs = st.update(a, &[flt(0, f64::NAN), flt(0, -1.0), flt(0, f64::INFINITY), int(5, 1), int(0, 2)], 1.0);
+    let bad = |e: &IngestError, want: fn(f64) -> bool| match &e.refusal {
+        Refusal::BadValue { key, value, total } => key == "x_total" && !total && want(*value),
+        _ => false,
+    };
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    assert!(errs[..3].iter().all(|e| e.id == Some(0)), "{errs:?}");
+    assert!(bad(&errs[0], f64::is_nan), "{errs:?}");
+    assert!(bad(&errs[1], |v| v == -1.0), "{errs:?}");
+    assert!(bad(&errs[2], |v| v == f64::INFINITY), "{errs:?}");
+    assert_eq!(errs[3], IngestError { id: Some(5), refusal: Refusal::Unregistered });
+    assert_eq!(val(&st, "x_total"), 2.0);
+    // Every refusal is counted under its kind; only limits are "refused series".
+    let counts: Vec<(RefusalKind, u64)> =
+        RefusalKind::ALL.into_iter().map(|k| (k, st.refusals(k))).filter(|(_, n)| *n > 0).collect();
+    assert_eq!(
+        counts,
+        [
+            (RefusalKind::IdBeyondLimit, 1),
+            (RefusalKind::NodeLimit, 1),
+            (RefusalKind::InvalidName, 1),
+            (RefusalKind::UnitConflict, 1),
+            (RefusalKind::NameConflict, 1),
+            (RefusalKind::Unregistered, 1),
+            (RefusalKind::BadValue, 3),
+        ]
+    );
+    assert_eq!(limit_refusals(&st), 2);
+}
+
+#[test]
+fn a_superseded_connection_is_refused() {
+    let mut st = Store::new(Limits::default());
+    let (old, _) = st.hello(ident(1));
+    let (new, resumed) = st.hello(ident(1));
+    assert!(resumed);
+    let e = st.register(old, 0, &hits("A")).unwrap_err();
+    assert_eq!(e, IngestError { id: None, refusal: Refusal::Superseded });
+    st.register(new, 0, &hits("A")).unwrap();
+    assert_eq!(st.update(old, &[int(0, 1)], 1.0), [IngestError { id: None, refusal: Refusal::Superseded }]);
+    assert_eq!(st.refusals(RefusalKind::Superseded), 2);
+    assert_eq!(limit_refusals(&st), 0);
+    assert_eq!(val(&st, "mpi_hits_total{function=\"A\"}"), 0.0);
+}
+
+#[test]
+fn sparse_ids_are_refused_and_rebound_gauges_leave() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    let e = st.register(a, 5000, &hits("X")).unwrap_err();
+    assert_eq!(e, IngestError { id: Some(5000), refusal: Refusal::SparseId { id: 5000, max_gap: 1024 } });
+    assert_eq!(limit_refusals(&st), 1);
+    st.register(a, 0, &Desc::gauge("g1", &[], "")).unwrap();
+    st.update(a, &[flt(0, 7.0)], 1.0);
+    st.register(a, 0, &Desc::gauge("g2", &[], "")).unwrap();
+    st.update(a, &[flt(0, 3.0)], 2.0);
+    assert_eq!(val(&st, "g1"), 0.0);
+    assert_eq!(val(&st, "g2"), 3.0);
+}
+
+#[test]
+fn the_daemons_own_series_escape_the_node_limit() {
+    let mut st = Store::new(Limits { max_series: 1, max_series_per_collector: 1, ..Limits::default() });
+    for i in 0..5 {
+        st.internal(&Desc::counter(&format!("own{i}_total"), &[], "")).unwrap();
+    }
+    let (a, _) = st.hello(ident(1));
+    assert_eq!(st.register(a, 0, &hits("A")).unwrap_err().refusal, Refusal::NodeLimit { limit: 1 });
+    assert_eq!(st.series_count(), 5);
+}
+
+#[test]
+fn changes_from_the_log_equal_a_full_scan() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    // Family names chosen so that key order and family order differ.
+    let descs = [hits("A"), hits("B"), Desc::counter("mpi_hitsx_total", &[], "x"), Desc::gauge("g", &[], "g")];
+    for (i, d) in descs.iter().enumerate() {
+        st.register(a, i as u32, d).unwrap();
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut gens = vec![0];
+    // Enough generations to compact the log several times.
+    for round in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = (x % 4) as u32;
+        let value = if id == 3 { Value::Float(round as f64) } else { Value::Int(1) };
+        st.update(a, &[Sample { id, value }], round as f64);
+        if round % 997 == 0 {
+            gens.push(st.generation());
+        }
+    }
+    let own = st.internal(&Desc::counter("own_total", &[], "")).unwrap();
+    st.internal_add(own, 1, 1.0);
+    for since in gens {
+        let scan: Vec<ValueInfo> =
+            st.ordered().filter(|(_, s)| s.changed > since).map(|(_, s)| s.value_info()).collect();
+        assert_eq!(st.changes(since), scan, "since {since}");
+    }
+    assert!(st.change_log.len() <= 2 * st.series.len() + 4096);
+}
+
+#[test]
+fn nanosecond_counters_export_seconds() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &Desc::counter("t_total", &[], "").with_scale(Scale::Nano)).unwrap();
+    st.update(a, &[int(0, 1_500_000_000)], 1.0);
+    let v = &st.values()[0];
+    assert_eq!(v.value, 1.5);
+}
+
+#[test]
+fn changes_lists_only_what_moved() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &hits("A")).unwrap();
+    st.register(a, 1, &hits("B")).unwrap();
+    st.update(a, &[int(0, 1), int(1, 1)], 1.0);
+    let g = st.generation();
+    assert_eq!(st.changes(0).len(), 2);
+    st.update(a, &[int(1, 1), int(0, 0)], 2.0);
+    let names: Vec<String> = st.changes(g).into_iter().map(|v| v.name).collect();
+    assert_eq!(names, ["mpi_hits_total{function=\"B\"}"]);
+    assert!(st.changes(st.generation()).is_empty());
+    assert_eq!(st.get(&["nope".into()]), Err(UnknownSeries(vec!["nope".to_owned()])));
+}
