@@ -3,8 +3,8 @@
 
 mod access;
 mod cli;
+mod conn;
 mod http;
-mod nonblock;
 mod server;
 mod socket;
 mod state;

@@ -1,5 +1,6 @@
 //! The mio event loop serving the UNIX socket: collectors push, clients query.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,12 +12,13 @@ use protocol::Desc;
 use proxy_core::{ProcessRef, SeriesId, Session, SessionEnd, Store, Tally};
 
 use crate::access::Access;
+use crate::conn::{self, Slab, Verdict};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const FIRST_CONN: Token = Token(2);
 /// Size of one read from a connection.
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads from collectors between two polls of the event loop.
@@ -88,14 +90,15 @@ pub(crate) fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// One UNIX connection, without its socket.
 #[derive(Debug)]
-struct Conn {
-    stream: UnixStream,
+struct Peer {
     session: Session,
     /// In the queue of collectors with data to read.
     queued: bool,
-    writable_armed: bool,
 }
+
+type Conn = conn::Conn<UnixStream, Peer>;
 
 /// Why a connection ends.
 enum Close {
@@ -112,8 +115,14 @@ pub(crate) struct Server {
     poll: Poll,
     listener: UnixListener,
     signals: Signals,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Slab<UnixStream, Peer>,
+    core: Core,
+}
+
+/// What the loop serves its connections with: the store, the self
+/// metrics, the state file, and the handlers of one connection's events,
+/// each returning what becomes of the connection.
+struct Core {
     store: Arc<Mutex<Store>>,
     selfm: SelfMetrics,
     /// Per-wakeup tallies added to the self metrics in one go.
@@ -124,7 +133,7 @@ pub(crate) struct Server {
     /// Series refusals already added to the self metric.
     refused_reported: u64,
     /// Collectors that may have more to read, served in turn.
-    ready: std::collections::VecDeque<usize>,
+    ready: VecDeque<Token>,
     /// Reused read buffer.
     chunk: Vec<u8>,
 }
@@ -155,21 +164,22 @@ impl Server {
             poll,
             listener,
             signals,
-            conns: Vec::new(),
-            free: Vec::new(),
-            store,
-            selfm,
-            tally: Tally::default(),
-            access,
-            refused_reported: 0,
-            ready: std::collections::VecDeque::new(),
-            chunk: vec![0; READ_CHUNK],
-            state: state.map(|(path, every)| StateFile {
-                path,
-                every,
-                saved_at: std::time::Instant::now(),
-                saved_generation: u64::MAX,
-            }),
+            conns: Slab::new(FIRST_CONN),
+            core: Core {
+                store,
+                selfm,
+                tally: Tally::default(),
+                access,
+                refused_reported: 0,
+                ready: VecDeque::new(),
+                chunk: vec![0; READ_CHUNK],
+                state: state.map(|(path, every)| StateFile {
+                    path,
+                    every,
+                    saved_at: std::time::Instant::now(),
+                    saved_generation: u64::MAX,
+                }),
+            },
         })
     }
 
@@ -179,7 +189,7 @@ impl Server {
         let mut last_housekeeping = std::time::Instant::now();
         loop {
             // Connections left with unread data are served again at once.
-            let timeout = if self.ready.is_empty() { HOUSEKEEPING } else { Duration::ZERO };
+            let timeout = if self.core.ready.is_empty() { HOUSEKEEPING } else { Duration::ZERO };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -192,48 +202,78 @@ impl Server {
                         if let Some(sig) = self.signals.pending().next() {
                             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                             log::info!("received {name}, shutting down");
-                            return self.save_state(true);
+                            return self.core.save_state(true);
                         }
                     }
-                    Token(t) => {
-                        let i = t - FIRST_CONN;
+                    token => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.readable(i);
+                            self.handle(token, Core::readable);
                         }
                         if event.is_writable() {
-                            self.on_writable(i);
+                            self.handle(token, Core::flush);
                         }
                     }
                 }
             }
             self.serve_collectors();
-            if self.tally.frames > 0 || !events.is_empty() {
-                self.refresh_self_metrics();
+            if self.core.tally.frames > 0 || !events.is_empty() {
+                self.core.refresh_self_metrics();
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = std::time::Instant::now();
-                self.housekeeping();
+                self.core.housekeeping();
             }
         }
     }
 
     fn accept(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => self.add_conn(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of file descriptors, typically: try again on the next event.
-                    log::warn!("cannot accept a connection: {e}");
-                    return;
+        let registry = self.poll.registry();
+        let accepted = conn::accept_all(
+            || self.listener.accept().map(|(stream, _)| stream),
+            |stream| {
+                let Some(peer) = self.core.admit(&stream) else { return };
+                if let Err(e) = self.conns.insert(registry, stream, peer) {
+                    log::warn!("cannot register a connection: {e}");
                 }
-            }
+            },
+        );
+        if let Err(e) = accepted {
+            // Out of file descriptors, typically: try again on the next event.
+            log::warn!("cannot accept a connection: {e}");
         }
     }
 
-    fn add_conn(&mut self, mut stream: UnixStream) {
-        let peer = match self.access.check(&stream) {
+    /// Serves queued collectors round-robin, one read each, until the
+    /// round's budget is spent: however much collectors send, the loop comes
+    /// back to poll (and to query clients polling at 1 kHz) within a bounded
+    /// amount of work.
+    fn serve_collectors(&mut self) {
+        let mut budget = READS_PER_ROUND;
+        while budget > 0 {
+            let Some(token) = self.core.ready.pop_front() else { return };
+            budget -= 1;
+            self.handle(token, |core, conn| {
+                conn.state.queued = false;
+                core.read(conn, 1)
+            });
+        }
+    }
+
+    /// Runs `handler` on the connection of `token`, if it is open, and
+    /// applies its verdict.
+    fn handle(&mut self, token: Token, handler: impl FnOnce(&mut Core, &mut Conn) -> Verdict<Close>) {
+        let closed = self.conns.handle(self.poll.registry(), token, |conn| handler(&mut self.core, conn));
+        if let Some((conn, why)) = closed {
+            self.core.close(conn, why);
+        }
+    }
+}
+
+impl Core {
+    /// Checks a new connection's peer: the state of its connection, or
+    /// `None` when it is refused.
+    fn admit(&mut self, stream: &UnixStream) -> Option<Peer> {
+        let peer = match self.access.check(stream) {
             Ok(peer) => peer,
             Err(peer) => {
                 match peer {
@@ -246,78 +286,48 @@ impl Server {
                     None => log::warn!("refused connection: cannot read the peer's credentials"),
                 }
                 self.store.lock().internal_add(self.selfm.refused_connections, 1, now());
-                return;
+                return None;
             }
         };
         // The kernel's word on the peer process, read now while it is
         // connected: its pid and start time decide later whether it is gone.
         let pid = peer.pid as u32;
         let process = ProcessRef { pid, start_time: procinfo::stat(pid).map_or(0, |s| s.start_time) };
-        let i = self.free.pop().unwrap_or(self.conns.len());
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(i + FIRST_CONN), Interest::READABLE) {
-            log::warn!("cannot register a connection: {e}");
-            self.free.push(i);
-            return;
-        }
-        let conn = Conn { stream, session: Session::for_peer(process), queued: false, writable_armed: false };
-        if i == self.conns.len() {
-            self.conns.push(Some(conn));
-        } else {
-            self.conns[i] = Some(conn);
-        }
+        Some(Peer { session: Session::for_peer(process), queued: false })
     }
 
-    /// Connection `i` has data. Query clients (small requests, waiting for
+    /// A connection has data. Query clients (small requests, waiting for
     /// an answer) are served at once; collectors join the fair queue.
-    fn readable(&mut self, i: usize) {
-        let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-        if !conn.session.is_collector() {
-            self.on_readable(i, usize::MAX);
-        } else if !conn.queued {
-            conn.queued = true;
-            self.ready.push_back(i);
-        }
-    }
-
-    /// Serves queued collectors round-robin, one read each, until the
-    /// round's budget is spent: however much collectors send, the loop comes
-    /// back to poll (and to query clients polling at 1 kHz) within a bounded
-    /// amount of work.
-    fn serve_collectors(&mut self) {
-        let mut budget = READS_PER_ROUND;
-        while budget > 0 {
-            let Some(i) = self.ready.pop_front() else { return };
-            budget -= 1;
-            if let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) {
-                conn.queued = false;
-                self.on_readable(i, 1);
+    fn readable(&mut self, conn: &mut Conn) -> Verdict<Close> {
+        if !conn.state.session.is_collector() {
+            self.read(conn, usize::MAX)
+        } else {
+            if !conn.state.queued {
+                conn.state.queued = true;
+                self.ready.push_back(conn.token());
             }
+            Verdict::Keep
         }
     }
 
-    /// Reads and handles what connection `i` sent, at most `max_reads`
+    /// Reads and handles what a connection sent, at most `max_reads`
     /// reads; a collector with more to read goes back to the queue.
-    fn on_readable(&mut self, i: usize, max_reads: usize) {
-        let mut chunk = std::mem::take(&mut self.chunk);
+    fn read(&mut self, conn: &mut Conn, max_reads: usize) -> Verdict<Close> {
         let mut reads = 0;
         let outcome = loop {
-            let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else {
-                self.chunk = chunk;
-                return;
-            };
             if reads == max_reads {
-                if !conn.queued {
-                    conn.queued = true;
-                    self.ready.push_back(i);
+                if !conn.state.queued {
+                    conn.state.queued = true;
+                    self.ready.push_back(conn.token());
                 }
                 break None;
             }
             reads += 1;
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(&mut self.chunk) {
                 Ok(0) => break Some(Close::Eof),
                 Ok(n) => {
                     let mut store = self.store.lock();
-                    if let Err(end) = conn.session.feed(&chunk[..n], &mut store, now(), &mut self.tally) {
+                    if let Err(end) = conn.state.session.feed(&self.chunk[..n], &mut store, now(), &mut self.tally) {
                         break Some(Close::Session(end));
                     }
                 }
@@ -326,43 +336,35 @@ impl Server {
                 Err(e) => break Some(Close::Io(e)),
             }
         };
-        self.chunk = chunk;
-        self.flush_out(i);
-        if let Some(close) = outcome {
-            self.close(i, close);
+        let flushed = self.flush(conn);
+        match outcome {
+            Some(close) => Verdict::Close(close),
+            None => flushed,
         }
     }
 
-    fn on_writable(&mut self, i: usize) {
-        self.flush_out(i);
-    }
-
-    fn flush_out(&mut self, i: usize) {
-        let Some(conn) = self.conns.get_mut(i).and_then(|c| c.as_mut()) else { return };
-        if conn.session.take_dropped_replies() {
-            log::warn!("{} does not read its replies; dropping them", conn.session.describe());
+    /// Writes what the socket takes of the replies; waits for writability
+    /// while some are left.
+    fn flush(&mut self, conn: &mut Conn) -> Verdict<Close> {
+        let session = &mut conn.state.session;
+        if session.take_dropped_replies() {
+            log::warn!("{} does not read its replies; dropping them", session.describe());
         }
-        let out = conn.session.output();
-        if !crate::nonblock::write_pending(&mut conn.stream, out) {
+        let out = session.output();
+        if !conn::write_pending(&mut conn.stream, out) {
             // The peer is gone; reading will tell us so.
             out.clear();
         }
-        let want_write = !out.is_empty();
-        if want_write != conn.writable_armed {
-            let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            if self.poll.registry().reregister(&mut conn.stream, Token(i + FIRST_CONN), interest).is_ok() {
-                conn.writable_armed = want_write;
-            }
-        }
+        Verdict::Rearm { write: !out.is_empty() }
     }
 
-    fn close(&mut self, i: usize, why: Close) {
-        let Some(mut conn) = self.conns.get_mut(i).and_then(|c| c.take()) else { return };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.free.push(i);
-        let who = conn.session.describe();
+    /// Accounts for a connection closed: logged, counted, its collector
+    /// disconnected from the store.
+    fn close(&mut self, conn: Conn, why: Close) {
+        let mut session = conn.state.session;
+        let who = session.describe();
         let mut store = self.store.lock();
-        let pending = conn.session.pending_input();
+        let pending = session.pending_input();
         match why {
             Close::Eof if pending > 0 => {
                 log::warn!("closing connection of {who}: closed inside a frame, {pending} bytes discarded");
@@ -376,7 +378,7 @@ impl Server {
                 store.internal_add(self.selfm.protocol_errors, 1, now());
             }
         }
-        conn.session.disconnect(&mut store, now());
+        session.disconnect(&mut store, now());
     }
 
     /// Saves the state file when due (or `now`); a failure is logged, and
