@@ -3,14 +3,13 @@
 //! The other users are played with `setpriv`, which needs root (as in CI).
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
 
-use crate::util::{bin, text, Proxy};
+use crate::util::{bin, cmd, tool, Proxy, Run};
 
 /// Runs `tau_metric_client -u SOCKET ARGS` as `uid:gid`.
-fn client_as(uid: u32, gid: u32, p: &Proxy, args: &[&str]) -> Output {
+fn client_as(uid: u32, gid: u32, p: &Proxy, args: &[&str]) -> Run {
     assert!(nix::unistd::geteuid().is_root(), "these tests switch users with setpriv and need root (CI runs as root)");
-    Command::new("setpriv")
+    cmd("setpriv")
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
         .arg("--clear-groups")
@@ -18,8 +17,8 @@ fn client_as(uid: u32, gid: u32, p: &Proxy, args: &[&str]) -> Output {
         .arg("-u")
         .arg(&p.socket)
         .args(args)
-        .output()
-        .expect("setpriv (util-linux)")
+        .hint("setpriv (util-linux)")
+        .run()
 }
 
 /// Lets other users reach the socket file itself.
@@ -32,15 +31,10 @@ fn another_user_cannot_use_an_owner_only_socket() {
     let p = Proxy::start();
     open_dir(&p);
     assert_eq!(std::fs::metadata(&p.socket).unwrap().permissions().mode() & 0o777, 0o600);
-    let out = client_as(65534, 65534, &p, &["-l"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        format!(
-            "tau_metric_client: error: no tau_metric_proxy is running on {}: Permission denied (os error 13)\n",
-            p.socket.display()
-        )
-    );
+    client_as(65534, 65534, &p, &["-l"]).assert_exit(1).assert_stderr(&format!(
+        "tau_metric_client: error: no tau_metric_proxy is running on {}: Permission denied (os error 13)\n",
+        p.socket.display()
+    ));
 }
 
 #[test]
@@ -52,14 +46,13 @@ fn allowed_users_and_groups_get_in_and_others_are_refused_and_counted() {
     // Allowed by uid, then by group.
     for (uid, gid) in [(65534, 65534), (4000, 4242)] {
         let out = client_as(uid, gid, &p, &["-g", "tau_metric_proxy_frames_total", "-f", "txt"]);
-        assert_eq!(out.status.code(), Some(0), "uid {uid}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).starts_with("# name ts value\ntau_metric_proxy_frames_total "));
+        out.assert_exit(0);
+        assert!(out.stdout().starts_with("# name ts value\ntau_metric_proxy_frames_total "), "{out}");
     }
     // Neither: the kernel lets it connect, the proxy refuses it.
     let out = client_as(4001, 4001, &p, &["-l"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.starts_with("tau_metric_client: error: "), "{err}");
+    out.assert_exit(1);
+    assert!(out.stderr().starts_with("tau_metric_client: error: "), "{out}");
     assert!(p.log().contains("refused connection from uid 4001 (pid "), "{}", p.log());
     assert!(p.log().contains("only the proxy's user may connect (see --allow-uid and --allow-group)"));
     assert_eq!(p.value("tau_metric_proxy_refused_connections_total"), 1.0);
@@ -71,8 +64,8 @@ fn unknown_users_and_groups_are_errors() {
         ("--allow-uid", "no-such-user-xyz", "--allow-uid: no such user \"no-such-user-xyz\""),
         ("--allow-group", "no-such-group-xyz", "--allow-group: no such group \"no-such-group-xyz\""),
     ] {
-        let out = Command::new(bin("tau_metric_proxy")).args([flag, name, "-p", "0"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+        let out = tool("tau_metric_proxy").args([flag, name, "-p", "0"]).run();
+        out.assert_exit(1);
+        assert!(out.stderr().contains(message), "{out}");
     }
 }

@@ -1,30 +1,27 @@
 //! `tau_metric_client`, flag by flag, as the original documentation shows it.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use client::{PushConfig, Pusher};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use protocol::Desc;
 
-use crate::util::{bin, text, wait_for, Proxy, TempDir};
+use crate::util::{cmd, tool, wait_for, Proxy, Run, Running, TempDir};
 
 /// A proxy in which `tau_metric_proxy_run` ran `n` times.
 fn proxy_with_runs(n: usize) -> Proxy {
     let p = Proxy::start();
     for _ in 0..n {
-        let st = Command::new(bin("tau_metric_proxy_run")).arg("-u").arg(&p.socket).args(["--", "true"]).status();
-        assert!(st.unwrap().success());
+        p.tool("tau_metric_proxy_run").args(["--", "true"]).run().assert_success();
     }
     p
 }
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
-fn ok(out: &std::process::Output) -> String {
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    text(&out.stdout)
+/// The stdout of a command that exited with status 0.
+fn ok(out: &Run) -> String {
+    out.assert_exit(0).stdout()
 }
 
 #[test]
@@ -66,13 +63,15 @@ fn python_yaml_to_json(yaml: &str) -> serde_json::Value {
     let f = dir.join("in.yaml");
     std::fs::write(&f, yaml).unwrap();
     // Debian's python3, whose PyYAML `cargo xtask test` installs.
-    let out = Command::new("/usr/bin/python3")
+    let out = cmd("/usr/bin/python3")
         .args(["-c", "import sys, json, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)"])
         .arg(&f)
-        .output()
-        .expect("python3 with PyYAML (cargo xtask test installs python3-yaml)");
-    assert!(out.status.success(), "YAML parser failed on:\n{yaml}\n{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+        .hint("python3 with PyYAML (cargo xtask test installs python3-yaml)")
+        .run();
+    if !out.status().success() {
+        out.fail(format_args!("YAML parser failed on:\n{yaml}"));
+    }
+    serde_json::from_slice(out.stdout_bytes()).unwrap()
 }
 
 #[test]
@@ -127,44 +126,27 @@ fn errors_are_one_clear_line() {
         (vec!["-l", "-v"], 2, "tau_metric_client: error: the argument '--list' cannot be used with '--values' (see tau_metric_client --help)".into()),
     ];
     for (args, code, message) in cases {
-        let out = p.client(&args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}");
-        assert_eq!(text(&out.stderr), format!("{message}\n"), "{args:?}");
-        assert_eq!(text(&out.stdout), "", "{args:?}");
+        p.client(&args).assert_exit(code).assert_stderr(&format!("{message}\n")).assert_stdout("");
     }
     let dir = TempDir::new("missing");
     let missing = dir.join("no.sock");
-    let out = Command::new(bin("tau_metric_client")).arg("-u").arg(&missing).arg("-v").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        format!(
-            "tau_metric_client: error: no tau_metric_proxy is running on {}: No such file or directory (os error 2)\n",
-            missing.display()
-        )
-    );
+    tool("tau_metric_client").arg("-u").arg(&missing).arg("-v").run().assert_exit(1).assert_stderr(&format!(
+        "tau_metric_client: error: no tau_metric_proxy is running on {}: No such file or directory (os error 2)\n",
+        missing.display()
+    ));
 }
 
 /// Starts `tau_metric_client ARGS` writing to a file; returns it and the file.
-fn tracker(p: &Proxy, dir: &TempDir, args: &[&str]) -> (std::process::Child, std::path::PathBuf) {
+fn tracker(p: &Proxy, dir: &TempDir, args: &[&str]) -> (Running, std::path::PathBuf) {
     let file = dir.join("track.json");
-    let child = Command::new(bin("tau_metric_client"))
-        .arg("-u")
-        .arg(&p.socket)
-        .args(args)
-        .arg("-o")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = p.tool("tau_metric_client").args(args).arg("-o").arg(&file).spawn();
     (child, file)
 }
 
-fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), text(&out.stdout))
+/// Ctrl+C: SIGINT, then what the tracker did.
+fn interrupt(child: Running) -> Run {
+    child.signal(Signal::SIGINT);
+    child.wait()
 }
 
 #[test]
@@ -186,9 +168,9 @@ fn tracking_writes_valid_json_of_changes_at_1khz() {
     pusher.finish();
     p.wait_value("hot_total", 600.0);
     std::thread::sleep(Duration::from_millis(50));
-    let (code, stdout) = interrupt(child);
-    assert_eq!(code, Some(0));
-    assert_eq!(stdout, format!("Logging in {} interrupt with CTRL + C when done...\n", file.display()));
+    interrupt(child)
+        .assert_exit(0)
+        .assert_stdout(&format!("Logging in {} interrupt with CTRL + C when done...\n", file.display()));
     let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).expect("valid JSON");
     let snapshots = log.as_array().unwrap();
     let mut last = 0;
@@ -213,15 +195,13 @@ fn track_all_lists_non_null_series_then_only_changes() {
         std::fs::read_to_string(&file).ok().filter(|s| s.contains("tau_metric_proxy_run_total"))
     });
     assert!(started.is_some(), "the tracker wrote no first snapshot");
-    let st = Command::new(bin("tau_metric_proxy_run")).arg("-u").arg(&p.socket).args(["--", "true"]).status();
-    assert!(st.unwrap().success());
+    p.tool("tau_metric_proxy_run").args(["--", "true"]).run().assert_success();
     // The series appears a second time once the tracker saw it change.
     let seen = wait_for(Duration::from_secs(10), || {
         std::fs::read_to_string(&file).ok().filter(|s| s.matches("tau_metric_proxy_run_total").count() >= 2)
     });
     assert!(seen.is_some(), "the tracker never wrote the change");
-    let (code, _) = interrupt(child);
-    assert_eq!(code, Some(0));
+    interrupt(child).assert_exit(0);
     let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let snaps = log.as_array().unwrap();
     let first: Vec<&str> = snaps[0].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -242,18 +222,14 @@ fn tracking_with_nothing_changed_is_still_valid_json() {
     let dir = TempDir::new("empty");
     let (child, file) = tracker(&p, &dir, &["-T", "absent_total", "-F", "100"]);
     wait_for(Duration::from_secs(10), || std::fs::read_to_string(&file).ok().filter(|s| s.starts_with('[')));
-    let (code, _) = interrupt(child);
-    assert_eq!(code, Some(0));
+    interrupt(child).assert_exit(0);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[\n]\n");
 }
 
 #[test]
 fn the_frequency_belongs_to_tracking() {
     let p = proxy_with_runs(0);
-    let out = p.client(&["-l", "-F", "10"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "tau_metric_client: error: the following required arguments were not provided: <--track|--track-list <TRACK_LIST>> (see tau_metric_client --help)\n"
+    p.client(&["-l", "-F", "10"]).assert_exit(2).assert_stderr(
+        "tau_metric_client: error: the following required arguments were not provided: <--track|--track-list <TRACK_LIST>> (see tau_metric_client --help)\n",
     );
 }

@@ -8,7 +8,7 @@ use client::{PushConfig, PushState, Pusher};
 use nix::sys::signal::Signal;
 use protocol::{Desc, Request, Role, Sample, Value, MAX_FRAME, VERSION};
 
-use crate::util::{bin, identity, text, Proxy, RawPeer, TempDir};
+use crate::util::{bin, identity, tool, wait_for, Proxy, RawPeer, TempDir};
 
 fn line_pattern_ok(line: &str, message_prefix: &str) -> bool {
     // `INFO (module:line): message`, as the original daemon printed.
@@ -50,7 +50,7 @@ fn default_socket_path_follows_the_environment_variable() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let up = crate::util::wait_for(Duration::from_secs(10), || socket.exists().then_some(()));
+    let up = wait_for(Duration::from_secs(10), || socket.exists().then_some(()));
     let _ = child.kill();
     let _ = child.wait();
     assert!(up.is_some(), "daemon did not bind {}", socket.display());
@@ -59,18 +59,13 @@ fn default_socket_path_follows_the_environment_variable() {
 #[test]
 fn a_live_proxy_is_never_stolen() {
     let p = Proxy::start();
-    let out = Command::new(bin("tau_metric_proxy"))
-        .arg("-u")
-        .arg(&p.socket)
-        .args(["-p", "0", "--bind", "127.0.0.1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.contains(&format!("another tau_metric_proxy is already running on {}", p.socket.display())), "{err}");
-    assert!(!err.contains("now listening"), "must fail before taking a port: {err}");
+    let out = p.tool("tau_metric_proxy").args(["-p", "0", "--bind", "127.0.0.1"]).run();
+    out.assert_exit(1);
+    let err = out.stderr();
+    assert!(err.contains(&format!("another tau_metric_proxy is already running on {}", p.socket.display())), "{out}");
+    assert!(!err.contains("now listening"), "must fail before taking a port: {out}");
     // The first one still serves.
-    assert_eq!(p.client(&["-l", "-f", "txt"]).status.code(), Some(0));
+    p.client(&["-l", "-f", "txt"]).assert_exit(0);
 }
 
 #[test]
@@ -80,7 +75,7 @@ fn a_stale_socket_is_replaced() {
     assert!(p.socket.exists());
     let p = p.restart();
     assert!(p.log().contains(&format!("removing stale socket {}", p.socket.display())), "{}", p.log());
-    assert_eq!(p.client(&["-l"]).status.code(), Some(0));
+    p.client(&["-l"]).assert_exit(0);
 }
 
 #[test]
@@ -88,12 +83,11 @@ fn a_path_that_is_not_a_socket_is_left_alone() {
     let dir = TempDir::new("notsock");
     let path = dir.join("file");
     std::fs::write(&path, "precious").unwrap();
-    let out = Command::new(bin("tau_metric_proxy")).arg("-u").arg(&path).args(["-p", "0"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let out = tool("tau_metric_proxy").arg("-u").arg(&path).args(["-p", "0"]).run();
+    out.assert_exit(1);
     assert!(
-        text(&out.stderr).contains(&format!("{} exists and is not a socket; refusing to replace it", path.display())),
-        "{}",
-        text(&out.stderr)
+        out.stderr().contains(&format!("{} exists and is not a socket; refusing to replace it", path.display())),
+        "{out}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
@@ -112,11 +106,11 @@ fn sigterm_and_sigint_stop_cleanly_and_remove_the_socket() {
 
 #[test]
 fn bad_flags_give_one_line_and_status_2() {
-    let out = Command::new(bin("tau_metric_proxy")).args(["--port", "notaport"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("tau_metric_proxy: error: invalid value 'notaport' for '--port <PORT>'"), "{err}");
+    let out = tool("tau_metric_proxy").args(["--port", "notaport"]).run();
+    out.assert_exit(2);
+    let err = out.stderr();
+    assert_eq!(err.lines().count(), 1, "{out}");
+    assert!(err.starts_with("tau_metric_proxy: error: invalid value 'notaport' for '--port <PORT>'"), "{out}");
 }
 
 fn counter(name: &str) -> Desc {
@@ -203,16 +197,12 @@ fn a_client_of_another_version_gets_a_clear_error() {
         mine[4..6].copy_from_slice(&7u16.to_le_bytes());
         s.write_all(&mine).unwrap();
     });
-    let out = Command::new(bin("tau_metric_client")).arg("-u").arg(&path).arg("-l").output().unwrap();
+    let out = tool("tau_metric_client").arg("-u").arg(&path).arg("-l").run();
     server.join().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        format!(
-            "tau_metric_client: error: handshake with tau_metric_proxy failed: protocol version mismatch: \
-             this side speaks version {VERSION}, the peer speaks version 7\n"
-        )
-    );
+    out.assert_exit(1).assert_stderr(&format!(
+        "tau_metric_client: error: handshake with tau_metric_proxy failed: protocol version mismatch: \
+         this side speaks version {VERSION}, the peer speaks version 7\n"
+    ));
 }
 
 #[test]
@@ -250,7 +240,7 @@ fn a_restarted_daemon_gets_every_total_once() {
     let p = p.restart();
     pusher.add(id, 5);
     // The first flush finds the old connection dead; a later one reconnects.
-    let state = crate::util::wait_for(Duration::from_secs(10), || {
+    let state = wait_for(Duration::from_secs(10), || {
         (pusher.flush() == PushState::Sent && pusher.is_connected()).then_some(())
     });
     assert!(state.is_some());
@@ -328,12 +318,11 @@ fn a_symlink_or_another_users_socket_is_never_replaced() {
     std::fs::write(&target, "precious").unwrap();
     let link = dir.join("link.sock");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = Command::new(bin("tau_metric_proxy")).arg("-u").arg(&link).args(["-p", "0"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let out = tool("tau_metric_proxy").arg("-u").arg(&link).args(["-p", "0"]).run();
+    out.assert_exit(1);
     assert!(
-        text(&out.stderr).contains(&format!("{} exists and is not a socket; refusing to replace it", link.display())),
-        "{}",
-        text(&out.stderr)
+        out.stderr().contains(&format!("{} exists and is not a socket; refusing to replace it", link.display())),
+        "{out}"
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
@@ -346,13 +335,12 @@ fn a_symlink_or_another_users_socket_is_never_replaced() {
     let theirs = dir.join("theirs.sock");
     drop(std::os::unix::net::UnixListener::bind(&theirs).unwrap());
     nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let out = Command::new(bin("tau_metric_proxy")).arg("-u").arg(&theirs).args(["-p", "0"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let out = tool("tau_metric_proxy").arg("-u").arg(&theirs).args(["-p", "0"]).run();
+    out.assert_exit(1);
     assert!(
-        text(&out.stderr)
+        out.stderr()
             .contains(&format!("{} belongs to uid 65534, not to uid 0; refusing to replace it", theirs.display())),
-        "{}",
-        text(&out.stderr)
+        "{out}"
     );
     assert!(theirs.exists());
 }

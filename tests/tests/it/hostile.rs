@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use protocol::{encode_frame, Desc, Preamble, Reply, Request, Role, Sample, Value, MAX_FRAME, PREAMBLE_LEN, VERSION};
 
-use crate::util::{identity, Proxy, RawPeer};
+use crate::util::{identity, wait_for, Proxy, RawPeer};
 
 /// What the daemon must do with a case.
 enum Expect {
@@ -135,7 +135,7 @@ fn each_bad_input_has_its_outcome_and_harms_no_one_else() {
                 let _ = s.read_to_end(&mut got); // returns once the daemon closed
                 protocol_errors += 1.0;
                 let want = protocol_errors;
-                let log = crate::util::wait_for(Duration::from_secs(10), || {
+                let log = wait_for(Duration::from_secs(10), || {
                     let log = p.log();
                     (log.contains(log_part) && p.value("tau_metric_proxy_protocol_errors_total") == want).then_some(log)
                 });

@@ -1,11 +1,10 @@
 //! The HTTP endpoint Prometheus scrapes.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 
 use protocol::{Desc, Request, Role, Sample, Scale, Value};
 
-use crate::util::{http_get, http_raw, identity, text, Proxy, RawPeer};
+use crate::util::{http_get, http_raw, identity, promtool, Proxy, RawPeer, Run};
 
 /// A proxy holding a few awkward series: labels needing escapes, a
 /// nanosecond counter, a gauge, a huge integer.
@@ -76,28 +75,22 @@ fn openmetrics_when_the_scraper_asks() {
 
 /// `promtool check metrics` reads the page on stdin; it prints lint
 /// problems and exits non-zero on any.
-fn promtool_check(body: &str) -> (Option<i32>, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (cargo xtask test installs it)");
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.code(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+fn promtool_check(body: &str) -> Run {
+    promtool(&["check", "metrics"]).input(body).run()
 }
 
 #[test]
 fn promtool_accepts_the_page() {
     let (p, _c) = populated();
     let body = p.metrics_text();
-    assert_eq!(promtool_check(&body), (Some(0), String::new()), "page:\n{body}");
+    let check = promtool_check(&body);
+    if check.code() != Some(0) || !check.combined().is_empty() {
+        check.fail(format_args!("expected status 0 and no complaint about the page:\n{body}"));
+    }
     // promtool does complain about a bad page: the check is real.
-    let (code, complaint) = promtool_check("# TYPE hits counter\nhits 1\n");
-    assert_eq!(code, Some(3));
-    assert!(complaint.contains("counter metrics should have \"_total\" suffix"), "{complaint}");
+    let bad = promtool_check("# TYPE hits counter\nhits 1\n");
+    bad.assert_exit(3);
+    assert!(bad.combined().contains("counter metrics should have \"_total\" suffix"), "{bad}");
 }
 
 #[test]

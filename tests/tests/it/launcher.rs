@@ -1,26 +1,23 @@
 //! `tau_metric_proxy_run` without collectors: statuses, counting, environment.
 
-use std::process::Command;
+use nix::sys::signal::Signal;
 
-use crate::util::{bin, text, Proxy, TempDir};
+use crate::util::{bin, cmd, tool, Proxy, Run, TempDir};
 
-fn run(socket: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin("tau_metric_proxy_run")).arg("-u").arg(socket).args(args).output().unwrap()
+fn run(socket: &std::path::Path, args: &[&str]) -> Run {
+    tool("tau_metric_proxy_run").arg("-u").arg(socket).args(args).run()
 }
 
 #[test]
 fn exit_status_is_the_commands() {
     let p = Proxy::start();
-    assert_eq!(run(&p.socket, &["--", "sh", "-c", "exit 3"]).status.code(), Some(3));
-    assert_eq!(run(&p.socket, &["--", "true"]).status.code(), Some(0));
+    run(&p.socket, &["--", "sh", "-c", "exit 3"]).assert_exit(3);
+    run(&p.socket, &["--", "true"]).assert_exit(0);
     // Killed by signal N: 128+N.
-    assert_eq!(run(&p.socket, &["--", "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
-    assert_eq!(run(&p.socket, &["--", "sh", "-c", "kill -KILL $$"]).status.code(), Some(128 + 9));
-    let out = run(&p.socket, &["--", "/nonexistent/program"]);
-    assert_eq!(out.status.code(), Some(127));
-    assert_eq!(
-        text(&out.stderr),
-        "tau_metric_proxy_run: error: cannot run /nonexistent/program: No such file or directory (os error 2)\n"
+    run(&p.socket, &["--", "sh", "-c", "kill -TERM $$"]).assert_exit(128 + 15);
+    run(&p.socket, &["--", "sh", "-c", "kill -KILL $$"]).assert_exit(128 + 9);
+    run(&p.socket, &["--", "/nonexistent/program"]).assert_exit(127).assert_stderr(
+        "tau_metric_proxy_run: error: cannot run /nonexistent/program: No such file or directory (os error 2)\n",
     );
     assert_eq!(p.wait_value("tau_metric_proxy_run_total{operation=\"exec\"}", 5.0), 5.0);
 }
@@ -28,69 +25,53 @@ fn exit_status_is_the_commands() {
 #[test]
 fn the_command_sees_the_socket_and_its_own_io() {
     let p = Proxy::start();
-    let out = run(&p.socket, &["--", "sh", "-c", "echo \"$TAU_METRIC_PROXY\"; echo err >&2"]);
-    assert_eq!(text(&out.stdout), format!("{}\n", p.socket.display()));
-    assert_eq!(text(&out.stderr), "err\n");
+    run(&p.socket, &["--", "sh", "-c", "echo \"$TAU_METRIC_PROXY\"; echo err >&2"])
+        .assert_stdout(&format!("{}\n", p.socket.display()))
+        .assert_stderr("err\n");
 }
 
 #[test]
 fn without_a_proxy_the_command_runs_unchanged() {
     let dir = TempDir::new("noproxy");
     let socket = dir.join("absent.sock");
-    let out = run(&socket, &["--", "sh", "-c", "echo hello; exit 4"]);
-    assert_eq!((out.status.code(), text(&out.stdout), text(&out.stderr)), (Some(4), "hello\n".into(), String::new()));
-    let out = run(&socket, &["-v", "--", "true"]);
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        text(&out.stderr),
-        format!(
-            "tau_metric_proxy_run: tau_metric_proxy not found on {}: the command runs without it (collectors push once it starts)\n\
-             tau_metric_proxy_run: running true\n",
-            socket.display()
-        )
-    );
+    run(&socket, &["--", "sh", "-c", "echo hello; exit 4"]).assert_exit(4).assert_stdout("hello\n").assert_stderr("");
+    run(&socket, &["-v", "--", "true"]).assert_exit(0).assert_stderr(&format!(
+        "tau_metric_proxy_run: tau_metric_proxy not found on {}: the command runs without it (collectors push once it starts)\n\
+         tau_metric_proxy_run: running true\n",
+        socket.display()
+    ));
 }
 
 #[test]
 fn relays_signals_sent_to_it() {
     let p = Proxy::start();
-    let mut child = Command::new(bin("tau_metric_proxy_run"))
-        .arg("-u")
-        .arg(&p.socket)
+    let mut child = p
+        .tool("tau_metric_proxy_run")
         .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.01; done"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     // Signal only once the trap is in place.
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!((status.code(), rest.as_str()), (Some(7), "got TERM\n"));
+    assert_eq!(child.read_line(), "ready\n");
+    child.signal(Signal::SIGTERM);
+    child.wait().assert_exit(7).assert_stdout("ready\ngot TERM\n");
 }
 
 #[test]
 fn usage_errors() {
     let dir = TempDir::new("usage");
     let socket = dir.join("s.sock");
-    let out = run(&socket, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "tau_metric_proxy_run: error: no command given: tau_metric_proxy_run [-m] [-s] -- COMMAND (see tau_metric_proxy_run --help)\n"
+    run(&socket, &[]).assert_exit(2).assert_stderr(
+        "tau_metric_proxy_run: error: no command given: tau_metric_proxy_run [-m] [-s] -- COMMAND (see tau_metric_proxy_run --help)\n",
     );
-    let out = run(&socket, &["-S", "12", "-m"]);
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(bin("tau_metric_proxy_run")).arg("-h").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stdout).starts_with(
-        "tau_metric_proxy_run -m -s -v -h -u [PATH] -S [PID] -- [COMMAND]\n\n\
-         Wrapper to run commands instrumented for the tau_metric_proxy.\n\n-m: enable MPI profiling\n"
-    ));
+    run(&socket, &["-S", "12", "-m"]).assert_exit(2);
+    let out = tool("tau_metric_proxy_run").arg("-h").run();
+    out.assert_exit(0);
+    assert!(
+        out.stdout().starts_with(
+            "tau_metric_proxy_run -m -s -v -h -u [PATH] -S [PID] -- [COMMAND]\n\n\
+             Wrapper to run commands instrumented for the tau_metric_proxy.\n\n-m: enable MPI profiling\n"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -99,7 +80,7 @@ fn with_m_and_s_the_shim_is_preloaded_into_the_command_not_the_tracer() {
     // sh's parent is tau_strace: its environment must not preload the shim.
     let script = "case \"$LD_PRELOAD\" in *libtau_pmpi_openmpi.so*) echo command-preloaded;; esac; \
                   tr '\\0' '\\n' < /proc/$PPID/environ | grep -c '^LD_PRELOAD=.*libtau_pmpi' || true";
-    let out = Command::new("mpirun.openmpi")
+    cmd("mpirun.openmpi")
         .args(["-np", "1", "--oversubscribe"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -107,10 +88,9 @@ fn with_m_and_s_the_shim_is_preloaded_into_the_command_not_the_tracer() {
         .arg("-u")
         .arg(&p.socket)
         .args(["-m", "-s", "--", "sh", "-c", script])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "command-preloaded\n0\n");
+        .run()
+        .assert_exit(0)
+        .assert_stdout("command-preloaded\n0\n");
 }
 
 #[test]
@@ -127,17 +107,16 @@ fn a_copied_tree_finds_its_tracer_and_shim_relative_to_itself() {
     let run = tree.join("bin/tau_metric_proxy_run");
     let p = Proxy::start();
 
-    let out = Command::new(&run)
+    cmd(&run)
         .arg("-u")
         .arg(&p.socket)
         .args(["-s", "--", "/bin/true"])
         .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        .run()
+        .assert_exit(0);
     assert_eq!(p.wait_value("strace_hits_total{scall=\"execve\"}", 1.0), 1.0);
 
-    let out = Command::new("mpirun.openmpi")
+    let out = cmd("mpirun.openmpi")
         .args(["-np", "1", "--oversubscribe"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -145,21 +124,17 @@ fn a_copied_tree_finds_its_tracer_and_shim_relative_to_itself() {
         .arg("-u")
         .arg(&p.socket)
         .args(["-m", "-v", "--", "/bin/true"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        .run();
+    out.assert_exit(0);
     let preloading = format!("preloading {}", tree.join("lib/libtau_pmpi_openmpi.so").display());
-    assert!(text(&out.stderr).contains(&preloading), "{}", text(&out.stderr));
+    assert!(out.stderr().contains(&preloading), "{out}");
 }
 
 #[test]
 fn attach_mode_warns_that_the_command_is_ignored() {
     let dir = TempDir::new("attach-cmd");
-    let out = run(&dir.join("none.sock"), &["-S", "999999", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
+    run(&dir.join("none.sock"), &["-S", "999999", "--", "true"]).assert_exit(1).assert_stderr(
         "tau_metric_proxy_run: warning: -S attaches to process 999999: ignoring COMMAND\n\
-         tau_strace: no process 999999: No such file or directory (os error 2)\n"
+         tau_strace: no process 999999: No such file or directory (os error 2)\n",
     );
 }

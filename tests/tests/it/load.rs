@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use protocol::{encode_frame, Desc, Identity, Preamble, Request, Role, Sample, Value, PREAMBLE_LEN};
 
-use crate::util::{bin, http_get, Proxy, TempDir};
+use crate::util::{http_get, wait_for, Proxy, TempDir};
 
 /// Lets this test process hold a few thousand sockets.
 fn raise_fd_limit() {
@@ -61,15 +60,11 @@ fn a_thousand_collectors_under_scrapes_and_1khz_tracking_sum_exactly() {
     let idle_rss = rss_mib(p.pid());
     let dir = TempDir::new("load-track");
     let track_file = dir.join("track.json");
-    let tracker = Command::new(bin("tau_metric_client"))
-        .arg("-u")
-        .arg(&p.socket)
+    let tracker = p
+        .tool("tau_metric_client")
         .args(["-T", "load_total{series=\"0\"}", "-F", "1000", "-o"])
         .arg(&track_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
 
     let done = Arc::new(AtomicBool::new(false));
     let scraper = {
@@ -136,9 +131,8 @@ fn a_thousand_collectors_under_scrapes_and_1khz_tracking_sum_exactly() {
     lat.sort();
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
 
-    kill(Pid::from_raw(tracker.id() as i32), Signal::SIGINT).unwrap();
-    let out = tracker.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    tracker.signal(Signal::SIGINT);
+    tracker.wait().assert_exit(0);
     let track: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&track_file).unwrap()).unwrap();
     let last = track.as_array().unwrap().last().unwrap().as_array().unwrap()[0]["value"].as_u64().unwrap();
     assert_eq!(last, per_series, "the 1 kHz tracker saw the final total");
@@ -228,7 +222,7 @@ fn a_full_listen_queue_of_a_stopped_daemon_does_not_block_collectors() {
     assert!(took < Duration::from_secs(2), "a flush blocked for {took:?}");
     drop(queued);
     // Once the daemon runs again, the count arrives.
-    let sent = crate::util::wait_for(Duration::from_secs(10), || {
+    let sent = wait_for(Duration::from_secs(10), || {
         (pusher.flush() == client::PushState::Sent && pusher.is_connected()).then_some(())
     });
     assert!(sent.is_some());

@@ -5,9 +5,13 @@
 // Helpers are `pub` for the sibling modules; nothing is exported further.
 #![allow(unreachable_pub)]
 
-/// Helpers: locate binaries, start a real daemon, query it, raw protocol peers.
+/// Helpers, the only thing test modules import: commands whose failed
+/// checks show everything, a real daemon, MPI, raw protocol peers, HTTP.
 #[allow(dead_code)] // each test module uses a different subset
 mod util;
+
+/// The helpers: what a failed check on a command reports, hung commands.
+mod harness;
 
 /// The daemon: start-up, socket ownership, signals, bad frames, reconnection.
 mod daemon;
@@ -39,8 +43,11 @@ mod launcher;
 /// `tau_strace`: counts against real strace, bytes, signals, attach/detach, absent or late proxy.
 mod strace;
 
-/// A real Prometheus scraping proxies, the config generator, recording rules, systemd units.
+/// A real Prometheus scraping proxies, configured by the generator with the shipped rules.
 mod prometheus;
+
+/// What an operator installs: the config generator and recording rules under promtool, systemd units.
+mod deploy;
 
 /// The PMPI shim under real mpirun (Open MPI and MPICH): exact counts and bytes, absent/late/stalled proxy, fork.
 mod mpi;

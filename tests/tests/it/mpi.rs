@@ -8,92 +8,22 @@
 //! byte rules documented in the shim's crate docs.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::util::{bin, text, wait_for, Proxy, TempDir};
+use crate::util::{cmd, mpi_test, serial, wait_for, Mpi, Proxy, Run, TempDir, TestCommand, MPICH, OPENMPI};
 
-/// One MPI implementation as Debian installs it.
-#[derive(Clone, Copy)]
-pub struct Mpi {
-    pub name: &'static str,
-}
-
-pub const OPENMPI: Mpi = Mpi { name: "openmpi" };
-pub const MPICH: Mpi = Mpi { name: "mpich" };
-
-/// The MPI runs share 2 cores: one at a time keeps each run short.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Mpi {
-    pub fn shim(self) -> PathBuf {
-        let launcher = bin("tau_metric_proxy_run");
-        let shim = launcher.parent().unwrap().join("lib").join(format!("libtau_pmpi_{}.so", self.name));
-        assert!(shim.is_file(), "{} is missing: run `cargo xtask test`, which builds the shims", shim.display());
-        shim
-    }
-
-    /// `tests/c/<name>.c` compiled with this implementation's mpicc (once per test run).
-    pub fn program(self, name: &str) -> PathBuf {
-        self.build(name, &format!("mpicc.{}", self.name), &[])
-    }
-
-    /// `tests/c/<name>.c` built with `cc` and `flags` (once per test run).
-    fn build(self, name: &str, cc: &str, flags: &[&str]) -> PathBuf {
-        static DIR: OnceLock<TempDir> = OnceLock::new();
-        static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
-        let dir = DIR.get_or_init(|| TempDir::new("mpi-programs"));
-        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-        let key = format!("{name}_{}{}", self.name, if flags.contains(&"-shared") { ".so" } else { "" });
-        if let Some(p) = built.get(&key) {
-            return p.clone();
-        }
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
-        let exe = dir.join(&key);
-        let out = Command::new(cc)
-            .args(["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread"])
-            .args(flags)
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("run mpicc");
-        assert!(out.status.success(), "{cc} {}: {}", src.display(), text(&out.stderr));
-        built.insert(key, exe.clone());
-        exe
-    }
-
-    /// `mpirun` with `np` ranks running `args`, through the launcher with
-    /// `-m` when `socket` is given.
-    pub fn mpirun(self, np: usize, socket: Option<&Path>, args: &[&std::ffi::OsStr]) -> Command {
-        let mut cmd = Command::new(format!("mpirun.{}", self.name));
-        if self.name == "openmpi" {
-            // Root in containers; more ranks than cores.
-            cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1").arg("--oversubscribe");
-        }
-        cmd.arg("-np").arg(np.to_string());
-        if let Some(socket) = socket {
-            cmd.arg(bin("tau_metric_proxy_run")).arg("-u").arg(socket).args(["-m", "--"]);
-        }
-        cmd.args(args).stdin(Stdio::null());
-        cmd
-    }
-
-    fn families(self, socket: Option<&Path>, io: &TempDir, extra: &[&str]) -> Command {
-        let prog = self.program("mpi_families");
-        let mut args: Vec<&std::ffi::OsStr> = vec![prog.as_os_str(), io.path().as_os_str()];
-        args.extend(extra.iter().map(std::ffi::OsStr::new));
-        self.mpirun(4, socket, &args)
-    }
+/// `mpi_families` on 4 ranks, writing its MPI-IO file in `io`, through
+/// the launcher with `-m` when `socket` is given.
+fn families(mpi: Mpi, socket: Option<&Path>, io: &TempDir, extra: &[&str]) -> TestCommand {
+    let prog = mpi.program("mpi_families");
+    let mut args: Vec<&OsStr> = vec![prog.as_os_str(), io.path().as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    mpi.mpirun(4, socket, &args)
 }
 
 /// Every call and byte `mpi_families` makes on 4 ranks, keyed as the proxy lists them.
@@ -228,149 +158,79 @@ fn assert_times(p: &Proxy, want: &BTreeMap<String, f64>) {
     assert!(times["{function=\"MPI_Barrier\"}"] > 0.0, "{times:?}");
 }
 
-fn run(mut cmd: Command) -> Output {
-    cmd.output().expect("run mpirun")
+/// The run ended well and printed what `mpi_families` prints.
+fn assert_done(out: &Run) {
+    out.assert_success().assert_stdout("mpi_families: 4 ranks done\n");
 }
 
-fn assert_done(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert_eq!(text(&out.stdout), "mpi_families: 4 ranks done\n", "{what}");
-}
-
-fn every_family_counted_exactly(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let p = Proxy::start();
-    let io = TempDir::new("mpi-io");
-    let out = run(mpi.families(Some(&p.socket), &io, &[]));
-    assert_done(&out, "instrumented run");
-    // The shim adds nothing to the program's output.
-    assert_eq!(text(&out.stderr), "");
-    let want = expected(mpi, false);
-    assert_counts(&p, &want);
-    assert_times(&p, &want);
-}
-
-#[test]
-fn openmpi_every_family_counted_exactly() {
-    every_family_counted_exactly(OPENMPI);
-}
-
-#[test]
-fn mpich_every_family_counted_exactly() {
-    every_family_counted_exactly(MPICH);
-}
-
-fn proxy_absent_changes_nothing(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let dir = TempDir::new("mpi-absent");
-    let absent = dir.join("absent.sock");
-    let io = TempDir::new("mpi-io");
-    let bare = run(mpi.families(None, &io, &["exit=3"]));
-    let instrumented = run(mpi.families(Some(&absent), &io, &["exit=3"]));
-    assert_eq!(bare.status.code(), Some(3), "bare run: {}", text(&bare.stderr));
-    assert_eq!(instrumented.status.code(), Some(3), "instrumented run: {}", text(&instrumented.stderr));
-    assert_eq!(text(&instrumented.stdout), text(&bare.stdout));
-    assert_eq!(text(&bare.stdout), "mpi_families: 4 ranks done\n");
-}
-
-#[test]
-fn openmpi_proxy_absent_changes_nothing() {
-    proxy_absent_changes_nothing(OPENMPI);
-}
-
-#[test]
-fn mpich_proxy_absent_changes_nothing() {
-    proxy_absent_changes_nothing(MPICH);
-}
-
-fn proxy_started_later_loses_nothing(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let dir = TempDir::new("mpi-late");
-    let socket = dir.join("late.sock");
-    let go = dir.join("go");
-    let io = TempDir::new("mpi-io");
-    let wait_arg = format!("wait={}", go.display());
-    let child =
-        mpi.families(Some(&socket), &io, &[&wait_arg]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // The ranks communicate with no proxy, then rank 0 waits for `go`.
-    std::thread::sleep(Duration::from_millis(500));
-    let p = Proxy::start_at(dir, socket, &[]);
-    // Periodic pushes reconnect and deliver what was counted meanwhile,
-    // while the program still runs.
-    assert_eq!(p.wait_value("mpi_hits_total{function=\"MPI_Init\"}", 4.0), 4.0);
-    std::fs::write(&go, "").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_done(&out, "late proxy run");
-    assert_counts(&p, &expected(mpi, false));
-}
-
-#[test]
-fn openmpi_proxy_started_later_loses_nothing() {
-    proxy_started_later_loses_nothing(OPENMPI);
-}
-
-#[test]
-fn mpich_proxy_started_later_loses_nothing() {
-    proxy_started_later_loses_nothing(MPICH);
-}
-
-fn stalled_proxy_does_not_hang_the_program(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let p = Proxy::start();
-    kill(Pid::from_raw(p.pid()), Signal::SIGSTOP).unwrap();
-    let io = TempDir::new("mpi-io");
-    let mut child =
-        mpi.families(Some(&p.socket), &io, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // A hang detector, not a timing: every wait on the proxy is bounded.
-    let finished = wait_for(Duration::from_secs(120), || child.try_wait().unwrap());
-    if finished.is_none() {
-        let _ = child.kill();
+mpi_test! {
+    fn openmpi_every_family_counted_exactly, mpich_every_family_counted_exactly(mpi) {
+        let p = Proxy::start();
+        let io = TempDir::new("mpi-io");
+        let out = families(mpi, Some(&p.socket), &io, &[]).run();
+        assert_done(&out);
+        // The shim adds nothing to the program's output.
+        out.assert_stderr("");
+        let want = expected(mpi, false);
+        assert_counts(&p, &want);
+        assert_times(&p, &want);
     }
-    kill(Pid::from_raw(p.pid()), Signal::SIGCONT).unwrap();
-    assert!(finished.is_some(), "the program hung on a stopped proxy");
-    let out = child.wait_with_output().unwrap();
-    assert_done(&out, "run with a stopped proxy");
 }
 
-#[test]
-fn openmpi_stalled_proxy_does_not_hang_the_program() {
-    stalled_proxy_does_not_hang_the_program(OPENMPI);
+mpi_test! {
+    fn openmpi_proxy_absent_changes_nothing, mpich_proxy_absent_changes_nothing(mpi) {
+        let dir = TempDir::new("mpi-absent");
+        let absent = dir.join("absent.sock");
+        let io = TempDir::new("mpi-io");
+        let bare = families(mpi, None, &io, &["exit=3"]).run();
+        let instrumented = families(mpi, Some(&absent), &io, &["exit=3"]).run();
+        bare.assert_exit(3);
+        instrumented.assert_exit(3);
+        instrumented.assert_stdout(&bare.stdout());
+        bare.assert_stdout("mpi_families: 4 ranks done\n");
+    }
 }
 
-#[test]
-fn mpich_stalled_proxy_does_not_hang_the_program() {
-    stalled_proxy_does_not_hang_the_program(MPICH);
+mpi_test! {
+    fn openmpi_proxy_started_later_loses_nothing, mpich_proxy_started_later_loses_nothing(mpi) {
+        let dir = TempDir::new("mpi-late");
+        let socket = dir.join("late.sock");
+        let go = dir.join("go");
+        let io = TempDir::new("mpi-io");
+        let wait_arg = format!("wait={}", go.display());
+        let child = families(mpi, Some(&socket), &io, &[&wait_arg]).spawn();
+        // The ranks communicate with no proxy, then rank 0 waits for `go`.
+        std::thread::sleep(Duration::from_millis(500));
+        let p = Proxy::start_at(dir, socket, &[]);
+        // Periodic pushes reconnect and deliver what was counted meanwhile,
+        // while the program still runs.
+        assert_eq!(p.wait_value("mpi_hits_total{function=\"MPI_Init\"}", 4.0), 4.0);
+        std::fs::write(&go, "").unwrap();
+        assert_done(&child.wait());
+        assert_counts(&p, &expected(mpi, false));
+    }
 }
 
-fn fork_in_a_rank_counts_the_child_once(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let p = Proxy::start();
-    let io = TempDir::new("mpi-io");
-    let out = run(mpi.families(Some(&p.socket), &io, &["fork"]));
-    assert_done(&out, "run with a fork in rank 0");
-    // The child's 5 calls are added once; nothing of the parent is sent twice.
-    assert_counts(&p, &expected(mpi, true));
+mpi_test! {
+    fn openmpi_stalled_proxy_does_not_hang_the_program, mpich_stalled_proxy_does_not_hang_the_program(mpi) {
+        let p = Proxy::start();
+        kill(Pid::from_raw(p.pid()), Signal::SIGSTOP).unwrap();
+        let io = TempDir::new("mpi-io");
+        // A hang detector, not a timing: every wait on the proxy is bounded.
+        let out = families(mpi, Some(&p.socket), &io, &[]).spawn().finish_within(Duration::from_secs(120));
+        kill(Pid::from_raw(p.pid()), Signal::SIGCONT).unwrap();
+        assert_done(&out);
+    }
 }
 
-#[test]
-fn openmpi_fork_in_a_rank_counts_the_child_once() {
-    fork_in_a_rank_counts_the_child_once(OPENMPI);
-}
-
-#[test]
-fn mpich_fork_in_a_rank_counts_the_child_once() {
-    fork_in_a_rank_counts_the_child_once(MPICH);
+mpi_test! {
+    fn openmpi_fork_in_a_rank_counts_the_child_once, mpich_fork_in_a_rank_counts_the_child_once(mpi) {
+        let p = Proxy::start();
+        let io = TempDir::new("mpi-io");
+        assert_done(&families(mpi, Some(&p.socket), &io, &["fork"]).run());
+        // The child's 5 calls are added once; nothing of the parent is sent twice.
+        assert_counts(&p, &expected(mpi, true));
+    }
 }
 
 #[test]
@@ -381,87 +241,62 @@ fn non_mpi_programs_preloaded_run_unaffected() {
         let shim = mpi.shim();
         // Directly preloaded: same output, same status, nothing pushed.
         let script = "echo out; echo err >&2; ls / > /dev/null; exit 5";
-        let bare = Command::new("sh").args(["-c", script]).output().unwrap();
-        let preloaded = Command::new("sh")
-            .args(["-c", script])
-            .env("LD_PRELOAD", &shim)
-            .env("TAU_METRIC_PROXY", &p.socket)
-            .output()
-            .unwrap();
-        assert_eq!(preloaded.status.code(), Some(5), "{}", mpi.name);
-        assert_eq!((text(&preloaded.stdout), text(&preloaded.stderr)), (text(&bare.stdout), text(&bare.stderr)));
+        let bare = cmd("sh").args(["-c", script]).run();
+        let preloaded =
+            cmd("sh").args(["-c", script]).env("LD_PRELOAD", &shim).env("TAU_METRIC_PROXY", &p.socket).run();
+        preloaded.assert_exit(5).assert_stdout(&bare.stdout()).assert_stderr(&bare.stderr());
         // Under mpirun with -m: the shim is chosen from mpirun's environment.
-        let out = run(mpi.mpirun(2, Some(&p.socket), &["sh".as_ref(), "-c".as_ref(), "echo $((6 * 7))".as_ref()]));
-        assert!(out.status.success(), "{}: {}", mpi.name, text(&out.stderr));
-        assert_eq!(text(&out.stdout), "42\n42\n", "{}", mpi.name);
-        assert_eq!(text(&out.stderr), "", "{}", mpi.name);
+        mpi.mpirun(2, Some(&p.socket), &["sh".as_ref(), "-c".as_ref(), "echo $((6 * 7))".as_ref()])
+            .run()
+            .assert_success()
+            .assert_stdout("42\n42\n")
+            .assert_stderr("");
     }
     let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
     assert!(mpi_series.is_empty(), "{mpi_series:?}");
 }
 
-fn threads_are_counted_exactly(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let p = Proxy::start();
-    let prog = mpi.build("mpi_threads", &format!("mpicc.{}", mpi.name), &["-pthread"]);
-    let out = run(mpi.mpirun(4, Some(&p.socket), &[prog.as_os_str()]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "mpi_threads: done\n");
-    // 4 ranks; 2 waves of 4 threads, each 10,000 MPI_Comm_rank and 1,000
-    // MPI_Sendrecv of one double each way.
-    let want: BTreeMap<String, f64> = [
-        ("mpi_hits_total{function=\"MPI_Init_thread\"}", 4.0),
-        ("mpi_hits_total{function=\"MPI_Comm_rank\"}", 4.0 * (1.0 + 8.0 * 10_000.0)),
-        ("mpi_hits_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0),
-        ("mpi_size_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0 * 16.0),
-        ("mpi_hits_total{function=\"MPI_Barrier\"}", 4.0),
-        ("mpi_hits_total{function=\"MPI_Finalize\"}", 4.0),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    assert_counts(&p, &want);
-}
-
-#[test]
-fn openmpi_threads_are_counted_exactly() {
-    threads_are_counted_exactly(OPENMPI);
-}
-
-#[test]
-fn mpich_threads_are_counted_exactly() {
-    threads_are_counted_exactly(MPICH);
-}
-
-/// Like `python3` with mpi4py: the program is not linked to MPI and loads
-/// a module that is, with `RTLD_LOCAL`; `-m` picks the shim from mpirun's
-/// environment and the shim finds `PMPI_*` in the privately loaded library.
-fn interpreter_loading_mpi_is_counted(mpi: Mpi) {
-    let _serial = serial();
-    mpi.shim();
-    let p = Proxy::start();
-    let host = mpi.build("mpi_host", "cc", &["-ldl"]);
-    let plugin = mpi.build("mpi_plugin", &format!("mpicc.{}", mpi.name), &["-shared", "-fPIC"]);
-    let out = run(mpi.mpirun(2, Some(&p.socket), &[host.as_os_str(), plugin.as_os_str()]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "mpi_plugin: 2 ranks\n");
-    let mut want = BTreeMap::new();
-    for f in ["MPI_Init", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Allreduce", "MPI_Finalize"] {
-        want.insert(format!("mpi_hits_total{{function=\"{f}\"}}"), 2.0);
+mpi_test! {
+    fn openmpi_threads_are_counted_exactly, mpich_threads_are_counted_exactly(mpi) {
+        let p = Proxy::start();
+        let prog = mpi.build("mpi_threads", &format!("mpicc.{}", mpi.name), &["-pthread"]);
+        mpi.mpirun(4, Some(&p.socket), &[prog.as_os_str()]).run().assert_success().assert_stdout("mpi_threads: done\n");
+        // 4 ranks; 2 waves of 4 threads, each 10,000 MPI_Comm_rank and 1,000
+        // MPI_Sendrecv of one double each way.
+        let want: BTreeMap<String, f64> = [
+            ("mpi_hits_total{function=\"MPI_Init_thread\"}", 4.0),
+            ("mpi_hits_total{function=\"MPI_Comm_rank\"}", 4.0 * (1.0 + 8.0 * 10_000.0)),
+            ("mpi_hits_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0),
+            ("mpi_size_total{function=\"MPI_Sendrecv\"}", 4.0 * 8.0 * 1_000.0 * 16.0),
+            ("mpi_hits_total{function=\"MPI_Barrier\"}", 4.0),
+            ("mpi_hits_total{function=\"MPI_Finalize\"}", 4.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_counts(&p, &want);
     }
-    want.insert("mpi_size_total{function=\"MPI_Allreduce\"}".to_owned(), 2.0 * 8.0);
-    assert_counts(&p, &want);
 }
 
-#[test]
-fn openmpi_interpreter_loading_mpi_is_counted() {
-    interpreter_loading_mpi_is_counted(OPENMPI);
-}
-
-#[test]
-fn mpich_interpreter_loading_mpi_is_counted() {
-    interpreter_loading_mpi_is_counted(MPICH);
+mpi_test! {
+    /// Like `python3` with mpi4py: the program is not linked to MPI and loads
+    /// a module that is, with `RTLD_LOCAL`; `-m` picks the shim from mpirun's
+    /// environment and the shim finds `PMPI_*` in the privately loaded library.
+    fn openmpi_interpreter_loading_mpi_is_counted, mpich_interpreter_loading_mpi_is_counted(mpi) {
+        let p = Proxy::start();
+        let host = mpi.build("mpi_host", "cc", &["-ldl"]);
+        let plugin = mpi.build("mpi_plugin", &format!("mpicc.{}", mpi.name), &["-shared", "-fPIC"]);
+        mpi.mpirun(2, Some(&p.socket), &[host.as_os_str(), plugin.as_os_str()])
+            .run()
+            .assert_success()
+            .assert_stdout("mpi_plugin: 2 ranks\n");
+        let mut want = BTreeMap::new();
+        for f in ["MPI_Init", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Allreduce", "MPI_Finalize"] {
+            want.insert(format!("mpi_hits_total{{function=\"{f}\"}}"), 2.0);
+        }
+        want.insert("mpi_size_total{function=\"MPI_Allreduce\"}".to_owned(), 2.0 * 8.0);
+        assert_counts(&p, &want);
+    }
 }
 
 /// The real interpreter case: Debian's python3 running mpi4py (built
@@ -473,10 +308,8 @@ fn openmpi_mpi4py_under_python3_is_counted() {
     OPENMPI.shim();
     let p = Proxy::start();
     let script = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nc.Barrier()\nc.Barrier()\nif c.Get_rank() == 0:\n    print(c.Get_size())\n";
-    let args = [std::ffi::OsStr::new("/usr/bin/python3"), std::ffi::OsStr::new("-c"), std::ffi::OsStr::new(script)];
-    let out = run(OPENMPI.mpirun(2, Some(&p.socket), &args));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "2\n");
+    let args = [OsStr::new("/usr/bin/python3"), OsStr::new("-c"), OsStr::new(script)];
+    OPENMPI.mpirun(2, Some(&p.socket), &args).run().assert_success().assert_stdout("2\n");
     for (series, want) in [
         ("mpi_hits_total{function=\"MPI_Barrier\"}", 4.0),
         ("mpi_hits_total{function=\"MPI_Init_thread\"}", 2.0),
@@ -498,28 +331,15 @@ fn wrong_shim_preloaded_aborts_with_a_clear_message() {
     {
         let prog = prog_mpi.program("mpi_families");
         let io = TempDir::new("mpi-io");
-        let out = Command::new(&prog)
-            .arg(io.path())
-            .env("LD_PRELOAD", shim_mpi.shim())
-            .env("TAU_METRIC_PROXY", &p.socket)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = cmd(&prog).arg(io.path()).env("LD_PRELOAD", shim_mpi.shim()).env("TAU_METRIC_PROXY", &p.socket).run();
         let what = format!("{} shim in a {} program", shim_mpi.name, prog_mpi.name);
-        assert_eq!(
-            out.status.signal(),
-            Some(Signal::SIGABRT as i32),
-            "{what}: {:?}\n{}",
-            out.status,
-            text(&out.stderr)
-        );
-        assert_eq!(text(&out.stdout), "", "{what}");
-        let err = text(&out.stderr);
+        out.assert_killed_by(Signal::SIGABRT).assert_stdout("");
+        let err = out.stderr();
         let lines: Vec<&str> = err.lines().collect();
-        assert_eq!(lines.len(), 1, "{what}: {err}");
-        let (head, tail) = lines[0].split_once(" comes from ").unwrap_or_else(|| panic!("{what}: {err}"));
+        assert_eq!(lines.len(), 1, "{what}: {out}");
+        let (head, tail) = lines[0].split_once(" comes from ").unwrap_or_else(|| out.fail(&what));
         assert_eq!(head, format!("tau_pmpi: this shim was built for {built} but PMPI_Init"), "{what}");
-        let (lib, rest) = tail.split_once(", which is ").unwrap_or_else(|| panic!("{what}: {err}"));
+        let (lib, rest) = tail.split_once(", which is ").unwrap_or_else(|| out.fail(&what));
         let lib_file = Path::new(lib).file_name().unwrap().to_string_lossy().into_owned();
         let want_lib = if prog_mpi.name == "openmpi" { "libmpi.so" } else { "libmpich.so" };
         assert!(lib_file.starts_with(want_lib), "{what}: {lib}");
@@ -543,39 +363,36 @@ fn wrong_shim_preloaded_aborts_with_a_clear_message() {
 fn pmi_variables_alone_do_not_choose_a_shim() {
     let _serial = serial();
     let p = Proxy::start();
-    let launcher = |args: &[&std::ffi::OsStr]| {
-        let mut cmd = Command::new(bin("tau_metric_proxy_run"));
-        cmd.arg("-u").arg(&p.socket).args(["-v", "-m", "--"]).args(args).stdin(Stdio::null());
+    let launcher = |args: &[&OsStr]| {
+        let mut cmd = p.tool("tau_metric_proxy_run").args(["-v", "-m", "--"]).args(args);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
             if ["OMPI_", "HYDRA_", "MPIR_CVAR_", "PMI_"].iter().any(|p| k.starts_with(p)) {
-                cmd.env_remove(&*k);
+                cmd = cmd.env_remove(&*k);
             }
         }
-        cmd.envs([("PMI_RANK", "0"), ("PMI_SIZE", "1"), ("PMI_FD", "9"), ("PMI_JOBID", "7")]);
-        cmd.output().unwrap()
+        cmd.envs([("PMI_RANK", "0"), ("PMI_SIZE", "1"), ("PMI_FD", "9"), ("PMI_JOBID", "7")]).run()
     };
     let out = launcher(&["sh".as_ref(), "-c".as_ref(), "echo $((6 * 7)); exit 3".as_ref()]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "42\n");
-    let err = text(&out.stderr);
+    out.assert_exit(3).assert_stdout("42\n");
+    let err = out.stderr();
     let refusal: Vec<&str> = err.lines().filter(|l| l.contains("MPI")).collect();
     assert_eq!(
         refusal,
         ["tau_metric_proxy_run: warning: MPI profiling disabled: cannot tell which MPI sh uses: it is not linked to \
           Open MPI or MPICH, and its launcher set PMI_* variables only, which Slurm's srun --mpi=pmi2 sets for \
           either (no OMPI_*, HYDRA_* or MPIR_CVAR_*)"],
-        "{err}"
+        "{out}"
     );
     // The program's own links decide: no refusal, the right shim.
     for mpi in [OPENMPI, MPICH] {
         let shim = mpi.shim();
         let prog = mpi.program("mpi_vfork_exit");
         let out = launcher(&[prog.as_os_str(), "1".as_ref()]);
-        assert!(out.status.success(), "{}: {}", mpi.name, text(&out.stderr));
-        let err = text(&out.stderr);
+        out.assert_success();
+        let err = out.stderr();
         let want = format!("preloading {}", shim.canonicalize().unwrap().display());
-        assert!(err.lines().any(|l| l.contains("(linked to its MPI library)") && l.ends_with(&want)), "{err}");
-        assert!(!err.contains("profiling disabled"), "{err}");
+        assert!(err.lines().any(|l| l.contains("(linked to its MPI library)") && l.ends_with(&want)), "{out}");
+        assert!(!err.contains("profiling disabled"), "{out}");
     }
 }

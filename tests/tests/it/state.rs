@@ -1,14 +1,13 @@
 //! `--state FILE`: totals survive a graceful restart; damaged or foreign
 //! files are refused whole with a clear error.
 
-use std::process::Command;
 use std::time::Duration;
 
 use client::{PushConfig, PushState, Pusher};
 use nix::sys::signal::Signal;
 use protocol::Desc;
 
-use crate::util::{bin, text, wait_for, Proxy, TempDir};
+use crate::util::{tool, wait_for, Proxy, TempDir};
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
@@ -34,13 +33,7 @@ fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice()
     let mut p = with_state(dir, &state, &[]);
     assert!(p.log().contains(&format!("no state file {} yet: starting empty", state.display())), "{}", p.log());
     for _ in 0..3 {
-        assert!(Command::new(bin("tau_metric_proxy_run"))
-            .arg("-u")
-            .arg(&p.socket)
-            .args(["--", "true"])
-            .status()
-            .unwrap()
-            .success());
+        p.tool("tau_metric_proxy_run").args(["--", "true"]).run().assert_success();
     }
     let (mut live, id) = pusher(&p);
     live.add(id, 5);
@@ -89,16 +82,15 @@ fn periodic_saves_survive_a_crash() {
 }
 
 fn start_fails(state: &std::path::Path) -> String {
-    let out = Command::new(bin("tau_metric_proxy"))
+    let out = tool("tau_metric_proxy")
         .arg("-u")
         .arg(state.with_extension("sock"))
         .args(["-p", "0", "--bind", "127.0.0.1", "--state"])
         .arg(state)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(!state.with_extension("sock").exists(), "a refused start must not leave a socket");
-    text(&out.stderr)
+        .run();
+    out.assert_exit(1);
+    assert!(!state.with_extension("sock").exists(), "a refused start must not leave a socket: {out}");
+    out.stderr()
 }
 
 #[test]

@@ -4,41 +4,22 @@
 //! detach, and an absent or late proxy.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use crate::util::{bin, wait_for, Proxy, TempDir};
+use nix::sys::signal::Signal;
 
-/// Compiles `tests/c/NAME.c` into `dir` (statically when asked, so the
-/// dynamic loader's own reads do not blur byte counts).
-pub fn compile(dir: &TempDir, name: &str, statically: bool) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
-    let out = dir.join(name);
-    let mut cc = Command::new("cc");
-    cc.args(["-O2", "-pthread", "-o"]).arg(&out).arg(&src);
-    if statically {
-        cc.arg("-static");
-    }
-    let r = cc.output().expect("run cc");
-    assert!(r.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&r.stderr));
-    out
-}
+use crate::util::{bin, cmd, compile, lines_in, tool, wait_for, Proxy, Run, TempDir};
 
 /// Per-syscall call counts from `strace -f -c` (all personalities summed).
 /// strace counts unknown numbers in its total but lists no line for them.
 fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> BTreeMap<String, u64> {
     let out = dir.join("strace.out");
-    let r = Command::new("strace")
-        .args(["-f", "-c", "-U", "name,calls", "-o"])
-        .arg(&out)
-        .arg(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strace");
-    assert!(r.status.code().is_some(), "strace itself failed: {}", String::from_utf8_lossy(&r.stderr));
+    let r = cmd("strace").args(["-f", "-c", "-U", "name,calls", "-o"]).arg(&out).arg(prog).args(args).run();
+    if r.code().is_none() {
+        r.fail("strace itself failed");
+    }
     let text = std::fs::read_to_string(&out).expect("strace summary");
     let mut counts = BTreeMap::new();
     for line in text.lines() {
@@ -67,17 +48,8 @@ fn family(values: &BTreeMap<String, f64>, fam: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn tau_strace(socket: &Path, extra: &[&str], prog: &Path, args: &[&str]) -> Output {
-    Command::new(bin("tau_strace"))
-        .arg("-u")
-        .arg(socket)
-        .args(extra)
-        .arg("--")
-        .arg(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tau_strace")
+fn tau_strace(socket: &Path, extra: &[&str], prog: &Path, args: &[&str]) -> Run {
+    tool("tau_strace").arg("-u").arg(socket).args(extra).arg("--").arg(prog).args(args).run()
 }
 
 /// Waits until the proxy's hit counts equal `want` (they arrive with the
@@ -93,22 +65,21 @@ fn wait_hits(proxy: &Proxy, want: &BTreeMap<String, u64>) -> BTreeMap<String, f6
 
 /// Runs `prog` under strace and under tau_strace, asserts equal hits and
 /// the same exit code; returns tau_strace's output and the proxy's values.
-fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Output, BTreeMap<String, f64>) {
+fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Run, BTreeMap<String, f64>) {
     let dir = TempDir::new("strace");
     let prog = compile(&dir, name, statically);
     let args: Vec<String> = args.iter().map(|a| a.replace("$DIR", &dir.path().to_string_lossy())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let want = strace_counts(&prog, &args, &dir);
-    let untraced = Command::new(&prog).args(&args).stdin(Stdio::null()).output().expect("run untraced");
+    let untraced = cmd(&prog).args(&args).run();
     let proxy = Proxy::start();
     let out = tau_strace(&proxy.socket, extra, &prog, &args);
-    assert_eq!(
-        out.status.code(),
-        untraced.status.code(),
-        "{name}: exit code; stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, untraced.stdout, "{name}: output differs under tau_strace");
+    if out.code() != untraced.code() {
+        out.fail(format_args!("{name}: exit code differs from the untraced run's, {:?}", untraced.code()));
+    }
+    if out.stdout_bytes() != untraced.stdout_bytes() {
+        out.fail(format_args!("{name}: output differs under tau_strace; untraced:\n{}", untraced.stdout()));
+    }
     let values = wait_hits(&proxy, &want);
     assert_eq!(
         named(family(&values, "strace_hits_total")),
@@ -121,7 +92,7 @@ fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Outp
 #[test]
 fn single_threaded_counts_and_bytes_match() {
     let (out, v) = compare("strace_io", true, &["$DIR"], &[]);
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.assert_stderr("");
     assert_eq!(v["strace_hits_total{scall=\"syscall_1000\"}"], 3.0);
     assert_eq!(v["strace_hits_total{scall=\"syscall_2000\"}"], 1.0);
     let size = family(&v, "strace_size_total");
@@ -160,14 +131,14 @@ fn multi_threaded_counts_match() {
 #[test]
 fn forking_counts_and_exit_code_match() {
     let (out, v) = compare("strace_fork", false, &[], &[]);
-    assert_eq!(out.status.code(), Some(6));
+    out.assert_exit(6);
     assert_eq!(v["strace_hits_total{scall=\"getppid\"}"], 22.0);
 }
 
 #[test]
 fn exec_from_main_and_from_a_thread_counts_match() {
     let (out, v) = compare("strace_exec", false, &[], &[]);
-    assert_eq!(out.status.code(), Some(5));
+    out.assert_exit(5);
     assert_eq!(v["strace_hits_total{scall=\"execve\"}"], 3.0);
     assert_eq!(v["strace_hits_total{scall=\"getppid\"}"], 4.0);
 }
@@ -175,7 +146,7 @@ fn exec_from_main_and_from_a_thread_counts_match() {
 #[test]
 fn i386_syscalls_are_named_from_their_table() {
     let (out, v) = compare("strace_i386", true, &[], &[]);
-    assert_eq!(out.stdout, b"hello int80\n");
+    out.assert_stdout("hello int80\n");
     assert_eq!(v["strace_hits_total{scall=\"getpid\"}"], 4.0);
     assert_eq!(v["strace_size_total{scall=\"write\"}"], 12.0);
 }
@@ -183,7 +154,7 @@ fn i386_syscalls_are_named_from_their_table() {
 #[test]
 fn signals_and_job_control_behave_as_untraced() {
     let (out, _) = compare("strace_signals", false, &[], &[]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "usr1=3 stopped=1 continued=1 child=7\n");
+    out.assert_stdout("usr1=3 stopped=1 continued=1 child=7\n");
 }
 
 #[test]
@@ -196,19 +167,15 @@ fn only_traces_the_chosen_syscalls() {
     let dir = TempDir::new("strace-only");
     let prog = compile(&dir, "strace_threads", false);
     let proxy = Proxy::start();
-    let out = tau_strace(&proxy.socket, &["--only", "write,getppid"], &prog, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    tau_strace(&proxy.socket, &["--only", "write,getppid"], &prog, &[]).assert_exit(0);
     let want: BTreeMap<String, u64> = [("getppid".to_owned(), 200), ("write".to_owned(), 200)].into();
     let v = wait_hits(&proxy, &want);
     assert_eq!(family(&v, "strace_hits_total"), want);
     assert_eq!(v["strace_size_total{scall=\"write\"}"], 20000.0);
 
-    let bad = tau_strace(&proxy.socket, &["--only", "write,nosuchcall"], &prog, &[]);
-    assert_eq!(bad.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&bad.stderr),
-        "tau_strace: error: unknown syscall name in --only: nosuchcall (see tau_strace --help)\n"
-    );
+    tau_strace(&proxy.socket, &["--only", "write,nosuchcall"], &prog, &[])
+        .assert_exit(2)
+        .assert_stderr("tau_strace: error: unknown syscall name in --only: nosuchcall (see tau_strace --help)\n");
 }
 
 #[test]
@@ -219,30 +186,28 @@ fn usage_errors_are_one_line_with_status_2() {
         (&["-p", "1", "--", "true"], "the argument '--pid <PID>' cannot be used with '[COMMAND]...'"),
     ];
     for (args, message) in cases {
-        let out = Command::new(bin("tau_strace")).args(args).stdin(Stdio::null()).output().expect("run tau_strace");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            format!("tau_strace: error: {message} (see tau_strace --help)\n"),
-            "{args:?}"
-        );
-        assert!(out.stdout.is_empty(), "{args:?}");
+        tool("tau_strace")
+            .args(args)
+            .run()
+            .assert_exit(2)
+            .assert_stderr(&format!("tau_strace: error: {message} (see tau_strace --help)\n"))
+            .assert_stdout("");
     }
-    let help = Command::new(bin("tau_strace")).arg("--help").output().expect("run tau_strace");
-    assert_eq!(help.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: tau_strace [OPTIONS] -- COMMAND [ARGS]..."));
+    let help = tool("tau_strace").arg("--help").run();
+    help.assert_exit(0);
+    assert!(help.stdout().contains("Usage: tau_strace [OPTIONS] -- COMMAND [ARGS]..."), "{help}");
 }
 
 #[test]
 fn exit_statuses_are_relayed() {
     let sock = Path::new("/nonexistent-dir/none.sock");
     let sh = Path::new("/bin/sh");
-    assert_eq!(tau_strace(sock, &[], sh, &["-c", "exit 3"]).status.code(), Some(3));
-    assert_eq!(tau_strace(sock, &[], sh, &["-c", "kill -SEGV $$"]).status.code(), Some(128 + 11));
-    assert_eq!(tau_strace(sock, &[], sh, &["-c", "kill -KILL $$"]).status.code(), Some(128 + 9));
-    let missing = tau_strace(sock, &[], Path::new("no-such-program-here"), &[]);
-    assert_eq!(missing.status.code(), Some(127));
-    assert_eq!(String::from_utf8_lossy(&missing.stderr), "tau_strace: cannot find executable no-such-program-here\n");
+    tau_strace(sock, &[], sh, &["-c", "exit 3"]).assert_exit(3);
+    tau_strace(sock, &[], sh, &["-c", "kill -SEGV $$"]).assert_exit(128 + 11);
+    tau_strace(sock, &[], sh, &["-c", "kill -KILL $$"]).assert_exit(128 + 9);
+    tau_strace(sock, &[], Path::new("no-such-program-here"), &[])
+        .assert_exit(127)
+        .assert_stderr("tau_strace: cannot find executable no-such-program-here\n");
 }
 
 #[test]
@@ -251,12 +216,9 @@ fn a_file_that_cannot_be_executed_gives_126() {
     let bad = dir.join("not-a-program");
     std::fs::write(&bad, b"neither ELF nor script").expect("write file");
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let out = tau_strace(Path::new("/nonexistent-dir/none.sock"), &[], &bad, &[]);
-    assert_eq!(out.status.code(), Some(126));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!("tau_strace: cannot execute {}: Exec format error\n", bad.display())
-    );
+    tau_strace(Path::new("/nonexistent-dir/none.sock"), &[], &bad, &[])
+        .assert_exit(126)
+        .assert_stderr(&format!("tau_strace: cannot execute {}: Exec format error\n", bad.display()));
 }
 
 #[test]
@@ -267,47 +229,32 @@ fn signals_ignored_for_tau_strace_stay_ignored_for_the_command() {
         "trap '' HUP; exec {} -u /nonexistent-dir/none.sock -- sh -c 'kill -HUP $$; echo alive'",
         tracer.display()
     );
-    let out = Command::new("sh").args(["-c", &script]).output().expect("run sh");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
-    assert_eq!(out.status.code(), Some(0));
+    cmd("sh").args(["-c", &script]).run().assert_stdout("alive\n").assert_exit(0);
     // Not ignored: the command dies of it, and tau_strace reports 128+1.
-    let out = tau_strace(
-        Path::new("/nonexistent-dir/none.sock"),
-        &[],
-        Path::new("/bin/sh"),
-        &["-c", "kill -HUP $$; echo alive"],
-    );
-    assert_eq!(out.stdout, b"");
-    assert_eq!(out.status.code(), Some(128 + 1));
+    tau_strace(Path::new("/nonexistent-dir/none.sock"), &[], Path::new("/bin/sh"), &["-c", "kill -HUP $$; echo alive"])
+        .assert_stdout("")
+        .assert_exit(128 + 1);
 }
 
 #[test]
 fn sigterm_to_the_tracer_reaches_the_command() {
     // The command's own exit status (7) proves the SIGTERM reached it and
     // not just killed tau_strace.
-    let mut child = Command::new(bin("tau_strace"))
+    let mut child = tool("tau_strace")
         .args(["-u", "/nonexistent-dir/none.sock", "--", "sh", "-c"])
         .arg("trap 'exit 7' TERM; echo ready; while :; do sleep 0.01; done")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run tau_strace");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("signal tau_strace");
-    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
-    assert_eq!(status.code(), Some(7), "the command ran its SIGTERM trap");
+        .spawn();
+    assert_eq!(child.read_line(), "ready\n");
+    child.signal(Signal::SIGTERM);
+    // Status 7: the command ran its SIGTERM trap.
+    child.finish_within(Duration::from_secs(10)).assert_exit(7);
 }
 
 #[test]
 fn absent_proxy_leaves_the_command_untouched() {
     let dir = TempDir::new("strace-absent");
     let prog = compile(&dir, "strace_fork", false);
-    let out = tau_strace(&dir.join("no-proxy.sock"), &[], &prog, &[]);
-    assert_eq!(out.status.code(), Some(6));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    tau_strace(&dir.join("no-proxy.sock"), &[], &prog, &[]).assert_exit(6).assert_stderr("");
 }
 
 #[test]
@@ -316,24 +263,13 @@ fn late_proxy_gets_everything_counted_before_it_started() {
     let prog = compile(&dir, "strace_late", false);
     let socket = dir.join("late.sock");
     let go = dir.join("go");
-    let mut child = Command::new(bin("tau_strace"))
-        .arg("-u")
-        .arg(&socket)
-        .arg("--")
-        .arg(&prog)
-        .arg(&go)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tau_strace");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready");
-    assert_eq!(line, "ready\n");
+    let mut child = tool("tau_strace").arg("-u").arg(&socket).arg("--").arg(&prog).arg(&go).spawn();
+    assert_eq!(child.read_line(), "ready\n");
     let proxy = Proxy::start_at(TempDir::new("late-proxy"), socket, &[]);
     // Counted before the proxy existed, pushed once it appears.
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 100.0), 100.0);
     std::fs::write(&go, b"").expect("create go file");
-    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
-    assert_eq!(status.code(), Some(0));
+    child.finish_within(Duration::from_secs(10)).assert_exit(0);
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 150.0), 150.0);
 }
 
@@ -343,24 +279,13 @@ fn interval_sets_the_push_period() {
     let prog = compile(&dir, "strace_late", false);
     let go = dir.join("go");
     let proxy = Proxy::start();
-    let mut child = Command::new(bin("tau_strace"))
-        .arg("-u")
-        .arg(&proxy.socket)
-        .args(["--interval", "600000", "--"])
-        .arg(&prog)
-        .arg(&go)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run tau_strace");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready");
-    assert_eq!(line, "ready\n");
+    let mut child = proxy.tool("tau_strace").args(["--interval", "600000", "--"]).arg(&prog).arg(&go).spawn();
+    assert_eq!(child.read_line(), "ready\n");
     // The default period would have pushed these 100 calls by now.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(family(&proxy.values(), "strace_hits_total").get("getppid"), None);
     std::fs::write(&go, b"").expect("create go file");
-    let status = wait_for(Duration::from_secs(10), || child.try_wait().expect("wait")).expect("tau_strace ends");
-    assert_eq!(status.code(), Some(0));
+    child.finish_within(Duration::from_secs(10)).assert_exit(0);
     // The final push carries everything.
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 150.0), 150.0);
 }
@@ -377,10 +302,6 @@ fn thread_states(pid: u32) -> Vec<(String, String)> {
     v
 }
 
-fn lines_in(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
-}
-
 #[test]
 fn attach_counts_every_thread_and_ctrl_c_detaches_cleanly() {
     let dir = TempDir::new("strace-attach");
@@ -389,13 +310,7 @@ fn attach_counts_every_thread_and_ctrl_c_detaches_cleanly() {
     let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
     assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
     let proxy = Proxy::start();
-    let mut tracer = Command::new(bin("tau_strace"))
-        .arg("-u")
-        .arg(&proxy.socket)
-        .args(["-p", &target.id().to_string()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("attach tau_strace");
+    let tracer = proxy.tool("tau_strace").args(["-p", &target.id().to_string()]).spawn();
     // Both threads are traced: the writer's write and the sleeper's getppid.
     let seen = wait_for(Duration::from_secs(10), || {
         let v = proxy.values();
@@ -407,10 +322,9 @@ fn attach_counts_every_thread_and_ctrl_c_detaches_cleanly() {
     assert_eq!(states.len(), 2);
     assert!(states.iter().all(|(_, tracer_pid)| tracer_pid == &tracer.id().to_string()), "{states:?}");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("Ctrl+C tau_strace");
-    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
-    assert_eq!(status.code(), Some(0));
+    // Ctrl+C: tau_strace detaches.
+    tracer.signal(Signal::SIGINT);
+    tracer.finish_within(Duration::from_secs(10)).assert_exit(0);
     // The target runs on, untraced and not stopped.
     let states = thread_states(target.id());
     assert!(
@@ -449,7 +363,7 @@ fn attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was
     // with SIGINT ignored. Attached, SIGINT must still detach.
     let script =
         format!("trap '' INT; exec {} -u /nonexistent-dir/none.sock -p {}", bin("tau_strace").display(), target.id());
-    let mut tracer = Command::new("sh").args(["-c", &script]).spawn().expect("attach tau_strace");
+    let tracer = cmd("sh").args(["-c", &script]).spawn();
     let tracer_pid = tracer.id().to_string();
     assert!(wait_for(Duration::from_secs(10), || thread_states(target.id())
         .iter()
@@ -457,10 +371,8 @@ fn attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was
         .then_some(()))
     .is_some());
     let before = lines_in(&progress);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGINT)
-        .expect("SIGINT tau_strace");
-    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
-    assert_eq!(status.code(), Some(0));
+    tracer.signal(Signal::SIGINT);
+    tracer.finish_within(Duration::from_secs(10)).assert_exit(0);
     // Still stopped, as before the attach, and untraced.
     let states = thread_states(target.id());
     assert!(states.iter().all(|(state, t)| state.starts_with("T (stopped)") && t == "0"), "{states:?}");
@@ -473,13 +385,9 @@ fn attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was
 
 #[test]
 fn attach_to_a_missing_process_fails_clearly() {
-    let out = Command::new(bin("tau_strace"))
-        .args(["-u", "/nonexistent-dir/none.sock", "-p", "999999999"])
-        .output()
-        .expect("run tau_strace");
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("tau_strace: no process 999999999: "), "{err}");
+    let out = tool("tau_strace").args(["-u", "/nonexistent-dir/none.sock", "-p", "999999999"]).run();
+    out.assert_exit(1);
+    assert!(out.stderr().starts_with("tau_strace: no process 999999999: "), "{out}");
 }
 
 #[test]
@@ -490,22 +398,15 @@ fn attach_with_only_counts_just_those_calls_and_sigterm_detaches() {
     let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
     assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
     let proxy = Proxy::start();
-    let mut tracer = Command::new(bin("tau_strace"))
-        .arg("-u")
-        .arg(&proxy.socket)
-        .args(["--only", "getppid", "-p", &target.id().to_string()])
-        .spawn()
-        .expect("attach tau_strace");
+    let tracer = proxy.tool("tau_strace").args(["--only", "getppid", "-p", &target.id().to_string()]).spawn();
     let seen = wait_for(Duration::from_secs(10), || {
         let hits = family(&proxy.values(), "strace_hits_total");
         (hits.get("getppid").copied().unwrap_or(0) >= 3).then_some(hits)
     })
     .expect("getppid counted");
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["getppid"]);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .expect("SIGTERM tau_strace");
-    let status = wait_for(Duration::from_secs(10), || tracer.try_wait().expect("wait")).expect("tau_strace detaches");
-    assert_eq!(status.code(), Some(0));
+    tracer.signal(Signal::SIGTERM);
+    tracer.finish_within(Duration::from_secs(10)).assert_exit(0);
     let before = lines_in(&progress);
     assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > before + 3).then_some(())).is_some());
     assert!(thread_states(target.id()).iter().all(|(_, tracer_pid)| tracer_pid == "0"));
@@ -518,8 +419,8 @@ fn attach_with_only_counts_just_those_calls_and_sigterm_detaches() {
 fn verbose_reports_the_final_push() {
     let proxy = Proxy::start();
     let out = tau_strace(&proxy.socket, &["-v"], Path::new("/bin/true"), &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("final counts pushed to tau_metric_proxy on {}", proxy.socket.display())), "{err}");
+    out.assert_exit(0);
+    let pushed = format!("final counts pushed to tau_metric_proxy on {}", proxy.socket.display());
+    assert!(out.stderr().contains(&pushed), "{out}");
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"execve\"}", 1.0), 1.0);
 }

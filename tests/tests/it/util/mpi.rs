@@ -1,0 +1,116 @@
+//! The two MPI implementations Debian installs, their shims and their
+//! `mpirun`, and [`mpi_test!`], which writes a test once for both.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use super::{bin, c_source, cmd, TempDir, TestCommand};
+
+/// One MPI implementation as Debian installs it.
+#[derive(Clone, Copy)]
+pub struct Mpi {
+    pub name: &'static str,
+}
+
+pub const OPENMPI: Mpi = Mpi { name: "openmpi" };
+pub const MPICH: Mpi = Mpi { name: "mpich" };
+
+/// The MPI runs share 2 cores: one at a time keeps each run short.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes an MPI test once and expands to two tests, the first named
+/// test for Open MPI, the second for MPICH. Each takes the [`serial`]
+/// lock and checks that its implementation's shim is built, then runs the
+/// body with `mpi` bound to [`OPENMPI`] or [`MPICH`]:
+///
+/// ```text
+/// mpi_test! {
+///     /// What both tests check.
+///     fn openmpi_counts_match, mpich_counts_match(mpi) {
+///         let out = mpi.mpirun(2, None, &[]).run();
+///     }
+/// }
+/// ```
+macro_rules! mpi_test {
+    ($(#[$meta:meta])* fn $openmpi:ident, $mpich:ident($mpi:ident) $body:block) => {
+        $(#[$meta])*
+        #[test]
+        fn $openmpi() {
+            let $mpi = $crate::util::OPENMPI;
+            let _serial = $crate::util::serial();
+            $mpi.shim();
+            $body
+        }
+
+        $(#[$meta])*
+        #[test]
+        fn $mpich() {
+            let $mpi = $crate::util::MPICH;
+            let _serial = $crate::util::serial();
+            $mpi.shim();
+            $body
+        }
+    };
+}
+pub(crate) use mpi_test;
+
+impl Mpi {
+    /// `libtau_pmpi_<impl>.so`, next to the workspace binaries.
+    pub fn shim(self) -> PathBuf {
+        let launcher = bin("tau_metric_proxy_run");
+        let shim = launcher.parent().unwrap().join("lib").join(format!("libtau_pmpi_{}.so", self.name));
+        assert!(shim.is_file(), "{} is missing: run `cargo xtask test`, which builds the shims", shim.display());
+        shim
+    }
+
+    /// `tests/c/<name>.c` compiled with this implementation's mpicc (once per test run).
+    pub fn program(self, name: &str) -> PathBuf {
+        self.build(name, &format!("mpicc.{}", self.name), &[])
+    }
+
+    /// `tests/c/<name>.c` built with `cc` and `flags` (once per test run).
+    pub fn build(self, name: &str, cc: &str, flags: &[&str]) -> PathBuf {
+        static DIR: OnceLock<TempDir> = OnceLock::new();
+        static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+        let dir = DIR.get_or_init(|| TempDir::new("mpi-programs"));
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{name}_{}{}", self.name, if flags.contains(&"-shared") { ".so" } else { "" });
+        if let Some(p) = built.get(&key) {
+            return p.clone();
+        }
+        let exe = dir.join(&key);
+        cmd(cc)
+            .args(["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread"])
+            .args(flags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(c_source(name))
+            .run()
+            .assert_success();
+        built.insert(key, exe.clone());
+        exe
+    }
+
+    /// `mpirun` with `np` ranks running `args`, through the launcher with
+    /// `-m` when `socket` is given.
+    pub fn mpirun(self, np: usize, socket: Option<&Path>, args: &[&OsStr]) -> TestCommand {
+        let mut cmd = cmd(format!("mpirun.{}", self.name));
+        if self.name == "openmpi" {
+            // Root in containers; more ranks than cores.
+            cmd = cmd
+                .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+                .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+                .arg("--oversubscribe");
+        }
+        cmd = cmd.arg("-np").arg(np.to_string());
+        if let Some(socket) = socket {
+            cmd = cmd.arg(bin("tau_metric_proxy_run")).arg("-u").arg(socket).args(["-m", "--"]);
+        }
+        cmd.args(args)
+    }
+}
