@@ -7,12 +7,12 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::ffi;
+use crate::cycles;
 
 static START: OnceLock<(u64, Instant)> = OnceLock::new();
 
 pub(crate) fn start() {
-    START.get_or_init(|| (ffi::now(), Instant::now()));
+    START.get_or_init(|| (cycles::now(), Instant::now()));
 }
 
 /// Ticks per elapsed nanoseconds, as measured since [`start`].
@@ -23,13 +23,13 @@ pub(crate) struct Rate {
 }
 
 pub(crate) fn rate() -> Rate {
-    if ffi::TICKS_ARE_NS {
+    if cycles::TICKS_ARE_NS {
         return Rate { ticks: 1, ns: 1 };
     }
     match START.get() {
         Some((t0, i0)) => {
             let ns = i0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-            Rate { ticks: ffi::now().wrapping_sub(*t0), ns }
+            Rate { ticks: cycles::now().wrapping_sub(*t0), ns }
         }
         None => Rate { ticks: 0, ns: 0 },
     }

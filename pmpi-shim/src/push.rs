@@ -12,10 +12,11 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use client::{MetricId, PushConfig, PushState, Pusher};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use protocol::{Desc, Kind, Scale};
 
 use crate::counters::{self, Totals};
-use crate::ffi::{HAS_SIZE, IMPL, NAMES, NFUNCS};
+use crate::mpi::{HAS_SIZE, IMPL, NAMES, NFUNCS};
 
 /// Environment variable overriding the push period, in milliseconds.
 pub(crate) const PUSH_MS_ENV: &str = "TAU_METRIC_PROXY_PUSH_MS";
@@ -216,6 +217,17 @@ fn push_loop(period: Duration) {
     }
 }
 
+/// Spawns a thread with every signal blocked, so the program's signal
+/// handlers never run on it.
+fn spawn_quiet(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    let mut old = SigSet::empty();
+    // Cannot fail with a valid set and `SIG_SETMASK`.
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old));
+    let ok = std::thread::Builder::new().name(name.to_owned()).spawn(f).is_ok();
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    ok
+}
+
 /// After a successful `MPI_Init`: starts the push thread once.
 pub(crate) fn after_init() {
     let _ = std::panic::catch_unwind(|| {
@@ -230,7 +242,7 @@ pub(crate) fn after_init() {
                 period.as_millis()
             );
         }
-        if !crate::ffi::spawn_quiet("tau_pmpi_push", move || push_loop(period)) {
+        if !spawn_quiet("tau_pmpi_push", move || push_loop(period)) {
             THREAD_STARTED.store(false, Ordering::Release);
         }
     });

@@ -1,5 +1,9 @@
 //! Byte counts of MPI calls, one function per family (rules in the crate docs).
 //!
+//! Which function applies to which MPI call, with which arguments, is the
+//! rule table of `pmpi-gen` (`rules.rs`); a test there checks that every
+//! function it names is defined here with as many parameters.
+//!
 //! Called only after the MPI call returned `MPI_SUCCESS`, so every argument
 //! that matters at this rank is valid; arguments that MPI declares
 //! insignificant at this rank (e.g. the receive side of a gather on a
@@ -10,10 +14,8 @@
 
 use core::ffi::c_void;
 
-use crate::ffi::{
-    comm_rank, comm_size, is_in_place, is_inter, neighbors, remote_size, type_size, Counts, MPI_Comm, MPI_Datatype,
-    Types, MPI_PROC_NULL, MPI_ROOT,
-};
+use crate::mpi::{MPI_Comm, MPI_Datatype, MPI_PROC_NULL, MPI_ROOT};
+use crate::pmpi::{comm_rank, comm_size, is_in_place, is_inter, neighbors, remote_size, type_size, Counts, Types};
 
 fn bytes(count: i64, dt: MPI_Datatype) -> u64 {
     if count <= 0 {

@@ -71,10 +71,18 @@ fn crate_roots_forbid_unsafe_outside_the_two_ffi_crates() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-/// In the two crates that need it, `unsafe` code stays in one module each.
+/// In the two crates that need it, `unsafe` code stays in the named FFI modules.
 #[test]
 fn unsafe_code_stays_in_the_ffi_modules() {
-    let allowed = ["pmpi-shim/src/ffi.rs", "strace-tracer/src/sys.rs"];
+    let allowed = [
+        // pmpi-shim: cycle counter, leaked-slab list, PMPI lookup and queries, entry points, process hooks.
+        "pmpi-shim/src/cycles.rs",
+        "pmpi-shim/src/list.rs",
+        "pmpi-shim/src/pmpi.rs",
+        "pmpi-shim/src/entry.rs",
+        "pmpi-shim/src/hooks.rs",
+        "strace-tracer/src/sys.rs",
+    ];
     let mut bad = Vec::new();
     for f in all_rust_files() {
         let rel = f.strip_prefix(root()).unwrap().to_string_lossy().into_owned();
@@ -94,7 +102,7 @@ fn unsafe_code_stays_in_the_ffi_modules() {
             }
         }
     }
-    assert!(bad.is_empty(), "unsafe code outside ffi.rs / sys.rs: {bad:#?}");
+    assert!(bad.is_empty(), "unsafe code outside the FFI modules {allowed:?}: {bad:#?}");
 }
 
 #[test]
