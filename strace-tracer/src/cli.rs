@@ -26,7 +26,8 @@ pub(crate) struct Cli {
     pub(crate) pid: Option<i32>,
     /// Count only these syscalls (comma-separated names). With a command, a
     /// seccomp filter stops the tracee in these calls only, so all others
-    /// run at native speed (the command then runs with no_new_privs set).
+    /// run at native speed (the command then runs with no_new_privs set, and
+    /// is killed by the kernel if tau_strace dies).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) only: Vec<String>,
     /// Milliseconds between two pushes of the totals to the proxy (a last

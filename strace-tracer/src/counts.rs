@@ -1,6 +1,7 @@
 //! Per-syscall totals shared between the tracing thread (the only writer)
 //! and the pushing thread, and the export of those totals as
-//! `strace_hits_total`, `strace_size_total` and `strace_time_total`.
+//! `strace_hits_total`, `strace_size_total`, `strace_time_total` and
+//! `strace_errors_total`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -19,6 +20,7 @@ struct Cell {
     hits: AtomicU64,
     bytes: AtomicU64,
     ns: AtomicU64,
+    errors: AtomicU64,
 }
 
 /// One syscall's totals at a point in time.
@@ -29,6 +31,8 @@ pub(crate) struct Row {
     pub(crate) hits: u64,
     pub(crate) bytes: u64,
     pub(crate) ns: u64,
+    /// Calls that returned an error (`strace -c`'s errors column).
+    pub(crate) errors: u64,
 }
 
 #[derive(Debug)]
@@ -60,7 +64,7 @@ impl Counts {
 
     /// Adds one completed call. Only the tracing thread writes, so plain
     /// load/store pairs suffice (no locked read-modify-write).
-    pub(crate) fn record(&self, slot: Slot, bytes: u64, ns: u64) {
+    pub(crate) fn record(&self, slot: Slot, bytes: u64, ns: u64, failed: bool) {
         let Some(c) = self.cells.get(slot as usize) else {
             return;
         };
@@ -69,6 +73,9 @@ impl Counts {
             add(&c.bytes, bytes);
         }
         add(&c.ns, ns);
+        if failed {
+            add(&c.errors, 1);
+        }
         // Hits last: a reader seeing a hit also sees its time and bytes.
         c.hits.store(c.hits.load(Ordering::Relaxed) + 1, Ordering::Release);
         self.total.store(self.total.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -95,6 +102,7 @@ impl Counts {
                 hits,
                 bytes: c.bytes.load(Ordering::Relaxed),
                 ns: c.ns.load(Ordering::Relaxed),
+                errors: c.errors.load(Ordering::Relaxed),
             });
         }
         rows
@@ -106,6 +114,9 @@ struct Ids {
     hits: MetricId,
     size: Option<MetricId>,
     time: MetricId,
+    /// Registered with the first error, as `strace -c` leaves the errors
+    /// column blank for calls that never failed.
+    errors: Option<MetricId>,
 }
 
 /// Turns snapshots into cumulative totals in a [`Pusher`].
@@ -144,11 +155,24 @@ impl Exporter {
                         Kind::Counter,
                         Scale::Nano,
                     )),
+                    errors: None,
                 };
                 self.ids.insert(r.name.clone(), ids);
             }
+            if r.errors > 0 && self.ids[&r.name].errors.is_none() {
+                let labels = [("scall", r.name.as_str())];
+                let id = self.pusher.register(Desc::counter(
+                    "strace_errors_total",
+                    &labels,
+                    "Completed system calls that returned an error, per syscall name",
+                ));
+                self.ids.get_mut(&r.name).expect("registered above").errors = Some(id);
+            }
             let ids = &self.ids[&r.name];
             self.pusher.set_total(ids.hits, r.hits);
+            if let Some(errors) = ids.errors {
+                self.pusher.set_total(errors, r.errors);
+            }
             if let Some(size) = ids.size {
                 self.pusher.set_total(size, r.bytes);
             }
@@ -180,16 +204,16 @@ mod tests {
         c.publish_names(&cat);
         let read = cat.slot_of_name("read").unwrap();
         let close = cat.slot_of_name("close").unwrap();
-        c.record(read, 10, 100);
-        c.record(read, 0, 50);
-        c.record(close, 0, 7);
+        c.record(read, 10, 100, false);
+        c.record(read, 0, 50, true);
+        c.record(close, 0, 7, false);
         assert_eq!(c.total_hits(), 3);
         let rows = c.snapshot();
         assert_eq!(
             rows,
             vec![
-                Row { name: "read".into(), io: true, hits: 2, bytes: 10, ns: 150 },
-                Row { name: "close".into(), io: false, hits: 1, bytes: 0, ns: 7 },
+                Row { name: "read".into(), io: true, hits: 2, bytes: 10, ns: 150, errors: 1 },
+                Row { name: "close".into(), io: false, hits: 1, bytes: 0, ns: 7, errors: 0 },
             ]
         );
     }
@@ -197,7 +221,7 @@ mod tests {
     #[test]
     fn slots_beyond_capacity_are_ignored() {
         let c = Counts::new(0);
-        c.record((EXTRA_SLOTS + 5) as Slot, 1, 1);
+        c.record((EXTRA_SLOTS + 5) as Slot, 1, 1, true);
         assert!(c.snapshot().is_empty());
     }
 }

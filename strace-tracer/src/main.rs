@@ -90,6 +90,9 @@ impl Inspect for Os {
     fn event_msg(&mut self, pid: Pid) -> io::Result<u64> {
         sys::event_msg(pid)
     }
+    fn read_memory(&mut self, pid: Pid, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+        sys::read_memory(pid, addr, len)
+    }
 }
 
 const OPTIONS: u32 =
@@ -120,8 +123,12 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     let unblock: Vec<i32> = TERMINATING.iter().copied().filter(|s| !blocked_before.contains(s)).collect();
     // Attached, these signals are the way to detach, even when inherited
     // as ignored (a background job of a non-interactive shell ignores
-    // SIGINT); running a command, ignored ones stay ignored for it.
-    sys::catch_signals(&TERMINATING, cli.pid.is_none())
+    // SIGINT). Running a command, SIGINT is caught all the same and passed
+    // on like SIGTERM (an ignored SIGINT is the shell's doing, not a wish
+    // of the user's, who would otherwise have no way to interrupt it); the
+    // others, found ignored, stay ignored for the command (`nohup`).
+    let keep_ignored: &[i32] = if cli.pid.is_none() { &[libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] } else { &[] };
+    sys::catch_signals(&TERMINATING, keep_ignored)
         .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
 
     let (tracer, attached) = match cli.pid {
@@ -140,7 +147,11 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             let seccomp = only.as_deref().map(|s| catalog.seccomp_filter(s));
             let plan = spawn_plan(&cli.command, &cli.env, seccomp, unblock.clone())?;
             let seccomp = plan.seccomp.is_some();
-            let pid = start_command(&plan, if seccomp { OPTIONS | sys::OPT_TRACESECCOMP } else { OPTIONS })?;
+            // With a seccomp filter, a tracer that dies (the OOM killer)
+            // must take the command with it: otherwise every filtered call
+            // of the command would fail with ENOSYS from then on.
+            let options = if seccomp { OPTIONS | sys::OPT_TRACESECCOMP | sys::OPT_EXITKILL } else { OPTIONS };
+            let pid = start_command(&plan, options)?;
             let mut tracer = Tracer::new(catalog, counts.clone(), pid, seccomp, only.as_deref());
             tracer.add_thread(pid);
             (tracer, false)
@@ -225,8 +236,18 @@ fn spawn_plan(
     let prog = &command[0];
     // Resolved like `execvp`, but in the tracer, so the traced command makes
     // exactly one `execve` (as under strace).
+    // A file that exists but cannot be executed is left to `execve`, which
+    // names the reason (status 126, as a shell); a directory is named here
+    // because `execve` only says "Permission denied".
     let path = client::find_program(prog, client::MustBe::Executable, Some(PATH_IF_UNSET))
-        .ok_or_else(|| fail(127, format!("cannot find executable {}", Path::new(prog).display())))?;
+        .or_else(|| client::find_program(prog, client::MustBe::File, Some(PATH_IF_UNSET)));
+    let path = match path {
+        Some(p) => p,
+        None if prog.as_bytes().contains(&b'/') && Path::new(prog).is_dir() => {
+            return Err(fail(126, format!("cannot execute {}: Is a directory", Path::new(prog).display())))
+        }
+        None => return Err(fail(127, format!("cannot find executable {}", Path::new(prog).display()))),
+    };
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| usage("arguments must not contain NUL bytes".into()));
     let argv = command.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let envp = command_env(env)

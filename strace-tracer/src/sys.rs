@@ -16,6 +16,7 @@ pub(crate) const OPT_TRACEVFORK: u32 = libc::PTRACE_O_TRACEVFORK as u32;
 pub(crate) const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
 pub(crate) const OPT_TRACEEXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
 pub(crate) const OPT_TRACESECCOMP: u32 = libc::PTRACE_O_TRACESECCOMP as u32;
+pub(crate) const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
 
 fn check(r: libc::c_long) -> io::Result<libc::c_long> {
     if r == -1 {
@@ -61,6 +62,22 @@ pub(crate) fn event_msg(pid: Pid) -> io::Result<u64> {
     let mut msg: libc::c_ulong = 0;
     ptrace(libc::PTRACE_GETEVENTMSG, pid, 0, &mut msg as *mut libc::c_ulong as usize)?;
     Ok(msg)
+}
+
+/// `len` bytes of `pid`'s memory at `addr` (`process_vm_readv`, which a
+/// tracer may do).
+pub(crate) fn read_memory(pid: Pid, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: len };
+    let remote = libc::iovec { iov_base: addr as usize as *mut libc::c_void, iov_len: len };
+    // SAFETY: the local iovec covers `buf`, owned here; the remote one is
+    // only read by the kernel, with permission checks.
+    let n = check(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)?;
+    buf.truncate(n as usize);
+    if buf.len() < len {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    }
+    Ok(buf)
 }
 
 /// Size of `struct ptrace_syscall_info` as of Linux 5.3.
@@ -300,17 +317,17 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c
 }
 
 /// Installs a handler for `sigs` that records them without SA_RESTART, so a
-/// blocking `waitpid` returns EINTR. With `keep_ignored`, signals found
-/// ignored are left ignored (`nohup` semantics, inherited by the command).
+/// blocking `waitpid` returns EINTR. Those of `keep_ignored` found ignored
+/// are left ignored (`nohup` semantics, inherited by the command).
 /// Returns those caught.
-pub(crate) fn catch_signals(sigs: &[i32], keep_ignored: bool) -> io::Result<Vec<i32>> {
+pub(crate) fn catch_signals(sigs: &[i32], keep_ignored: &[i32]) -> io::Result<Vec<i32>> {
     let mut caught = Vec::new();
     for &sig in sigs {
         // SAFETY: sigaction with a valid handler and a zeroed mask.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             check(libc::sigaction(sig, std::ptr::null(), &mut old) as libc::c_long)?;
-            if keep_ignored && old.sa_sigaction == libc::SIG_IGN {
+            if keep_ignored.contains(&sig) && old.sa_sigaction == libc::SIG_IGN {
                 continue;
             }
             let mut sa: libc::sigaction = std::mem::zeroed();

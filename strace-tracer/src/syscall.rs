@@ -23,7 +23,7 @@ pub(crate) enum Abi {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Info {
     /// At syscall entry (a syscall-enter stop or a seccomp stop).
-    Entry { arch: u32, nr: u64 },
+    Entry { arch: u32, nr: u64, args: [u64; 6] },
     /// At syscall exit.
     Exit { rval: i64, is_error: bool },
     /// Not a syscall stop.
@@ -40,7 +40,9 @@ impl Info {
         let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().expect("4 bytes"));
         let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().expect("8 bytes"));
         match buf[0] {
-            OP_ENTRY | OP_SECCOMP => Info::Entry { arch: u32_at(4), nr: u64_at(24) },
+            OP_ENTRY | OP_SECCOMP => {
+                Info::Entry { arch: u32_at(4), nr: u64_at(24), args: std::array::from_fn(|i| u64_at(32 + 8 * i)) }
+            }
             OP_EXIT => Info::Exit { rval: u64_at(24) as i64, is_error: buf[32] != 0 },
             _ => Info::None,
         }
@@ -94,10 +96,49 @@ const IO_FAMILY: &[&str] = &[
     "tee",
     "vmsplice",
     "copy_file_range",
+    "process_vm_readv",
+    "process_vm_writev",
 ];
 
+/// Syscalls moving several messages: the return value is a number of
+/// messages, the bytes are the `msg_len` of each `struct mmsghdr`.
+const MESSAGES_FAMILY: &[&str] = &["sendmmsg", "recvmmsg", "recvmmsg_time64"];
+
+/// How the bytes a call moved are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bytes {
+    /// Not an I/O call.
+    None,
+    /// Its positive return value.
+    Return,
+    /// The sum of `msg_len` over the messages its return value counts.
+    Messages,
+}
+
+pub(crate) fn bytes_rule(name: &str) -> Bytes {
+    if IO_FAMILY.contains(&name) {
+        Bytes::Return
+    } else if MESSAGES_FAMILY.contains(&name) {
+        Bytes::Messages
+    } else {
+        Bytes::None
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn is_io(name: &str) -> bool {
-    IO_FAMILY.contains(&name)
+    bytes_rule(name) != Bytes::None
+}
+
+/// Where `msg_len` lies in the `struct mmsghdr` array of an ABI: the size
+/// of one element and the field's offset in it.
+pub(crate) fn mmsghdr_layout(abi: Abi) -> (usize, usize) {
+    match abi {
+        // struct msghdr is 56 bytes, msg_len follows, padded to 64.
+        Abi::X86_64 => (64, 56),
+        // The compat msghdr (seven 32-bit fields) is 28 bytes.
+        Abi::I386 | Abi::X32 => (32, 28),
+    }
 }
 
 /// Index of a counted name; the same name in several ABIs shares a slot.
@@ -109,7 +150,7 @@ const NO_SLOT: Slot = Slot::MAX;
 #[derive(Debug)]
 pub(crate) struct Catalog {
     names: Vec<String>,
-    io: Vec<bool>,
+    bytes: Vec<Bytes>,
     by_name: HashMap<String, Slot>,
     x86_64: Vec<Slot>,
     i386: Vec<Slot>,
@@ -121,7 +162,7 @@ impl Catalog {
     pub(crate) fn new() -> Catalog {
         let mut c = Catalog {
             names: Vec::new(),
-            io: Vec::new(),
+            bytes: Vec::new(),
             by_name: HashMap::new(),
             x86_64: Vec::new(),
             i386: Vec::new(),
@@ -143,7 +184,7 @@ impl Catalog {
         }
         let s = self.names.len() as Slot;
         self.names.push(name.to_owned());
-        self.io.push(is_io(name));
+        self.bytes.push(bytes_rule(name));
         self.by_name.insert(name.to_owned(), s);
         s
     }
@@ -158,7 +199,11 @@ impl Catalog {
     }
 
     pub(crate) fn is_io(&self, slot: Slot) -> bool {
-        self.io[slot as usize]
+        self.bytes[slot as usize] != Bytes::None
+    }
+
+    pub(crate) fn bytes_rule(&self, slot: Slot) -> Bytes {
+        self.bytes[slot as usize]
     }
 
     pub(crate) fn slot_of_name(&self, name: &str) -> Option<Slot> {
@@ -297,10 +342,15 @@ mod tests {
 
     #[test]
     fn io_families() {
-        for n in ["read", "pwritev2", "sendfile", "splice", "copy_file_range", "recvmsg", "sendto"] {
-            assert!(is_io(n), "{n}");
+        for n in ["read", "pwritev2", "sendfile", "splice", "copy_file_range", "recvmsg", "sendto", "process_vm_readv"]
+        {
+            assert_eq!(bytes_rule(n), Bytes::Return, "{n}");
         }
-        for n in ["openat", "close", "sendmmsg", "lseek", "mmap"] {
+        for n in ["sendmmsg", "recvmmsg", "recvmmsg_time64"] {
+            assert_eq!(bytes_rule(n), Bytes::Messages, "{n}");
+            assert!(is_io(n));
+        }
+        for n in ["openat", "close", "lseek", "mmap", "process_madvise"] {
             assert!(!is_io(n), "{n}");
         }
     }
@@ -311,9 +361,13 @@ mod tests {
         buf[0] = OP_ENTRY;
         buf[4..8].copy_from_slice(&AUDIT_ARCH_I386.to_ne_bytes());
         buf[24..32].copy_from_slice(&4u64.to_ne_bytes());
-        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4 });
+        for i in 0..6 {
+            buf[32 + 8 * i..40 + 8 * i].copy_from_slice(&(10 + i as u64).to_ne_bytes());
+        }
+        let args = [10, 11, 12, 13, 14, 15];
+        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4, args });
         buf[0] = OP_SECCOMP;
-        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4 });
+        assert_eq!(Info::parse(&buf), Info::Entry { arch: AUDIT_ARCH_I386, nr: 4, args });
         buf[0] = OP_EXIT;
         buf[24..32].copy_from_slice(&(-9i64).to_ne_bytes());
         buf[32] = 1;

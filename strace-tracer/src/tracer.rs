@@ -10,12 +10,17 @@ use std::sync::Arc;
 use crate::counts::Counts;
 use crate::stop::Stop;
 use crate::sys::Pid;
-use crate::syscall::{Catalog, Info, Slot};
+use crate::syscall::{classify, mmsghdr_layout, Abi, Bytes, Catalog, Info, Slot};
 
-/// The two queries the state machine makes about a stopped thread.
+/// Messages of one `sendmmsg`/`recvmmsg` whose lengths are read.
+const MAX_MESSAGES: u64 = 1024;
+
+/// The queries the state machine makes about a stopped thread.
 pub(crate) trait Inspect {
     fn syscall_info(&mut self, pid: Pid) -> io::Result<Info>;
     fn event_msg(&mut self, pid: Pid) -> io::Result<u64>;
+    /// `len` bytes of the thread's memory at `addr`.
+    fn read_memory(&mut self, pid: Pid, addr: u64, len: usize) -> io::Result<Vec<u8>>;
 }
 
 /// How to restart a stopped thread.
@@ -52,6 +57,8 @@ impl Outcome {
 struct Entry {
     slot: Slot,
     at_ns: u64,
+    /// For `sendmmsg`/`recvmmsg`: the message array and its ABI.
+    messages: Option<(u64, Abi)>,
 }
 
 #[derive(Debug, Default)]
@@ -123,16 +130,16 @@ impl Tracer {
                         // Normally an entry; the exit of a call that was in
                         // progress when we attached, or the return from
                         // clone in a new child, is recognised and skipped.
-                        if let Ok(Info::Entry { arch, nr }) = os.syscall_info(pid) {
-                            self.enter(pid, arch, nr, now_ns);
+                        if let Ok(Info::Entry { arch, nr, args }) = os.syscall_info(pid) {
+                            self.enter(pid, arch, nr, args, now_ns);
                         }
                     }
                 }
                 self.resume(pid, 0)
             }
             Stop::Seccomp => {
-                if let Ok(Info::Entry { arch, nr }) = os.syscall_info(pid) {
-                    self.enter(pid, arch, nr, now_ns);
+                if let Ok(Info::Entry { arch, nr, args }) = os.syscall_info(pid) {
+                    self.enter(pid, arch, nr, args, now_ns);
                 }
                 self.resume(pid, 0)
             }
@@ -190,7 +197,7 @@ impl Tracer {
         }
     }
 
-    fn enter(&mut self, pid: Pid, arch: u32, nr: u64, now_ns: u64) {
+    fn enter(&mut self, pid: Pid, arch: u32, nr: u64, args: [u64; 6], now_ns: u64) {
         let known = self.catalog.len();
         let slot = self.catalog.slot(arch, nr);
         if self.catalog.len() != known {
@@ -201,20 +208,44 @@ impl Tracer {
                 return;
             }
         }
+        let messages = match (self.catalog.bytes_rule(slot), classify(arch, nr)) {
+            (Bytes::Messages, Some((abi, _))) => Some((args[1], abi)),
+            _ => None,
+        };
         if let Some(t) = self.threads.get_mut(&pid) {
-            t.entry = Some(Entry { slot, at_ns: now_ns });
+            t.entry = Some(Entry { slot, at_ns: now_ns, messages });
         }
     }
 
     fn count_exit(&mut self, pid: Pid, entry: Entry, now_ns: u64, os: &mut dyn Inspect) {
-        let mut bytes = 0;
-        if self.catalog.is_io(entry.slot) {
-            if let Ok(Info::Exit { rval, is_error: false }) = os.syscall_info(pid) {
-                bytes = rval.max(0) as u64;
-            }
-        }
-        self.counts.record(entry.slot, bytes, now_ns.saturating_sub(entry.at_ns));
+        let (rval, failed) = match os.syscall_info(pid) {
+            Ok(Info::Exit { rval, is_error }) => (rval, is_error),
+            _ => (0, false),
+        };
+        let bytes = match self.catalog.bytes_rule(entry.slot) {
+            _ if failed || rval <= 0 => 0,
+            Bytes::None => 0,
+            Bytes::Return => rval as u64,
+            Bytes::Messages => match entry.messages {
+                Some((addr, abi)) => message_bytes(os, pid, addr, abi, rval as u64),
+                None => 0,
+            },
+        };
+        self.counts.record(entry.slot, bytes, now_ns.saturating_sub(entry.at_ns), failed);
     }
+}
+
+/// The sum of `msg_len` over the first `count` elements of a tracee's
+/// `struct mmsghdr` array (0 if it cannot be read).
+fn message_bytes(os: &mut dyn Inspect, pid: Pid, addr: u64, abi: Abi, count: u64) -> u64 {
+    let (size, offset) = mmsghdr_layout(abi);
+    let count = count.min(MAX_MESSAGES) as usize;
+    let Ok(mem) = os.read_memory(pid, addr, size * count) else {
+        return 0;
+    };
+    mem.chunks_exact(size)
+        .map(|m| u64::from(u32::from_ne_bytes(m[offset..offset + 4].try_into().expect("4 bytes"))))
+        .sum()
 }
 
 /// The signal to hand back when detaching from a thread in this stop:
@@ -237,6 +268,7 @@ mod tests {
     struct Script {
         infos: VecDeque<Info>,
         msgs: VecDeque<u64>,
+        memory: VecDeque<(u64, Vec<u8>)>,
     }
 
     impl Inspect for Script {
@@ -245,6 +277,11 @@ mod tests {
         }
         fn event_msg(&mut self, _pid: Pid) -> io::Result<u64> {
             Ok(self.msgs.pop_front().expect("scripted event message"))
+        }
+        fn read_memory(&mut self, _pid: Pid, addr: u64, len: usize) -> io::Result<Vec<u8>> {
+            let (at, mem) = self.memory.pop_front().expect("scripted memory");
+            assert_eq!((at, len), (addr, mem.len()), "address and length read");
+            Ok(mem)
         }
     }
 
@@ -261,35 +298,86 @@ mod tests {
         c.snapshot().into_iter().find(|r| r.name == name).map(|r| (r.hits, r.bytes, r.ns)).unwrap_or((0, 0, 0))
     }
 
+    fn errors(c: &Counts, name: &str) -> u64 {
+        c.snapshot().into_iter().find(|r| r.name == name).map_or(0, |r| r.errors)
+    }
+
+    fn entry(arch: u32, nr: u64) -> Info {
+        Info::Entry { arch, nr, args: [0; 6] }
+    }
+
     #[test]
     fn counts_a_call_with_bytes_and_time() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 0));
         s.infos.push_back(Info::Exit { rval: 42, is_error: false });
         assert_eq!(t.on_stop(100, Stop::Syscall, 1_000, &mut s), Action::Syscall(0));
         assert_eq!(t.on_stop(100, Stop::Syscall, 1_700, &mut s), Action::Syscall(0));
         assert_eq!(totals(&c, "read"), (1, 42, 700));
         // A failed read counts as a call without bytes.
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 0));
         s.infos.push_back(Info::Exit { rval: -11, is_error: true });
         t.on_stop(100, Stop::Syscall, 2_000, &mut s);
         t.on_stop(100, Stop::Syscall, 2_100, &mut s);
         assert_eq!(totals(&c, "read"), (2, 42, 800));
+        assert_eq!(errors(&c, "read"), 1);
     }
 
     #[test]
-    fn non_io_exit_needs_no_query_and_32_bit_calls_share_names() {
+    fn message_calls_count_the_length_of_each_message_sent() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_I386, nr: 20 });
+        // sendmmsg(fd, 0x1000, 8, 0) on x86-64 sending 3 messages.
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 307, args: [3, 0x1000, 8, 0, 0, 0] });
+        s.infos.push_back(Info::Exit { rval: 3, is_error: false });
+        let mut mem = vec![0u8; 3 * 64];
+        for (i, len) in [10u32, 20, 30].into_iter().enumerate() {
+            mem[i * 64 + 56..i * 64 + 60].copy_from_slice(&len.to_ne_bytes());
+        }
+        s.memory.push_back((0x1000, mem));
         t.on_stop(100, Stop::Syscall, 0, &mut s);
-        // No info scripted for the exit: asking would panic.
+        t.on_stop(100, Stop::Syscall, 1, &mut s);
+        assert_eq!(totals(&c, "sendmmsg"), (1, 60, 1));
+        // recvmmsg from i386 (337): 32-byte elements, msg_len at 28.
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_I386, nr: 337, args: [3, 0x2000, 2, 0, 0, 0] });
+        s.infos.push_back(Info::Exit { rval: 2, is_error: false });
+        let mut mem = vec![0u8; 2 * 32];
+        mem[28..32].copy_from_slice(&5u32.to_ne_bytes());
+        mem[60..64].copy_from_slice(&7u32.to_ne_bytes());
+        s.memory.push_back((0x2000, mem));
+        t.on_stop(100, Stop::Syscall, 0, &mut s);
+        t.on_stop(100, Stop::Syscall, 1, &mut s);
+        assert_eq!(totals(&c, "recvmmsg"), (1, 12, 1));
+        // A failed call reads nothing and counts an error.
+        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 307, args: [3, 0x1000, 8, 0, 0, 0] });
+        s.infos.push_back(Info::Exit { rval: -9, is_error: true });
+        t.on_stop(100, Stop::Syscall, 0, &mut s);
+        t.on_stop(100, Stop::Syscall, 1, &mut s);
+        assert_eq!(totals(&c, "sendmmsg"), (2, 60, 2));
+        assert_eq!(errors(&c, "sendmmsg"), 1);
+    }
+
+    #[test]
+    fn errors_of_every_call_are_counted_and_32_bit_calls_share_names() {
+        let (mut t, c) = setup(false, None);
+        let mut s = Script::default();
+        s.infos.push_back(entry(AUDIT_ARCH_I386, 20));
+        s.infos.push_back(Info::Exit { rval: 7, is_error: false });
+        t.on_stop(100, Stop::Syscall, 0, &mut s);
         t.on_stop(100, Stop::Syscall, 5, &mut s);
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 39 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 39));
+        s.infos.push_back(Info::Exit { rval: 7, is_error: false });
         t.on_stop(100, Stop::Syscall, 10, &mut s);
         t.on_stop(100, Stop::Syscall, 12, &mut s);
         assert_eq!(totals(&c, "getpid"), (2, 0, 7));
+        assert_eq!(errors(&c, "getpid"), 0);
+        // A failing non-I/O call (close(-1): EBADF).
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 3));
+        s.infos.push_back(Info::Exit { rval: -9, is_error: true });
+        t.on_stop(100, Stop::Syscall, 20, &mut s);
+        t.on_stop(100, Stop::Syscall, 21, &mut s);
+        assert_eq!((totals(&c, "close"), errors(&c, "close")), ((1, 0, 1), 1));
     }
 
     #[test]
@@ -301,7 +389,7 @@ mod tests {
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         assert_eq!(totals(&c, "read"), (0, 0, 0));
         // exit_group never returns.
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 231 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 231));
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         assert_eq!(t.on_stop(100, Stop::Exited(3), 0, &mut s), Action::Gone);
         assert_eq!(totals(&c, "exit_group"), (0, 0, 0));
@@ -330,12 +418,13 @@ mod tests {
         th.sort();
         assert_eq!(th, vec![100, 101]);
         // Thread 101 enters execve; the exec is reported under the leader id.
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 59 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 59));
         t.on_stop(101, Stop::Syscall, 10, &mut s);
         t.on_stop(100, Stop::Killed(9), 0, &mut s);
         assert_eq!(t.outcome(), Some(Outcome::Killed(9)));
         s.msgs.push_back(101);
         t.on_stop(100, Stop::Exec, 20, &mut s);
+        s.infos.push_back(Info::Exit { rval: 0, is_error: false });
         t.on_stop(100, Stop::Syscall, 30, &mut s);
         assert_eq!(totals(&c, "execve"), (1, 0, 20));
         assert_eq!(t.threads(), vec![100]);
@@ -348,7 +437,7 @@ mod tests {
         let (mut t, c) = setup(true, Some(&["write"]));
         let mut s = Script::default();
         assert_eq!(t.on_stop(100, Stop::Trap, 0, &mut s), Action::Cont(0));
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 1 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 1));
         assert_eq!(t.on_stop(100, Stop::Seccomp, 0, &mut s), Action::Syscall(0));
         // A signal arriving inside the call keeps syscall tracing on.
         assert_eq!(t.on_stop(100, Stop::Signal(14), 0, &mut s), Action::Syscall(14));
@@ -361,7 +450,7 @@ mod tests {
     fn only_filter_without_seccomp_skips_other_calls() {
         let (mut t, c) = setup(false, Some(&["write"]));
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 0 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 0));
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         // The read's exit is then taken for an entry and checked.
         s.infos.push_back(Info::Exit { rval: 1, is_error: false });
@@ -373,10 +462,12 @@ mod tests {
     fn unknown_numbers_get_published_names() {
         let (mut t, c) = setup(false, None);
         let mut s = Script::default();
-        s.infos.push_back(Info::Entry { arch: AUDIT_ARCH_X86_64, nr: 999 });
+        s.infos.push_back(entry(AUDIT_ARCH_X86_64, 999));
+        s.infos.push_back(Info::Exit { rval: -38, is_error: true });
         t.on_stop(100, Stop::Syscall, 0, &mut s);
         t.on_stop(100, Stop::Syscall, 4, &mut s);
         assert_eq!(totals(&c, "syscall_999"), (1, 0, 4));
+        assert_eq!(errors(&c, "syscall_999"), 1);
     }
 
     #[test]

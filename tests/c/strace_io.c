@@ -2,7 +2,9 @@
  * I/O family tau_strace sizes, plus a few non-I/O calls and a failing one.
  * Totals: write 10000, read 3584, pwrite64 300, pread64 200, writev 900,
  * readv 900, sendto 256, recvfrom 256, sendmsg 40, recvmsg 40,
- * sendfile 1000, splice 100, copy_file_range 500. */
+ * sendfile 1000, splice 100, copy_file_range 500, sendmmsg 60 and
+ * recvmmsg 60 (three messages each), process_vm_readv 123 and
+ * process_vm_writev 77 (on itself). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -53,6 +55,21 @@ int main(int argc, char **argv) {
     m.msg_iovlen = 1;
     check(sendmsg(sv[0], &m, 0) == 40, "sendmsg");
     check(recvmsg(sv[1], &m, 0) == 40, "recvmsg");
+    struct mmsghdr mm[3] = {{{0}}};
+    struct iovec parts[3] = {{buf, 10}, {buf + 10, 20}, {buf + 30, 30}};
+    for (int i = 0; i < 3; i++) {
+        mm[i].msg_hdr.msg_iov = &parts[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    int dg[2];
+    check(socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) == 0, "socketpair dgram");
+    check(sendmmsg(dg[0], mm, 3, 0) == 3, "sendmmsg");
+    check(recvmmsg(dg[1], mm, 3, 0, NULL) == 3, "recvmmsg");
+    static char there[200];
+    struct iovec here_v = {buf, 123}, there_v = {there, 123};
+    check(process_vm_readv(getpid(), &here_v, 1, &there_v, 1, 0) == 123, "process_vm_readv");
+    here_v.iov_len = there_v.iov_len = 77;
+    check(process_vm_writev(getpid(), &here_v, 1, &there_v, 1, 0) == 77, "process_vm_writev");
     int g = open(b, O_RDWR | O_CREAT | O_TRUNC, 0600);
     check(g >= 0, "open b");
     check(ftruncate(f, 1000) == 0, "ftruncate");

@@ -12,26 +12,39 @@ use nix::sys::signal::Signal;
 
 use crate::util::{bin, cmd, compile, lines_in, tool, wait_for, Proxy, Run, TempDir};
 
-/// Per-syscall call counts from `strace -f -c` (all personalities summed).
-/// strace counts unknown numbers in its total but lists no line for them.
-fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> BTreeMap<String, u64> {
+/// What `strace -f -c` counted, per syscall (all personalities summed).
+struct Oracle {
+    calls: BTreeMap<String, u64>,
+    /// Calls that returned an error, for syscalls with any.
+    errors: BTreeMap<String, u64>,
+}
+
+/// Per-syscall calls and errors from `strace -f -c`. strace counts unknown
+/// numbers in its total but lists no line for them.
+fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> Oracle {
     let out = dir.join("strace.out");
-    let r = cmd("strace").args(["-f", "-c", "-U", "name,calls", "-o"]).arg(&out).arg(prog).args(args).run();
+    let r = cmd("strace").args(["-f", "-c", "-U", "name,calls,errors", "-o"]).arg(&out).arg(prog).args(args).run();
     if r.code().is_none() {
         r.fail("strace itself failed");
     }
     let text = std::fs::read_to_string(&out).expect("strace summary");
-    let mut counts = BTreeMap::new();
+    let mut oracle = Oracle { calls: BTreeMap::new(), errors: BTreeMap::new() };
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if let [name, calls] = f[..] {
-            if let (true, Ok(n)) = (name != "total", calls.parse::<u64>()) {
-                *counts.entry(name.to_owned()).or_insert(0) += n;
+        let (name, calls, errors) = match f[..] {
+            [name, calls] => (name, calls, "0"),
+            [name, calls, errors] => (name, calls, errors),
+            _ => continue,
+        };
+        if let (true, Ok(n), Ok(e)) = (name != "total", calls.parse::<u64>(), errors.parse::<u64>()) {
+            *oracle.calls.entry(name.to_owned()).or_insert(0) += n;
+            if e > 0 {
+                *oracle.errors.entry(name.to_owned()).or_insert(0) += e;
             }
         }
     }
-    assert!(!counts.is_empty(), "no counts in strace output:\n{text}");
-    counts
+    assert!(!oracle.calls.is_empty(), "no counts in strace output:\n{text}");
+    oracle
 }
 
 /// Named syscalls only: what `strace -c` lists.
@@ -70,7 +83,8 @@ fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Run,
     let prog = compile(&dir, name, statically);
     let args: Vec<String> = args.iter().map(|a| a.replace("$DIR", &dir.path().to_string_lossy())).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let want = strace_counts(&prog, &args, &dir);
+    let oracle = strace_counts(&prog, &args, &dir);
+    let want = oracle.calls;
     let untraced = cmd(&prog).args(&args).run();
     let proxy = Proxy::start();
     let out = tau_strace(&proxy.socket, extra, &prog, &args);
@@ -86,6 +100,11 @@ fn compare(name: &str, statically: bool, args: &[&str], extra: &[&str]) -> (Run,
         want,
         "{name}: per-syscall calls (left: tau_strace, right: strace -f -c)"
     );
+    assert_eq!(
+        named(family(&values, "strace_errors_total")),
+        oracle.errors,
+        "{name}: per-syscall errors (left: tau_strace, right: strace -f -c)"
+    );
     (out, values)
 }
 
@@ -95,6 +114,10 @@ fn single_threaded_counts_and_bytes_match() {
     out.assert_stderr("");
     assert_eq!(v["strace_hits_total{scall=\"syscall_1000\"}"], 3.0);
     assert_eq!(v["strace_hits_total{scall=\"syscall_2000\"}"], 1.0);
+    // read(-1) failed; unknown numbers fail with ENOSYS.
+    assert_eq!(v["strace_errors_total{scall=\"read\"}"], 1.0);
+    assert_eq!(v["strace_errors_total{scall=\"syscall_1000\"}"], 3.0);
+    assert_eq!(v.get("strace_errors_total{scall=\"write\"}"), None, "no error, no series");
     let size = family(&v, "strace_size_total");
     let want: BTreeMap<String, u64> = [
         ("read", 3584),
@@ -110,6 +133,10 @@ fn single_threaded_counts_and_bytes_match() {
         ("sendfile", 1000),
         ("splice", 100),
         ("copy_file_range", 500),
+        ("sendmmsg", 60),
+        ("recvmmsg", 60),
+        ("process_vm_readv", 123),
+        ("process_vm_writev", 77),
     ]
     .into_iter()
     .map(|(k, n)| (k.to_owned(), n))
@@ -208,6 +235,28 @@ fn exit_statuses_are_relayed() {
     tau_strace(sock, &[], Path::new("no-such-program-here"), &[])
         .assert_exit(127)
         .assert_stderr("tau_strace: cannot find executable no-such-program-here\n");
+    tau_strace(sock, &[], Path::new("/no-such-dir/program"), &[])
+        .assert_exit(127)
+        .assert_stderr("tau_strace: cannot find executable /no-such-dir/program\n");
+}
+
+#[test]
+fn a_command_that_exists_but_cannot_run_gives_126_with_the_shells_reason() {
+    let dir = TempDir::new("strace-126");
+    let sock = Path::new("/nonexistent-dir/none.sock");
+    let plain = dir.join("plain-file");
+    std::fs::write(&plain, b"echo never\n").expect("write file");
+    tau_strace(sock, &[], &plain, &[])
+        .assert_exit(126)
+        .assert_stderr(&format!("tau_strace: cannot execute {}: Permission denied\n", plain.display()))
+        .assert_stdout("");
+    tau_strace(sock, &[], dir.path(), &[])
+        .assert_exit(126)
+        .assert_stderr(&format!("tau_strace: cannot execute {}: Is a directory\n", dir.path().display()));
+    // Found on PATH without execute permission: the same as the shell.
+    let out =
+        tool("tau_strace").env("PATH", dir.path()).args(["-u", "/nonexistent-dir/none.sock", "--", "plain-file"]).run();
+    out.assert_exit(126).assert_stderr(&format!("tau_strace: cannot execute {}: Permission denied\n", plain.display()));
 }
 
 #[test]
@@ -248,6 +297,49 @@ fn sigterm_to_the_tracer_reaches_the_command() {
     child.signal(Signal::SIGTERM);
     // Status 7: the command ran its SIGTERM trap.
     child.finish_within(Duration::from_secs(10)).assert_exit(7);
+}
+
+#[test]
+fn sigint_to_the_tracer_alone_reaches_the_command_even_if_inherited_ignored() {
+    // Started as a script's background job is: with SIGINT ignored.
+    let script = format!("trap '' INT; exec {} -u /nonexistent-dir/none.sock -- sleep 60", bin("tau_strace").display());
+    let tracer = cmd("sh").args(["-c", &script]).spawn();
+    // Wait until the command runs under it.
+    let children = format!("/proc/{0}/task/{0}/children", tracer.id());
+    assert!(wait_for(Duration::from_secs(10), || {
+        let child = std::fs::read_to_string(&children).ok()?.trim().parse::<u32>().ok()?;
+        std::fs::read_to_string(format!("/proc/{child}/cmdline")).ok()?.starts_with("sleep").then_some(())
+    })
+    .is_some());
+    tracer.signal(Signal::SIGINT);
+    tracer.finish_within(Duration::from_secs(10)).assert_exit(128 + 2);
+}
+
+#[test]
+fn a_killed_tracer_takes_a_seccomp_filtered_command_with_it() {
+    // Left alone, the command would see every getppid fail with ENOSYS.
+    let dir = TempDir::new("strace-exitkill");
+    let prog = compile(&dir, "strace_late", false);
+    let mut tracer = tool("tau_strace")
+        .args(["-u", "/nonexistent-dir/none.sock", "--only", "getppid", "--"])
+        .arg(&prog)
+        .arg(dir.join("go"))
+        .spawn();
+    assert_eq!(tracer.read_line(), "ready\n");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tracer.id())).expect("children");
+    let command: u32 = children.trim().parse().expect("one child");
+    tracer.signal(Signal::SIGKILL);
+    let gone = wait_for(Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its new parent to reap it.
+        (stat.is_empty() || stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'))).then_some(())
+    });
+    if gone.is_none() {
+        // It holds the tracer's stdout: end it before failing.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(command as i32), Signal::SIGKILL);
+        panic!("the command {command} outlived its killed tracer");
+    }
+    tracer.finish_within(Duration::from_secs(10)).assert_killed_by(Signal::SIGKILL);
 }
 
 #[test]
