@@ -23,7 +23,12 @@ fn for_each_frame<T: serde::de::DeserializeOwned>(mut data: &[u8]) {
 /// sizes come from the data itself, then exercises every reader of the
 /// resulting store.
 pub fn session(data: &[u8]) {
-    let mut store = Store::new(Limits { max_series: 1000, max_series_per_collector: 100, max_remembered: 100 });
+    let mut store = Store::new(Limits {
+        max_series: 1000,
+        max_series_per_collector: 100,
+        max_remembered: 100,
+        ..Limits::default()
+    });
     let mut s = Session::new();
     let mut tally = Tally::default();
     let mut at = 0;

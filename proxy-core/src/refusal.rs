@@ -34,6 +34,17 @@ pub enum Refusal {
     Unregistered,
     /// A counter delta (or total) that is negative, infinite or NaN.
     BadValue { key: String, value: f64, total: bool },
+    /// A counter delta (or total) that would take the counter, or what was
+    /// counted of the collector, beyond `u64` or to an infinite float.
+    Overflow { key: String, value: String, total: bool },
+    /// More labels than [`crate::Limits::max_labels`].
+    TooManyLabels { name: String, limit: usize },
+    /// A label value longer than [`crate::Limits::max_label_value_length`].
+    LabelValueTooLong { name: String, label: String, limit: usize },
+    /// The family belongs to another user of a shared daemon.
+    Foreign { name: String },
+    /// A name reserved for the daemon's own metrics.
+    Reserved { name: String },
 }
 
 /// The variant of a [`Refusal`], without its details: what the store
@@ -51,11 +62,16 @@ pub enum RefusalKind {
     NameConflict,
     Unregistered,
     BadValue,
+    Overflow,
+    TooManyLabels,
+    LabelValueTooLong,
+    Foreign,
+    Reserved,
 }
 
 impl RefusalKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RefusalKind; 11] = [
+    pub const ALL: [RefusalKind; 16] = [
         RefusalKind::Superseded,
         RefusalKind::IdBeyondLimit,
         RefusalKind::SparseId,
@@ -67,7 +83,34 @@ impl RefusalKind {
         RefusalKind::NameConflict,
         RefusalKind::Unregistered,
         RefusalKind::BadValue,
+        RefusalKind::Overflow,
+        RefusalKind::TooManyLabels,
+        RefusalKind::LabelValueTooLong,
+        RefusalKind::Foreign,
+        RefusalKind::Reserved,
     ];
+
+    /// The `reason` label of `tau_metric_proxy_refusals_total`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalKind::Superseded => "superseded",
+            RefusalKind::IdBeyondLimit => "id_beyond_limit",
+            RefusalKind::SparseId => "sparse_id",
+            RefusalKind::CollectorLimit => "collector_limit",
+            RefusalKind::NodeLimit => "node_limit",
+            RefusalKind::InvalidName => "invalid_name",
+            RefusalKind::TypeConflict => "type_conflict",
+            RefusalKind::UnitConflict => "unit_conflict",
+            RefusalKind::NameConflict => "name_conflict",
+            RefusalKind::Unregistered => "unregistered",
+            RefusalKind::BadValue => "bad_value",
+            RefusalKind::Overflow => "overflow",
+            RefusalKind::TooManyLabels => "too_many_labels",
+            RefusalKind::LabelValueTooLong => "label_value_too_long",
+            RefusalKind::Foreign => "foreign_family",
+            RefusalKind::Reserved => "reserved_name",
+        }
+    }
 
     /// Whether the refusal is a series limit of the node or of the
     /// collector (its series count, its largest id, the gap between ids).
@@ -93,6 +136,11 @@ impl Refusal {
             Refusal::NameConflict { .. } => RefusalKind::NameConflict,
             Refusal::Unregistered => RefusalKind::Unregistered,
             Refusal::BadValue { .. } => RefusalKind::BadValue,
+            Refusal::Overflow { .. } => RefusalKind::Overflow,
+            Refusal::TooManyLabels { .. } => RefusalKind::TooManyLabels,
+            Refusal::LabelValueTooLong { .. } => RefusalKind::LabelValueTooLong,
+            Refusal::Foreign { .. } => RefusalKind::Foreign,
+            Refusal::Reserved { .. } => RefusalKind::Reserved,
         }
     }
 }
@@ -128,6 +176,19 @@ impl fmt::Display for Refusal {
             Refusal::BadValue { key, value, total } => {
                 write!(f, "counter {key} cannot {} by {value}", if *total { "total" } else { "increase" })
             }
+            Refusal::Overflow { key, value, total } => write!(
+                f,
+                "counter {key} cannot {} by {value}: it would overflow",
+                if *total { "total" } else { "increase" }
+            ),
+            Refusal::TooManyLabels { name, limit } => write!(f, "{name:?} has more than {limit} labels"),
+            Refusal::LabelValueTooLong { name, label, limit } => {
+                write!(f, "value of label {label:?} in {name:?} is longer than {limit} bytes")
+            }
+            Refusal::Foreign { name } => {
+                write!(f, "{name} belongs to another user of this proxy: choose another metric name")
+            }
+            Refusal::Reserved { name } => write!(f, "{name} is reserved for the proxy's own metrics"),
         }
     }
 }
@@ -217,6 +278,25 @@ mod tests {
             RefusalKind::BadValue => (
                 Refusal::BadValue { key: s("x_total"), value: -1.0, total: false },
                 "counter x_total cannot increase by -1",
+            ),
+            RefusalKind::Overflow => (
+                Refusal::Overflow { key: s("x_total"), value: s("1.7e308"), total: false },
+                "counter x_total cannot increase by 1.7e308: it would overflow",
+            ),
+            RefusalKind::TooManyLabels => {
+                (Refusal::TooManyLabels { name: s("g"), limit: 16 }, "\"g\" has more than 16 labels")
+            }
+            RefusalKind::LabelValueTooLong => (
+                Refusal::LabelValueTooLong { name: s("g"), label: s("a"), limit: 1024 },
+                "value of label \"a\" in \"g\" is longer than 1024 bytes",
+            ),
+            RefusalKind::Foreign => (
+                Refusal::Foreign { name: s("app_total") },
+                "app_total belongs to another user of this proxy: choose another metric name",
+            ),
+            RefusalKind::Reserved => (
+                Refusal::Reserved { name: s("tau_metric_proxy_frames_total") },
+                "tau_metric_proxy_frames_total is reserved for the proxy's own metrics",
             ),
         }
     }

@@ -81,6 +81,9 @@ pub struct Tally {
 pub struct Session {
     /// The connected process, as the kernel reports it, when known.
     peer: Option<ProcessRef>,
+    /// The connected user, as the kernel reports it, when known: it owns
+    /// the families it registers first.
+    uid: Option<u32>,
     state: State,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -95,13 +98,25 @@ impl Default for Session {
 
 impl Session {
     pub fn new() -> Session {
-        Session { peer: None, state: State::Preamble, inbuf: Vec::new(), out: Vec::new(), dropped_replies: false }
+        Session {
+            peer: None,
+            uid: None,
+            state: State::Preamble,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            dropped_replies: false,
+        }
     }
 
     /// A session whose peer process is known (from `SO_PEERCRED`): a
     /// collector's liveness is then judged by it, not by what it claims.
     pub fn for_peer(peer: ProcessRef) -> Session {
         Session { peer: Some(peer), ..Session::new() }
+    }
+
+    /// The same session, for a peer of user `uid` (from `SO_PEERCRED`).
+    pub fn with_uid(self, uid: u32) -> Session {
+        Session { uid: Some(uid), ..self }
     }
 
     /// Reply bytes to send; the caller drains what it wrote.
@@ -194,6 +209,9 @@ impl Session {
                 let (slot, resumed) = store.hello(identity);
                 if let Some(peer) = self.peer {
                     store.set_process(slot, peer);
+                }
+                if let Some(uid) = self.uid {
+                    store.set_uid(slot, uid);
                 }
                 log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
                 self.state = State::Pushing { slot, program, pid };
@@ -384,9 +402,11 @@ mod tests {
     fn large_replies_are_split_and_marked() {
         let mut st = Store::new(Limits::default());
         let (slot, _) = st.hello(Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() });
-        let long = "v".repeat(3000);
+        let long = "v".repeat(1000);
         for i in 0..300 {
-            st.register(slot, i, &Desc::counter("x_total", &[("i", &i.to_string()), ("l", &long)], "x")).unwrap();
+            let labels = [("i", i.to_string()), ("l", long.clone()), ("m", long.clone()), ("n", long.clone())];
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            st.register(slot, i, &Desc::counter("x_total", &labels, "x")).unwrap();
         }
         let mut s = Session::new();
         let mut b = Preamble::new(Role::Query).encode().to_vec();

@@ -7,7 +7,11 @@
 //!
 //! Encoding: `TAUMSTAT`, format version (`u32`), payload length (`u64`),
 //! FNV-1a 64 checksum of the payload, then the bincode payload. A file
-//! that is truncated, corrupt or of another version is refused whole.
+//! that is truncated, corrupt or of an unknown version is refused whole;
+//! a series in it that cannot be restored (not a valid counter, a name
+//! the store refuses) is skipped and reported, the others are restored.
+//! Format 2 adds the owner of each family; format 1 is still read (its
+//! families are unclaimed).
 
 use bincode::Options;
 use protocol::{Desc, Identity, Kind};
@@ -15,9 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::refusal::Refusal;
 use crate::store::{Limits, Store};
+use crate::validate::series_key;
 
 const MAGIC: &[u8; 8] = b"TAUMSTAT";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// The format before families had owners, still read.
+const FORMAT_V1: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 8;
 /// Bound on a snapshot payload, far above 1,000,000 series.
 const MAX_PAYLOAD: u64 = 4 << 30;
@@ -53,6 +60,22 @@ pub(crate) struct CollectorState {
 pub struct Snapshot {
     pub(crate) series: Vec<SeriesState>,
     pub(crate) collectors: Vec<CollectorState>,
+    /// Families owned by a user, and that user's uid.
+    pub(crate) owners: Vec<(String, u32)>,
+}
+
+/// Format 1: the same without owners.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    series: Vec<SeriesState>,
+    collectors: Vec<CollectorState>,
+}
+
+/// A series of a snapshot that was not restored, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    pub name: String,
+    pub why: SnapshotError,
 }
 
 /// Why a snapshot could not be read or restored; a snapshot is refused
@@ -144,7 +167,7 @@ impl Snapshot {
             return Err(SnapshotError::Truncated);
         }
         let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_V1 {
             return Err(SnapshotError::Format { found: format });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -155,6 +178,10 @@ impl Snapshot {
         }
         if fnv1a(payload) != sum {
             return Err(SnapshotError::Checksum);
+        }
+        if format == FORMAT_V1 {
+            let v1: SnapshotV1 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
+            return Ok(Snapshot { series: v1.series, collectors: v1.collectors, owners: Vec::new() });
         }
         options().deserialize(payload).map_err(SnapshotError::Decode)
     }
@@ -182,28 +209,44 @@ impl Store {
                     .collect(),
             })
             .collect();
-        Snapshot { series, collectors }
+        Snapshot { series, collectors, owners: self.owners() }
     }
 
-    /// A store holding a snapshot's totals; every series is validated again
-    /// and any problem refuses the whole snapshot.
-    pub fn restore(limits: Limits, snap: Snapshot) -> Result<Store, SnapshotError> {
+    /// A store holding a snapshot's totals. Every series is validated
+    /// again: one that is not a valid counter or that the store refuses is
+    /// skipped (returned, with why), and so is what collectors counted of
+    /// it; an inconsistency in the collectors refuses the whole snapshot.
+    pub fn restore(limits: Limits, snap: Snapshot) -> Result<(Store, Vec<Skipped>), SnapshotError> {
         let mut st = Store::new(limits);
         let mut sids = Vec::with_capacity(snap.series.len());
+        let mut skipped = Vec::new();
         for s in &snap.series {
-            if s.desc.kind != Kind::Counter || !(s.float.is_finite() && s.float >= 0.0) {
-                return Err(SnapshotError::InvalidCounter { name: s.desc.name.clone() });
+            let restored = if s.desc.kind != Kind::Counter || !(s.float.is_finite() && s.float >= 0.0) {
+                Err(SnapshotError::InvalidCounter { name: series_key(&s.desc) })
+            } else {
+                st.internal(&s.desc).map_err(SnapshotError::Series)
+            };
+            match restored {
+                Ok(sid) => {
+                    st.restore_counter(sid, s.int, s.float, s.ts);
+                    sids.push(Some(sid));
+                }
+                Err(why) => {
+                    skipped.push(Skipped { name: series_key(&s.desc), why });
+                    sids.push(None);
+                }
             }
-            let sid = st.internal(&s.desc).map_err(SnapshotError::Series)?;
-            st.restore_counter(sid, s.int, s.float, s.ts);
-            sids.push(sid);
         }
+        st.restore_owners(&snap.owners);
         let limit = limits.max_series_per_collector;
         for c in snap.collectors {
             let mut counted = Vec::with_capacity(c.counted.len());
             for k in c.counted {
-                let sid = *sids.get(k.series as usize).ok_or(SnapshotError::MissingSeries)?;
-                counted.push((k.id, sid, k.int, k.float));
+                match sids.get(k.series as usize).ok_or(SnapshotError::MissingSeries)? {
+                    Some(sid) => counted.push((k.id, *sid, k.int, k.float)),
+                    // The series starts again: what was counted of it goes.
+                    None => continue,
+                }
             }
             if st.knows(&c.identity) {
                 return Err(SnapshotError::DuplicateCollector);
@@ -213,7 +256,7 @@ impl Store {
             }
             st.restore_collector(c.identity, counted);
         }
-        Ok(st)
+        Ok((st, skipped))
     }
 }
 
@@ -249,7 +292,8 @@ mod tests {
         let snap = Snapshot::from_bytes(&bytes).unwrap();
         assert_eq!(snap, st.snapshot());
         assert_eq!(snap.series_count(), 2);
-        let mut back = Store::restore(Limits::default(), snap).unwrap();
+        let (mut back, skipped) = Store::restore(Limits::default(), snap).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(back.values(), {
             let mut v = st.values();
             v.retain(|v| v.name != "g");
@@ -294,17 +338,13 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_snapshots_are_refused_whole() {
+    fn inconsistent_collectors_are_refused_whole() {
         let restore = |edit: fn(&mut Snapshot)| {
             let mut snap = populated().snapshot();
             edit(&mut snap);
             Store::restore(Limits { max_series_per_collector: 10, ..Limits::default() }, snap).map(|_| ())
         };
         restore(|_| ()).unwrap();
-        let e = restore(|s| s.series[0].float = -1.0).unwrap_err();
-        assert!(matches!(&e, SnapshotError::InvalidCounter { name } if name == "x_total"), "{e:?}");
-        let e = restore(|s| s.series[0].desc.name = "t".into()).unwrap_err();
-        assert!(matches!(e, SnapshotError::Series(Refusal::InvalidName(_))), "{e:?}");
         let e = restore(|s| s.collectors[0].counted[0].series = 9).unwrap_err();
         assert!(matches!(e, SnapshotError::MissingSeries), "{e:?}");
         let e = restore(|s| s.collectors.push(s.collectors[0].clone())).unwrap_err();
@@ -314,12 +354,73 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_series_is_skipped_and_the_others_restored() {
+        for (edit, why) in [
+            ((|s: &mut Snapshot| s.series[0].float = f64::INFINITY) as fn(&mut Snapshot), "not a valid counter"),
+            (|s| s.series[0].float = -1.0, "not a valid counter"),
+            (|s| s.series[0].desc.name = "t".into(), "must end in \"_total\""),
+        ] {
+            let mut snap = populated().snapshot();
+            edit(&mut snap);
+            let name = series_key(&snap.series[0].desc);
+            let (mut st, skipped) = Store::restore(Limits::default(), snap).unwrap();
+            assert_eq!(skipped.len(), 1);
+            assert_eq!(skipped[0].name, name);
+            assert!(skipped[0].why.to_string().contains(why), "{}", skipped[0].why);
+            assert_eq!(st.values().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["t_total"]);
+            assert_eq!(st.get(&["t_total".into()]).unwrap()[0].value, 1.5);
+            // The collector's count of the skipped series went with it: its
+            // resync counts that series again from nothing.
+            let who = Identity { pid: 7, start_time: 3, nonce: 5, program: "p".into() };
+            let (a, resumed) = st.hello(who);
+            assert!(resumed);
+            st.register(a, 0, &Desc::counter("x_total", &[("k", "v")], "X")).unwrap();
+            st.register(a, 4, &Desc::counter("t_total", &[], "T").with_scale(Scale::Nano)).unwrap();
+            st.resync(
+                a,
+                &[Sample { id: 0, value: Value::Int(12) }, Sample { id: 4, value: Value::Int(1_500_000_000) }],
+                4.0,
+            );
+            assert_eq!(st.get(&["x_total{k=\"v\"}".into(), "t_total".into()]).unwrap()[0].value, 12.0);
+            assert_eq!(st.get(&["t_total".into()]).unwrap()[0].value, 1.5);
+        }
+    }
+
+    #[test]
+    fn owners_survive_and_format_1_files_are_read_unclaimed() {
+        let mut st = Store::new(Limits::default());
+        let (a, _) = st.hello(Identity { pid: 7, start_time: 3, nonce: 5, program: "p".into() });
+        st.set_uid(a, 1000);
+        st.register(a, 0, &Desc::counter("mine_total", &[], "M")).unwrap();
+        let snap = st.snapshot();
+        assert_eq!(snap.owners, [("mine_total".to_owned(), 1000)]);
+        let (mut back, _) = Store::restore(Limits::default(), Snapshot::from_bytes(&snap.to_bytes()).unwrap()).unwrap();
+        let (b, _) = back.hello(Identity { pid: 8, start_time: 3, nonce: 5, program: "q".into() });
+        back.set_uid(b, 1001);
+        let e = back.register(b, 0, &Desc::counter("mine_total", &[], "M")).unwrap_err();
+        assert_eq!(e.refusal, Refusal::Foreign { name: "mine_total".into() });
+        // Format 1: the same payload without owners.
+        let v1 = options().serialize(&(&snap.series, &snap.collectors)).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_V1.to_le_bytes());
+        bytes.extend_from_slice(&(v1.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&fnv1a(&v1).to_le_bytes());
+        bytes.extend_from_slice(&v1);
+        let old = Snapshot::from_bytes(&bytes).unwrap();
+        assert!(old.owners.is_empty());
+        let (mut back, _) = Store::restore(Limits::default(), old).unwrap();
+        let (b, _) = back.hello(Identity { pid: 8, start_time: 3, nonce: 5, program: "q".into() });
+        back.set_uid(b, 1001);
+        back.register(b, 0, &Desc::counter("mine_total", &[], "M")).unwrap();
+    }
+
+    #[test]
     fn each_refusal_keeps_its_message() {
         let decode = options().deserialize::<Snapshot>(&[0xff]).unwrap_err();
         let cases = [
             (SnapshotError::BadMagic, "not a tau_metric_proxy state file (bad magic)".to_owned()),
             (SnapshotError::Truncated, "truncated: shorter than its header".to_owned()),
-            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 1".to_owned()),
+            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 2".to_owned()),
             (
                 SnapshotError::Length { payload: 3, header: 4 },
                 "truncated or padded: payload of 3 bytes, header says 4".to_owned(),

@@ -17,7 +17,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
-use protocol::{Desc, Identity, Kind, Sample, Value};
+use protocol::{Desc, Identity, Kind, Sample, Scale, Value};
 
 use crate::refusal::{IngestError, Refusal, RefusalCounts, RefusalKind};
 use crate::validate::{series_key, validate_desc};
@@ -26,7 +26,11 @@ use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
 pub(crate) use order::RenderOrder;
 pub use series::SeriesId;
-pub(crate) use series::{om_family_name, Family, Series};
+pub(crate) use series::{om_family_name, Family, Owner, Series};
+
+/// Family names that start with this are the daemon's (see
+/// [`Store::declare_shared`] for the one its launcher pushes).
+pub const RESERVED_PREFIX: &str = "tau_metric_proxy_";
 
 /// Upper bounds that keep one misbehaving collector from exhausting memory.
 #[derive(Debug, Clone, Copy)]
@@ -38,12 +42,30 @@ pub struct Limits {
     /// Disconnected collectors remembered (waiting to reconnect); beyond
     /// it the longest-gone are folded.
     pub max_remembered: usize,
+    /// Labels one series may carry.
+    pub max_labels: usize,
+    /// Bytes of one label value.
+    pub max_label_value_length: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_series: 1_000_000, max_series_per_collector: 100_000, max_remembered: 100_000 }
+        Limits {
+            max_series: 1_000_000,
+            max_series_per_collector: 100_000,
+            max_remembered: 100_000,
+            max_labels: 16,
+            max_label_value_length: 1024,
+        }
     }
+}
+
+/// Who registers a series: the daemon (self metrics, state file) or a
+/// collector of a known or unknown user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registrant {
+    Daemon,
+    Peer(Option<u32>),
 }
 
 /// All series of a node, and the collectors feeding them.
@@ -117,12 +139,17 @@ impl Store {
     /// Binds the collector's `id` to the series `desc` names, creating it.
     pub fn register(&mut self, slot: CollectorSlot, id: u32, desc: &Desc) -> Result<SeriesId, IngestError> {
         let limit = self.limits.max_series_per_collector;
-        let sid = match self.collectors.current_mut(slot).map(|c| c.check_id(id, limit)) {
+        let checked = self.collectors.current_mut(slot).map(|c| (c.check_id(id, limit), c.uid));
+        let uid = checked.as_ref().ok().and_then(|(_, uid)| *uid);
+        let sid = match checked {
             Err(r) => Err((None, r)),
-            Ok(Err(r)) => Err((Some(id), r)),
-            Ok(Ok(_)) => self.series_for(desc, true).map_err(|r| (Some(id), r)),
+            Ok((Err(r), _)) => Err((Some(id), r)),
+            Ok((Ok(_), uid)) => self.series_for(desc, Registrant::Peer(uid)).map_err(|r| (Some(id), r)),
         };
         let sid = sid.map_err(|(id, r)| self.refuse(id, r))?;
+        if let Some(uid) = uid {
+            self.claim(sid, uid);
+        }
         let c = match self.collectors.current_mut(slot) {
             Ok(c) => c,
             Err(r) => return Err(self.refuse(None, r)),
@@ -134,11 +161,18 @@ impl Store {
         Ok(sid)
     }
 
-    /// Finds or creates the series of `desc`, checking names and types.
-    /// `limited`: whether the node's series limit applies (not to the
-    /// daemon's own series).
-    fn series_for(&mut self, desc: &Desc, limited: bool) -> Result<SeriesId, Refusal> {
+    /// Finds or creates the series of `desc`, checking names, types, the
+    /// label limits and who may register in its family. The node's series
+    /// limit and the label limits do not apply to the daemon.
+    fn series_for(&mut self, desc: &Desc, who: Registrant) -> Result<SeriesId, Refusal> {
+        let limited = who != Registrant::Daemon;
+        if limited {
+            self.check_labels(desc)?;
+        }
         validate_desc(desc)?;
+        if let Registrant::Peer(uid) = who {
+            self.check_owner(&desc.name, uid)?;
+        }
         let key = series_key(desc);
         if let Some(&sid) = self.by_key.get(&key) {
             let s = &self.series[sid as usize];
@@ -159,6 +193,9 @@ impl Store {
                 if fam.kind != desc.kind {
                     return Err(Refusal::TypeConflict { name: desc.name.clone(), was: fam.kind, now: desc.kind });
                 }
+                if fam.scale.is_some_and(|s| s != desc.scale) {
+                    return Err(Refusal::UnitConflict { key });
+                }
                 f
             }
             None => {
@@ -172,7 +209,19 @@ impl Store {
                 } else {
                     desc.help.clone()
                 };
-                self.families.push(Family { name: desc.name.clone(), help, kind: desc.kind, series: BTreeMap::new() });
+                let owner = match who {
+                    Registrant::Daemon => Owner::Daemon,
+                    Registrant::Peer(Some(uid)) => Owner::Uid(uid),
+                    Registrant::Peer(None) => Owner::Unclaimed,
+                };
+                self.families.push(Family {
+                    name: desc.name.clone(),
+                    help,
+                    kind: desc.kind,
+                    owner,
+                    scale: None,
+                    series: BTreeMap::new(),
+                });
                 let f = (self.families.len() - 1) as u32;
                 self.family_order.insert(desc.name.clone(), f);
                 f
@@ -186,6 +235,93 @@ impl Store {
         self.by_key.insert(key, sid);
         self.order.valid = false;
         Ok(sid)
+    }
+
+    /// Refuses more labels, or longer label values, than the limits allow.
+    fn check_labels(&self, desc: &Desc) -> Result<(), Refusal> {
+        let limit = self.limits.max_labels;
+        if desc.labels.len() > limit {
+            return Err(Refusal::TooManyLabels { name: desc.name.clone(), limit });
+        }
+        let limit = self.limits.max_label_value_length;
+        match desc.labels.iter().find(|(_, v)| v.len() > limit) {
+            Some((label, _)) => {
+                Err(Refusal::LabelValueTooLong { name: desc.name.clone(), label: label.clone(), limit })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a peer of user `uid` may register in family `name`: not in
+    /// the daemon's, not in another user's; a known user claims an
+    /// unclaimed family.
+    fn check_owner(&self, name: &str, uid: Option<u32>) -> Result<(), Refusal> {
+        let Some(&f) = self.family_order.get(name) else {
+            return if name.starts_with(RESERVED_PREFIX) {
+                Err(Refusal::Reserved { name: name.to_owned() })
+            } else {
+                Ok(())
+            };
+        };
+        match (self.families[f as usize].owner, uid) {
+            (Owner::Daemon, _) => Err(Refusal::Reserved { name: name.to_owned() }),
+            (Owner::Uid(owner), Some(uid)) if owner != uid => Err(Refusal::Foreign { name: name.to_owned() }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A known user who registered in an unclaimed family now owns it.
+    fn claim(&mut self, sid: SeriesId, uid: u32) {
+        let fam = &mut self.families[self.series[sid as usize].family as usize];
+        if fam.owner == Owner::Unclaimed {
+            fam.owner = Owner::Uid(uid);
+        }
+    }
+
+    /// Declares a family that every user's collectors add to, with its
+    /// type, scale and help: no one can register it otherwise, and no one
+    /// owns it. A family of that name already there (from a state file)
+    /// becomes shared if its type agrees.
+    pub fn declare_shared(&mut self, name: &str, kind: Kind, scale: Scale, help: &str) -> Result<(), Refusal> {
+        let f = match self.family_order.get(name) {
+            Some(&f) => f,
+            None => {
+                let probe = Desc::new(name, &[], help, kind, scale);
+                validate_desc(&probe)?;
+                let om = om_family_name(name, kind).to_owned();
+                if self.om_names.contains_key(&om) {
+                    return Err(Refusal::NameConflict { name: name.to_owned(), family: om });
+                }
+                self.om_names.insert(om, kind);
+                let fam = Family {
+                    name: name.to_owned(),
+                    help: help.to_owned(),
+                    kind,
+                    owner: Owner::Shared,
+                    scale: None,
+                    series: BTreeMap::new(),
+                };
+                self.families.push(fam);
+                let f = (self.families.len() - 1) as u32;
+                self.family_order.insert(name.to_owned(), f);
+                self.order.valid = false;
+                f
+            }
+        };
+        let fam = &mut self.families[f as usize];
+        if fam.kind != kind {
+            return Err(Refusal::TypeConflict { name: name.to_owned(), was: fam.kind, now: kind });
+        }
+        fam.owner = Owner::Shared;
+        fam.scale = Some(scale);
+        Ok(())
+    }
+
+    /// Records the user of a collector's connection, as the kernel reports it.
+    pub fn set_uid(&mut self, slot: CollectorSlot, uid: u32) {
+        if let Ok(c) = self.collectors.current_mut(slot) {
+            c.uid = Some(uid);
+        }
     }
 
     /// Applies counter deltas and gauge values; `now` is the Unix time in
@@ -215,12 +351,30 @@ impl Store {
                 continue;
             };
             let series = &mut self.series[*sid as usize];
+            let shared = self.families[series.family as usize].owner == Owner::Shared;
             let counted = &mut c.counted[idx];
+            let overflow = |series: &Series| {
+                let value = match s.value {
+                    Value::Int(v) => v.to_string(),
+                    Value::Float(v) => format!("{v:?}"),
+                };
+                IngestError {
+                    id: Some(s.id),
+                    refusal: Refusal::Overflow { key: series.key.clone(), value, total: totals },
+                }
+            };
             let delta_applied = match (series.kind, s.value) {
                 (Kind::Counter, Value::Int(v)) => {
                     let d = if totals { v.saturating_sub(counted.int) } else { v };
-                    counted.int = counted.int.saturating_add(d);
-                    series.int = series.int.saturating_add(d);
+                    let Some(mine) = counted.int.checked_add(d) else {
+                        errors.push(overflow(series));
+                        continue;
+                    };
+                    if !series.add_int(d, shared) {
+                        errors.push(overflow(series));
+                        continue;
+                    }
+                    counted.int = mine;
                     d != 0
                 }
                 (Kind::Counter, Value::Float(v)) => {
@@ -230,8 +384,13 @@ impl Store {
                         continue;
                     }
                     let d = if totals { (v - counted.float).max(0.0) } else { v };
-                    counted.float += d;
-                    series.float += d;
+                    let (mine, sum) = (counted.float + d, series.float + d);
+                    if !mine.is_finite() || !sum.is_finite() {
+                        errors.push(overflow(series));
+                        continue;
+                    }
+                    counted.float = mine;
+                    series.float = sum;
                     d != 0.0
                 }
                 (Kind::Gauge, v) => {
@@ -335,7 +494,7 @@ impl Store {
     /// The node's series limit does not apply to these, and their refusals
     /// are not counted.
     pub fn internal(&mut self, desc: &Desc) -> Result<SeriesId, Refusal> {
-        self.series_for(desc, false)
+        self.series_for(desc, Registrant::Daemon)
     }
 
     /// Adds to a daemon-owned counter.
@@ -378,6 +537,28 @@ impl Store {
     /// Whether a collector of this identity is remembered.
     pub(crate) fn knows(&self, identity: &Identity) -> bool {
         self.collectors.contains(identity)
+    }
+
+    /// The families owned by a user, with their owner, for a snapshot.
+    pub(crate) fn owners(&self) -> Vec<(String, u32)> {
+        let owned = self.families.iter().filter_map(|f| match f.owner {
+            Owner::Uid(uid) => Some((f.name.clone(), uid)),
+            _ => None,
+        });
+        owned.collect()
+    }
+
+    /// After a restore: every family is the daemon's if its name is
+    /// reserved, else its saved owner's, else unclaimed.
+    pub(crate) fn restore_owners(&mut self, owners: &[(String, u32)]) {
+        let owners: HashMap<&str, u32> = owners.iter().map(|(n, u)| (n.as_str(), *u)).collect();
+        for f in &mut self.families {
+            f.owner = match owners.get(f.name.as_str()) {
+                _ if f.name.starts_with(RESERVED_PREFIX) => Owner::Daemon,
+                Some(&uid) => Owner::Uid(uid),
+                None => Owner::Unclaimed,
+            };
+        }
     }
 
     /// Sets a restored counter's totals.

@@ -4,10 +4,8 @@ use protocol::{Desc, Kind};
 
 /// Longest accepted metric or label name, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 200;
-/// Longest accepted label value or help text, in bytes.
+/// Longest accepted help text, in bytes.
 pub(crate) const MAX_TEXT_LEN: usize = 4096;
-/// Most labels one series may carry.
-pub(crate) const MAX_LABELS: usize = 16;
 
 /// Why a description was refused; the message names the offending part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +18,13 @@ pub enum NameError {
     GaugeWithTotal { name: String },
     /// Help text longer than 4096 bytes.
     HelpTooLong { name: String },
-    /// More than 16 labels.
-    TooManyLabels { name: String },
     /// Not a Prometheus label name, or longer than 200 bytes.
     InvalidLabelName { name: String, label: String },
     /// A label name starting with `__`.
     ReservedLabelName { name: String, label: String },
-    /// A label value longer than 4096 bytes.
-    LabelValueTooLong { name: String, label: String },
+    /// An empty label value: Prometheus takes `x{a=""}` for `x`, so it
+    /// would show two series under one name.
+    EmptyLabelValue { name: String, label: String },
     /// The same label given twice.
     DuplicateLabel { name: String, label: String },
 }
@@ -39,13 +36,12 @@ impl std::fmt::Display for NameError {
             NameError::CounterWithoutTotal { name } => write!(f, "counter name {name:?} must end in \"_total\""),
             NameError::GaugeWithTotal { name } => write!(f, "gauge name {name:?} must not end in \"_total\""),
             NameError::HelpTooLong { name } => write!(f, "help text of {name:?} is longer than {MAX_TEXT_LEN} bytes"),
-            NameError::TooManyLabels { name } => write!(f, "{name:?} has more than {MAX_LABELS} labels"),
             NameError::InvalidLabelName { name, label } => write!(f, "invalid label name {label:?} in {name:?}"),
             NameError::ReservedLabelName { name, label } => {
                 write!(f, "label name {label:?} in {name:?} is reserved (starts with \"__\")")
             }
-            NameError::LabelValueTooLong { name, label } => {
-                write!(f, "value of label {label:?} in {name:?} is longer than {MAX_TEXT_LEN} bytes")
+            NameError::EmptyLabelValue { name, label } => {
+                write!(f, "value of label {label:?} in {name:?} is empty (Prometheus would drop the label)")
             }
             NameError::DuplicateLabel { name, label } => write!(f, "label {label:?} appears twice in {name:?}"),
         }
@@ -70,7 +66,9 @@ fn is_label_name(s: &str) -> bool {
 ///
 /// Counters must end in `_total` (OpenMetrics derives the family name by
 /// removing it), label names may not start with `__` (reserved), and a label
-/// may appear only once.
+/// may appear only once, with a value that is not empty. The number of
+/// labels and the length of values are the store's limits
+/// ([`crate::Limits`]).
 pub fn validate_desc(desc: &Desc) -> Result<(), NameError> {
     let name = &desc.name;
     let named = || name.clone();
@@ -86,9 +84,6 @@ pub fn validate_desc(desc: &Desc) -> Result<(), NameError> {
     if desc.help.len() > MAX_TEXT_LEN {
         return Err(NameError::HelpTooLong { name: named() });
     }
-    if desc.labels.len() > MAX_LABELS {
-        return Err(NameError::TooManyLabels { name: named() });
-    }
     for (i, (label, value)) in desc.labels.iter().enumerate() {
         let labelled = || label.clone();
         if label.len() > MAX_NAME_LEN || !is_label_name(label) {
@@ -97,8 +92,8 @@ pub fn validate_desc(desc: &Desc) -> Result<(), NameError> {
         if label.starts_with("__") {
             return Err(NameError::ReservedLabelName { name: named(), label: labelled() });
         }
-        if value.len() > MAX_TEXT_LEN {
-            return Err(NameError::LabelValueTooLong { name: named(), label: labelled() });
+        if value.is_empty() {
+            return Err(NameError::EmptyLabelValue { name: named(), label: labelled() });
         }
         if desc.labels[..i].iter().any(|(l, _)| l == label) {
             return Err(NameError::DuplicateLabel { name: named(), label: labelled() });
@@ -168,9 +163,9 @@ mod tests {
         assert_eq!(err(Desc::counter("hits", &[], "")), CounterWithoutTotal { name: s("hits") });
         assert_eq!(err(Desc::counter("_total", &[], "")), CounterWithoutTotal { name: s("_total") });
         assert_eq!(err(Desc::gauge("g_total", &[], "")), GaugeWithTotal { name: s("g_total") });
-        assert_eq!(err(Desc::gauge("g", &[("a b", "")], "")), InvalidLabelName { name: s("g"), label: s("a b") });
+        assert_eq!(err(Desc::gauge("g", &[("a b", "x")], "")), InvalidLabelName { name: s("g"), label: s("a b") });
         assert_eq!(
-            err(Desc::gauge("g", &[("__name__", "")], "")),
+            err(Desc::gauge("g", &[("__name__", "x")], "")),
             ReservedLabelName { name: s("g"), label: s("__name__") }
         );
         assert_eq!(
@@ -180,10 +175,10 @@ mod tests {
         assert_eq!(err(Desc::gauge("", &[], "")), InvalidMetricName { name: s("") });
         let long = "x".repeat(MAX_TEXT_LEN + 1);
         assert_eq!(err(Desc::gauge("g", &[], &long)), HelpTooLong { name: s("g") });
-        assert_eq!(err(Desc::gauge("g", &[("a", &long)], "")), LabelValueTooLong { name: s("g"), label: s("a") });
-        let names: Vec<String> = (0..=MAX_LABELS).map(|i| format!("l{i}")).collect();
-        let labels: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
-        assert_eq!(err(Desc::gauge("g", &labels, "")), TooManyLabels { name: s("g") });
+        assert_eq!(
+            err(Desc::gauge("g", &[("a", "1"), ("b", "")], "")),
+            EmptyLabelValue { name: s("g"), label: s("b") }
+        );
     }
 
     #[test]
@@ -195,13 +190,15 @@ mod tests {
             (CounterWithoutTotal { name: s("hits") }, "counter name \"hits\" must end in \"_total\""),
             (GaugeWithTotal { name: s("g_total") }, "gauge name \"g_total\" must not end in \"_total\""),
             (HelpTooLong { name: g() }, "help text of \"g\" is longer than 4096 bytes"),
-            (TooManyLabels { name: g() }, "\"g\" has more than 16 labels"),
             (InvalidLabelName { name: g(), label: s("a b") }, "invalid label name \"a b\" in \"g\""),
             (
                 ReservedLabelName { name: g(), label: s("__name__") },
                 "label name \"__name__\" in \"g\" is reserved (starts with \"__\")",
             ),
-            (LabelValueTooLong { name: g(), label: a() }, "value of label \"a\" in \"g\" is longer than 4096 bytes"),
+            (
+                EmptyLabelValue { name: g(), label: a() },
+                "value of label \"a\" in \"g\" is empty (Prometheus would drop the label)",
+            ),
             (DuplicateLabel { name: g(), label: a() }, "label \"a\" appears twice in \"g\""),
         ];
         for (e, text) in cases {

@@ -36,6 +36,12 @@ pub(crate) struct Cli {
     /// beyond it the longest-gone are folded into the node totals
     #[arg(long = "max-remembered", value_name = "N", default_value_t = Limits::default().max_remembered)]
     pub(crate) max_remembered: usize,
+    /// Most labels one series may carry; registrations with more are refused
+    #[arg(long = "max-labels", value_name = "N", default_value_t = Limits::default().max_labels)]
+    pub(crate) max_labels: usize,
+    /// Longest label value, in bytes; registrations with a longer one are refused
+    #[arg(long = "max-label-value-length", value_name = "BYTES", default_value_t = Limits::default().max_label_value_length)]
+    pub(crate) max_label_value_length: usize,
     /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
@@ -54,4 +60,17 @@ pub(crate) struct Cli {
     /// Log only warnings and errors
     #[arg(short = 'q', long = "quiet")]
     pub(crate) quiet: bool,
+}
+
+impl Cli {
+    /// The store's limits the flags set.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_series: self.max_series,
+            max_series_per_collector: self.max_series_per_collector,
+            max_remembered: self.max_remembered,
+            max_labels: self.max_labels,
+            max_label_value_length: self.max_label_value_length,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod access;
 mod cli;
 mod conn;
+mod families;
 mod http;
 mod server;
 mod socket;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use cli::Cli;
 use parking_lot::Mutex;
-use proxy_core::{Limits, Store};
+use proxy_core::Store;
 
 fn main() {
     let cli: Cli = client::parse_args("tau_metric_proxy");
@@ -44,12 +45,9 @@ fn init_logging(cli: &Cli) {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    // Series, collectors and labels, as the --max-* flags bound them.
+    let limits = cli.limits();
     let path = client::socket_path(cli.unix);
-    let limits = Limits {
-        max_series: cli.max_series,
-        max_series_per_collector: cli.max_series_per_collector,
-        max_remembered: cli.max_remembered,
-    };
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
     let store = match &cli.state {
@@ -59,6 +57,8 @@ fn run(cli: Cli) -> Result<(), String> {
         }),
         None => Store::new(limits),
     };
+    // The families of the project's own collectors, shared by every user.
+    let store = families::declare(store);
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.

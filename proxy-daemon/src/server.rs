@@ -9,7 +9,7 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use parking_lot::Mutex;
 use protocol::Desc;
-use proxy_core::{ProcessRef, SeriesId, Session, SessionEnd, Store, Tally};
+use proxy_core::{ProcessRef, RefusalKind, SeriesId, Session, SessionEnd, Store, Tally};
 
 use crate::access::Access;
 use crate::conn::{self, Slab, Verdict};
@@ -36,6 +36,8 @@ pub(crate) struct SelfMetrics {
     protocol_errors: SeriesId,
     refused_connections: SeriesId,
     refused_series: SeriesId,
+    /// `tau_metric_proxy_refusals_total`, one series per refusal kind.
+    refusals: [SeriesId; RefusalKind::ALL.len()],
     /// Scrapes answered in text 0.0.4 and in OpenMetrics.
     pub(crate) scrapes_text: SeriesId,
     pub(crate) scrapes_openmetrics: SeriesId,
@@ -72,6 +74,13 @@ impl SelfMetrics {
                 &[],
                 "Series registrations refused because a series limit was reached",
             )),
+            refusals: RefusalKind::ALL.map(|k| {
+                reg(Desc::counter(
+                    "tau_metric_proxy_refusals_total",
+                    &[("reason", k.name())],
+                    "Registrations and samples refused to collectors, by reason",
+                ))
+            }),
             scrapes_text: reg(Desc::counter(
                 "tau_metric_proxy_scrapes_total",
                 &[("format", "text")],
@@ -132,6 +141,8 @@ struct Core {
     state: Option<StateFile>,
     /// Series refusals already added to the self metric.
     refused_reported: u64,
+    /// Refusals of each kind already added to the self metrics.
+    refusals_reported: [u64; RefusalKind::ALL.len()],
     /// Collectors that may have more to read, served in turn.
     ready: VecDeque<Token>,
     /// Reused read buffer.
@@ -171,6 +182,7 @@ impl Server {
                 tally: Tally::default(),
                 access,
                 refused_reported: 0,
+                refusals_reported: [0; RefusalKind::ALL.len()],
                 ready: VecDeque::new(),
                 chunk: vec![0; READ_CHUNK],
                 state: state.map(|(path, every)| StateFile {
@@ -293,7 +305,7 @@ impl Core {
         // connected: its pid and start time decide later whether it is gone.
         let pid = peer.pid as u32;
         let process = ProcessRef { pid, start_time: procinfo::stat(pid).map_or(0, |s| s.start_time) };
-        Some(Peer { session: Session::for_peer(process), queued: false })
+        Some(Peer { session: Session::for_peer(process).with_uid(peer.uid), queued: false })
     }
 
     /// A connection has data. Query clients (small requests, waiting for
@@ -432,10 +444,15 @@ impl Core {
         st.internal_add(self.selfm.bytes, self.tally.bytes, now);
         self.tally = Tally::default();
         // Registrations refused because a series limit was reached.
-        let limits = proxy_core::RefusalKind::ALL.into_iter().filter(|k| k.is_series_limit());
+        let limits = RefusalKind::ALL.into_iter().filter(|k| k.is_series_limit());
         let refused: u64 = limits.map(|k| st.refusals(k)).sum();
         st.internal_add(self.selfm.refused_series, refused - self.refused_reported, now);
         self.refused_reported = refused;
+        for (i, kind) in RefusalKind::ALL.into_iter().enumerate() {
+            let n = st.refusals(kind);
+            st.internal_add(self.selfm.refusals[i], n - self.refusals_reported[i], now);
+            self.refusals_reported[i] = n;
+        }
         let connected = st.connected_collectors() as f64;
         st.internal_set(self.selfm.collectors, connected, now);
         let remembered = st.known_collectors() as f64;

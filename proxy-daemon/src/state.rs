@@ -34,11 +34,19 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Store>, String>
     let snap = Snapshot::from_bytes(&bytes).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
-    let n = snap.series_count();
-    let store = Store::restore(limits, snap).map_err(|e| {
+    let (store, skipped) = Store::restore(limits, snap).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
-    log::info!("loaded {n} counter series from state file {shown}");
+    if !skipped.is_empty() {
+        let shown_skipped: Vec<String> = skipped.iter().take(10).map(|s| format!("{} ({})", s.name, s.why)).collect();
+        let more = if skipped.len() > 10 { format!(" and {} more", skipped.len() - 10) } else { String::new() };
+        log::warn!(
+            "state file {shown}: skipped {} series that cannot be restored, they start again from zero: {}{more}",
+            skipped.len(),
+            shown_skipped.join(", ")
+        );
+    }
+    log::info!("loaded {} counter series from state file {shown}", store.series_count());
     Ok(Some(store))
 }
 

@@ -44,6 +44,8 @@ pub(super) struct Collector {
     identity: Identity,
     /// The process behind it, vouched for by the kernel when known.
     pub(super) process: ProcessRef,
+    /// The user of its connection (`SO_PEERCRED`), when known.
+    pub(super) uid: Option<u32>,
     /// When its connection closed (for folding the longest-gone first).
     disconnected_at: f64,
     epoch: u32,
@@ -161,6 +163,7 @@ impl Collectors {
         let c = Collector {
             identity,
             process,
+            uid: None,
             disconnected_at: 0.0,
             epoch: 0,
             connected: true,

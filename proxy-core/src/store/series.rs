@@ -73,6 +73,30 @@ impl Series {
         }
     }
 
+    /// Adds an integer delta. Beyond `u64`, a shared counter (every user
+    /// adds to it) carries on in floating point, so no user can stop it
+    /// for the others; any other is refused (false), as is a sum that
+    /// would no longer be finite.
+    pub(super) fn add_int(&mut self, d: u64, shared: bool) -> bool {
+        if let Some(sum) = self.int.checked_add(d) {
+            self.int = sum;
+            return true;
+        }
+        if !shared {
+            return false;
+        }
+        let carried = match self.scale {
+            Scale::One => self.int as f64,
+            Scale::Nano => self.int as f64 / 1e9,
+        };
+        if !(self.float + carried).is_finite() {
+            return false;
+        }
+        self.float += carried;
+        self.int = d;
+        true
+    }
+
     pub(super) fn value_info(&self) -> ValueInfo {
         ValueInfo { name: self.key.clone(), ts: self.ts, value: self.value() }
     }
@@ -96,11 +120,29 @@ impl Series {
     }
 }
 
+/// Who may register series in a family (see SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The daemon's own metrics: no peer may register in it.
+    Daemon,
+    /// Declared by the daemon for its collectors (MPI, syscalls, runs):
+    /// every user adds to it, with the declared type and scale.
+    Shared,
+    /// The user who registered it first.
+    Uid(u32),
+    /// Registered by a peer of unknown user (a state file of an older
+    /// version, an in-memory session): the next known user claims it.
+    Unclaimed,
+}
+
 #[derive(Debug)]
 pub(crate) struct Family {
     pub(crate) name: String,
     pub(crate) help: String,
     pub(crate) kind: Kind,
+    pub(crate) owner: Owner,
+    /// The scale every series of a declared family must have.
+    pub(crate) scale: Option<Scale>,
     /// Series of the family, ordered by key.
     pub(crate) series: BTreeMap<String, SeriesId>,
 }

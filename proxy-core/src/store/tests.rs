@@ -302,3 +302,100 @@ fn changes_lists_only_what_moved() {
     assert!(st.changes(st.generation()).is_empty());
     assert_eq!(st.get(&["nope".into()]), Err(UnknownSeries(vec!["nope".to_owned()])));
 }
+
+#[test]
+fn counters_stay_finite_and_in_range_whatever_deltas_arrive() {
+    let mut st = Store::new(Limits::default());
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &Desc::counter("f_total", &[], "F")).unwrap();
+    st.register(a, 1, &Desc::counter("i_total", &[], "I")).unwrap();
+    // The poisoned counter: two float deltas of 1.7e308.
+    assert!(st.update(a, &[flt(0, 1.7e308)], 1.0).is_empty());
+    let e = st.update(a, &[flt(0, 1.7e308)], 2.0);
+    assert_eq!(e[0].refusal, Refusal::Overflow { key: "f_total".into(), value: "1.7e308".into(), total: false });
+    assert_eq!(val(&st, "f_total"), 1.7e308);
+    // Integers: the delta that would pass 2^64 - 1 is refused, the value stays.
+    assert!(st.update(a, &[int(1, u64::MAX - 1)], 1.0).is_empty());
+    let e = st.update(a, &[int(1, 2)], 2.0);
+    assert_eq!(e[0].refusal, Refusal::Overflow { key: "i_total".into(), value: "2".into(), total: false });
+    assert!(st.update(a, &[int(1, 1)], 3.0).is_empty());
+    assert_eq!(st.values()[1].value, u64::MAX as f64);
+    assert_eq!(st.refusals(RefusalKind::Overflow), 2);
+    assert!(st.values().iter().all(|v| v.value.is_finite()));
+}
+
+fn owned(st: &mut Store, pid: u32, uid: u32) -> CollectorSlot {
+    let (slot, _) = st.hello(ident(pid));
+    st.set_uid(slot, uid);
+    slot
+}
+
+#[test]
+fn a_family_belongs_to_its_first_user_and_reserved_names_to_the_daemon() {
+    let mut st = Store::new(Limits::default());
+    st.internal(&Desc::counter("tau_metric_proxy_frames_total", &[], "Frames")).unwrap();
+    let (a, b) = (owned(&mut st, 1, 1000), owned(&mut st, 2, 1001));
+    st.register(a, 0, &Desc::counter("app_total", &[("k", "1")], "A")).unwrap();
+    // Another user can register neither the same series nor another of the family.
+    for (id, desc) in [
+        (0, Desc::counter("app_total", &[("k", "1")], "A")),
+        (1, Desc::counter("app_total", &[("k", "2")], "A")),
+        (2, Desc::counter("app_total", &[], "other help")),
+    ] {
+        let e = st.register(b, id, &desc).unwrap_err();
+        assert_eq!(e.refusal, Refusal::Foreign { name: "app_total".into() }, "{desc:?}");
+    }
+    // Nor write the proxy's own metrics, nor create a family of its prefix.
+    for name in ["tau_metric_proxy_frames_total", "tau_metric_proxy_new_total"] {
+        let e = st.register(b, 3, &Desc::counter(name, &[], "x")).unwrap_err();
+        assert_eq!(e.refusal, Refusal::Reserved { name: name.into() });
+    }
+    assert_eq!(st.refusals(RefusalKind::Foreign), 3);
+    assert_eq!(st.refusals(RefusalKind::Reserved), 2);
+    // The owner still can, and the other user's own families are its own.
+    st.register(a, 1, &Desc::counter("app_total", &[("k", "2")], "A")).unwrap();
+    st.register(b, 4, &Desc::counter("other_total", &[], "B")).unwrap();
+    assert_eq!(
+        st.register(a, 2, &Desc::counter("other_total", &[], "B")).unwrap_err().refusal.kind(),
+        RefusalKind::Foreign
+    );
+}
+
+#[test]
+fn shared_families_keep_their_type_and_scale_and_cannot_be_pinned() {
+    let mut st = Store::new(Limits::default());
+    st.declare_shared("mpi_time_total", Kind::Counter, Scale::Nano, "Seconds").unwrap();
+    st.declare_shared("mpi_hits_total", Kind::Counter, Scale::One, "Calls").unwrap();
+    let (a, b) = (owned(&mut st, 1, 1000), owned(&mut st, 2, 1001));
+    // A gauge that OpenMetrics would show as the same family.
+    let e = st.register(a, 0, &Desc::gauge("mpi_hits", &[], "x")).unwrap_err();
+    assert_eq!(e.refusal.kind(), RefusalKind::NameConflict);
+    let e = st.register(a, 0, &Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "x")).unwrap_err();
+    assert_eq!(e.refusal.kind(), RefusalKind::UnitConflict);
+    st.register(a, 0, &hits("MPI_Send")).unwrap();
+    st.register(b, 0, &hits("MPI_Send")).unwrap();
+    // One user tries to pin the node's counter at 2^64 - 1: the other's
+    // calls are still counted, never refused.
+    assert!(st.update(a, &[int(0, u64::MAX)], 1.0).is_empty());
+    assert!(st.update(b, &[int(0, 4096)], 2.0).is_empty());
+    assert!(st.update(b, &[int(0, 4096)], 3.0).is_empty());
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Send\"}"), u64::MAX as f64 + 8192.0);
+    // The pinning user's own total is refused beyond 2^64 - 1.
+    assert_eq!(st.update(a, &[int(0, 1)], 4.0)[0].refusal.kind(), RefusalKind::Overflow);
+}
+
+#[test]
+fn label_limits_and_empty_values_are_refused_at_registration() {
+    let mut st = Store::new(Limits { max_labels: 2, max_label_value_length: 8, ..Limits::default() });
+    let (a, _) = st.hello(ident(1));
+    let e = st.register(a, 0, &Desc::gauge("g", &[("a", "1"), ("b", "2"), ("c", "3")], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::TooManyLabels { name: "g".into(), limit: 2 });
+    let e = st.register(a, 0, &Desc::gauge("g", &[("a", "123456789")], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::LabelValueTooLong { name: "g".into(), label: "a".into(), limit: 8 });
+    let e = st.register(a, 0, &Desc::gauge("g", &[("a", "")], "")).unwrap_err();
+    assert_eq!(e.refusal, Refusal::InvalidName(NameError::EmptyLabelValue { name: "g".into(), label: "a".into() }));
+    st.register(a, 0, &Desc::gauge("g", &[("a", "12345678"), ("b", "x")], "")).unwrap();
+    assert_eq!(st.refusals(RefusalKind::TooManyLabels), 1);
+    assert_eq!(st.refusals(RefusalKind::LabelValueTooLong), 1);
+    assert_eq!(st.refusals(RefusalKind::InvalidName), 1);
+}

@@ -69,3 +69,102 @@ fn unknown_users_and_groups_are_errors() {
         assert!(out.stderr().contains(message), "{out}");
     }
 }
+
+/// Frames of a collector session: preamble, hello, then `reqs`.
+fn session_bytes(reqs: &[protocol::Request]) -> Vec<u8> {
+    use protocol::{encode_frame, Preamble, Request, Role};
+    let mut b = Preamble::new(Role::Collector).encode().to_vec();
+    encode_frame(&Request::Hello { identity: crate::util::identity("intruder") }, &mut b).unwrap();
+    for r in reqs {
+        encode_frame(r, &mut b).unwrap();
+    }
+    b
+}
+
+/// The error messages in a daemon's reply bytes (after its preamble).
+fn error_messages(bytes: &[u8]) -> Vec<String> {
+    let mut at = protocol::PREAMBLE_LEN.min(bytes.len());
+    let mut out = Vec::new();
+    while let Ok(Some((reply, used))) = protocol::decode_frame::<protocol::Reply>(&bytes[at..]) {
+        if let protocol::Reply::Error { message, .. } = reply {
+            out.push(message);
+        }
+        at += used;
+    }
+    out
+}
+
+#[test]
+fn another_user_cannot_hijack_series_pre_register_shared_names_or_write_self_metrics() {
+    use client::{PushConfig, PushState, Pusher};
+    use protocol::{Desc, Kind, Request, Sample, Scale, Value};
+    let dir = crate::util::TempDir::new("hijack");
+    let helper = crate::util::compile(&dir, "sock_send", false);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = Proxy::start_with(&["--allow-uid", "65534"]);
+    open_dir(&p);
+    // The proxy's user (root here) counts its own series and an MPI call.
+    let mut mine = Pusher::new(PushConfig::new(p.socket.clone(), "owner"));
+    let victim = mine.register(Desc::counter("victim_total", &[], "Owned by root"));
+    let send = mine.register(Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "Calls"));
+    mine.add(victim, 5);
+    mine.add(send, 3);
+    assert_eq!(mine.flush(), PushState::Sent);
+    assert_eq!(p.wait_value("victim_total", 5.0), 5.0);
+
+    let max = |id| Sample { id, value: Value::Int(u64::MAX) };
+    let attack = session_bytes(&[
+        Request::Register { id: 0, desc: Desc::counter("victim_total", &[], "Mine now") },
+        Request::Update { samples: vec![max(0)] },
+        Request::Register { id: 1, desc: Desc::gauge("mpi_time", &[], "OpenMetrics name of mpi_time_total") },
+        Request::Register {
+            id: 2,
+            desc: Desc::new("mpi_time_total", &[("function", "MPI_Recv")], "t", Kind::Counter, Scale::One),
+        },
+        Request::Register { id: 3, desc: Desc::counter("tau_metric_proxy_frames_total", &[], "f") },
+        Request::Register { id: 4, desc: Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "Calls") },
+        // With root's 3, the node's counter reaches exactly 2^64 - 1.
+        Request::Update { samples: vec![Sample { id: 4, value: Value::Int(u64::MAX - 3) }] },
+    ]);
+    let out = cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&helper)
+        .arg(&p.socket)
+        .arg("1000")
+        .input(attack)
+        .hint("setpriv (util-linux)")
+        .run();
+    out.assert_success();
+    let errors = error_messages(out.stdout_bytes());
+    println!("refusals sent to uid 65534: {errors:#?}");
+    assert_eq!(
+        errors,
+        [
+            "victim_total belongs to another user of this proxy: choose another metric name",
+            "update for a series id that was not registered",
+            "name conflict: \"mpi_time\" would share the OpenMetrics family \"mpi_time\" with another metric",
+            "unit conflict: mpi_time_total{function=\"MPI_Recv\"} was registered with another scale",
+            "tau_metric_proxy_frames_total is reserved for the proxy's own metrics",
+        ]
+    );
+    // Root's counter is untouched; the node's MPI counter took the other
+    // user's delta but still counts root's calls instead of sticking at
+    // 2^64 - 1 (4096 is the spacing of doubles there).
+    mine.add(send, 4096);
+    assert_eq!(mine.flush(), PushState::Sent);
+    let reason = |r: &str| format!("tau_metric_proxy_refusals_total{{reason=\"{r}\"}}");
+    let shown = crate::util::wait_for(std::time::Duration::from_secs(5), || {
+        let v = p.values();
+        (v[&reason("foreign_family")] == 1.0).then_some(v)
+    })
+    .expect("the refusal is counted");
+    assert_eq!(shown["victim_total"], 5.0);
+    assert_eq!(shown["mpi_hits_total{function=\"MPI_Send\"}"], 18446744073709555712.0, "2^64 + 4096");
+    for (r, n) in [("reserved_name", 1.0), ("name_conflict", 1.0), ("unit_conflict", 1.0), ("overflow", 0.0)] {
+        assert_eq!(shown[&reason(r)], n, "{r}");
+    }
+    println!(
+        "victim_total stays {}, mpi_hits_total{{function=\"MPI_Send\"}} = {} after the other user's 2^64-1",
+        shown["victim_total"], shown["mpi_hits_total{function=\"MPI_Send\"}"]
+    );
+}

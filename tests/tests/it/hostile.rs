@@ -200,3 +200,48 @@ fn a_registration_flood_hits_the_series_limits() {
     assert_eq!(values.keys().filter(|k| k.starts_with("flood_total{i=") && k.contains("who=\"a\"")).count(), 100);
     assert!(p.log().is_empty() || !p.log().contains("panicked"));
 }
+
+#[test]
+fn label_count_and_value_length_are_bounded_by_flags_and_empty_values_refused() {
+    let p = Proxy::start_with(&["--max-labels", "2", "--max-label-value-length", "8"]);
+    let mut c = RawPeer::connect(&p.socket, Role::Collector);
+    c.send(&Request::Hello { identity: identity("labels") });
+    let descs = [
+        Desc::counter("l_total", &[("a", "1"), ("b", "2"), ("c", "3")], "three labels"),
+        Desc::counter("l_total", &[("a", "123456789")], "nine bytes"),
+        Desc::counter("l_total", &[("a", "")], "empty"),
+        Desc::counter("l_total", &[("a", "12345678"), ("b", "2")], "fits"),
+    ];
+    let mut bytes = Vec::new();
+    for (i, desc) in descs.into_iter().enumerate() {
+        encode_frame(&Request::Register { id: i as u32, desc }, &mut bytes).unwrap();
+    }
+    c.send_raw(&bytes);
+    let mut errors = Vec::new();
+    while errors.len() < 3 {
+        let mut len = [0u8; 4];
+        c.stream.read_exact(&mut len).expect("an error reply");
+        let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
+        c.stream.read_exact(&mut frame).unwrap();
+        let mut whole = len.to_vec();
+        whole.extend(frame);
+        if let Some((Reply::Error { message, .. }, _)) = protocol::decode_frame::<Reply>(&whole).unwrap() {
+            errors.push(message);
+        }
+    }
+    println!("label refusals: {errors:?}");
+    assert_eq!(
+        errors,
+        [
+            "\"l_total\" has more than 2 labels",
+            "value of label \"a\" in \"l_total\" is longer than 8 bytes",
+            "value of label \"a\" in \"l_total\" is empty (Prometheus would drop the label)",
+        ]
+    );
+    let reason = |r: &str| format!("tau_metric_proxy_refusals_total{{reason=\"{r}\"}}");
+    assert_eq!(p.wait_value(&reason("too_many_labels"), 1.0), 1.0);
+    let values = p.values();
+    assert_eq!(values[&reason("label_value_too_long")], 1.0);
+    assert_eq!(values[&reason("invalid_name")], 1.0);
+    assert!(values.contains_key("l_total{a=\"12345678\",b=\"2\"}"));
+}

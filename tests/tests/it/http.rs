@@ -41,8 +41,9 @@ fn metrics_page_in_text_format() {
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
         let body = r.body;
+        // A shared family shows the help the daemon declared for it.
         assert!(body.contains(
-            "# HELP mpi_hits_total Number of calls\n# TYPE mpi_hits_total counter\nmpi_hits_total{function=\"MPI_Send\"} 12\n"
+            "# HELP mpi_hits_total Number of calls to an MPI function\n# TYPE mpi_hits_total counter\nmpi_hits_total{function=\"MPI_Send\"} 12\n"
         ));
         assert!(body.contains("mpi_time_total{function=\"MPI_Send\"} 2.500000001\n"), "{body}");
         assert!(body.contains("big_total 18446744073709551614\n"), "{body}");

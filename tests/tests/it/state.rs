@@ -71,7 +71,7 @@ fn periodic_saves_survive_a_crash() {
     // Wait for a periodic save that holds the 42 (an earlier one may not).
     let saved = wait_for(Duration::from_secs(10), || {
         let snap = proxy_core::Snapshot::from_bytes(&std::fs::read(&state).ok()?).ok()?;
-        let store = proxy_core::Store::restore(proxy_core::Limits::default(), snap).ok()?;
+        let (store, _) = proxy_core::Store::restore(proxy_core::Limits::default(), snap).ok()?;
         (store.get(&["kept_total".to_owned()]).ok()?[0].value == 42.0).then_some(())
     });
     assert!(saved.is_some(), "no periodic save held the total");
@@ -160,4 +160,60 @@ fn saving_replaces_a_planted_symlink_instead_of_writing_through_it() {
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(std::fs::symlink_metadata(&state).unwrap().file_type().is_file());
+}
+
+/// FNV-1a 64, the state file's payload checksum.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn two_huge_float_deltas_cannot_poison_the_state_and_a_poisoned_file_loses_one_series_only() {
+    let dir = TempDir::new("poison");
+    let state = dir.join("proxy.state");
+    let mut p = with_state(dir, &state, &[]);
+    let (mut c, kept) = pusher(&p);
+    let huge = c.register(Desc::counter("huge_total", &[], "Float counter"));
+    c.add(kept, 5);
+    c.add_float(huge, 1.7e308);
+    assert_eq!(c.flush(), PushState::Sent);
+    c.add_float(huge, 1.7e308);
+    assert_eq!(c.flush(), PushState::Sent);
+    let overflow = "tau_metric_proxy_refusals_total{reason=\"overflow\"}";
+    assert_eq!(p.wait_value(overflow, 1.0), 1.0, "the second delta is refused and counted");
+    assert_eq!(p.value("huge_total"), 1.7e308);
+    drop(c);
+    assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let mut p = with_state(dir, &state, &[]);
+    let (kept_v, huge_v) = (p.value("kept_total"), p.value("huge_total"));
+    println!("after a restart: kept_total {kept_v}, huge_total {huge_v} (finite), overflow refusals before it 1");
+    assert_eq!((kept_v, huge_v), (5.0, 1.7e308));
+    assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
+
+    // The file an older daemon wrote: the sum saved as +Inf.
+    let mut bytes = std::fs::read(&state).unwrap();
+    let at = bytes.windows(8).position(|w| w == 1.7e308f64.to_le_bytes()).expect("the float total in the file");
+    bytes[at..at + 8].copy_from_slice(&f64::INFINITY.to_le_bytes());
+    let sum = fnv1a(&bytes[28..]);
+    bytes[20..28].copy_from_slice(&sum.to_le_bytes());
+    std::fs::write(&state, &bytes).unwrap();
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let p = with_state(dir, &state, &[]);
+    let log = p.log();
+    let skipped: Vec<&str> = log.lines().filter(|l| l.contains("skipped")).collect();
+    println!("poisoned state file: {skipped:?}; kept_total {}", p.value("kept_total"));
+    assert_eq!(skipped.len(), 1, "{}", p.log());
+    assert!(
+        skipped[0].ends_with(&format!(
+            "state file {}: skipped 1 series that cannot be restored, they start again from zero: huge_total \
+             (corrupt: series huge_total is not a valid counter)",
+            state.display()
+        )),
+        "{}",
+        skipped[0]
+    );
+    assert_eq!(p.value("kept_total"), 5.0);
+    assert_eq!(p.value("tau_metric_proxy_refusals_total{reason=\"overflow\"}"), 1.0, "restored with the others");
+    assert!(!p.values().contains_key("huge_total"));
 }
