@@ -9,13 +9,14 @@ use protocol::{Kind, Scale};
 use proxy_core::Store;
 
 /// Name, scale and help of each shared family (all counters).
-pub(crate) const SHARED: [(&str, Scale, &str); 7] = [
+pub(crate) const SHARED: [(&str, Scale, &str); 8] = [
     ("mpi_hits_total", Scale::One, "Number of calls to an MPI function"),
     ("mpi_size_total", Scale::One, "Bytes passed to an MPI function (send plus receive buffers)"),
     ("mpi_time_total", Scale::Nano, "Seconds spent inside an MPI function"),
     ("strace_hits_total", Scale::One, "Completed system calls, per syscall name"),
     ("strace_size_total", Scale::One, "Bytes moved by I/O system calls (their positive return values)"),
     ("strace_time_total", Scale::Nano, "Seconds spent inside system calls"),
+    ("strace_errors_total", Scale::One, "Completed system calls that returned an error, per syscall name"),
     ("tau_metric_proxy_run_total", Scale::One, "Number of launch with the tau_metric_proxy_run command"),
 ];
 
