@@ -49,7 +49,7 @@ fn only_functions_with_a_pmpi_twin_and_not_excluded_are_wrapped() {
 fn the_list_has_one_line_per_function_with_its_rule() {
     let h = Header::parse(HEADER);
     let api = Api::select(&h);
-    let m = module(&api, &h, "pub(crate) const IMPL: &str = \"mpich\";\n").unwrap();
+    let m = module(&api, &h, "pub(crate) const IMPL: &str = \"mpich\";\n", &Fortran::default()).unwrap();
     assert_eq!((m.wrapped, m.with_size), (5, 2));
     let lines: Vec<&str> =
         m.source.lines().map(str::trim).filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
@@ -78,7 +78,9 @@ fn the_list_has_one_line_per_function_with_its_rule() {
         "pub(crate) static HAS_SIZE: [bool; NFUNCS] = [\n    false,\n    false,\n    false,\n    true,\n    true,\n];\n"
     ));
     assert!(src.contains("macro_rules! for_each_function {\n    ($m:ident) => {\n        $m! {\n"));
-    assert!(src.ends_with("        }\n    };\n}\npub(crate) use for_each_function;\n"));
+    assert!(src.contains("        }\n    };\n}\npub(crate) use for_each_function;\n"));
+    assert!(src.contains("pub(crate) const NFORTRAN: usize = 0;\n"));
+    assert!(src.ends_with("        }\n    };\n}\npub(crate) use for_each_fortran_entry;\n"));
 }
 
 #[test]
@@ -88,7 +90,7 @@ fn a_large_count_variant_without_its_base_function_has_no_rule() {
          int MPI_Send_c(const void *b, MPI_Count c, MPI_Datatype d, int r, int t, MPI_Comm m);\n\
          int PMPI_Send_c(const void *b, MPI_Count c, MPI_Datatype d, int r, int t, MPI_Comm m);\n",
     );
-    let m = module(&Api::select(&h), &h, "").unwrap();
+    let m = module(&Api::select(&h), &h, "", &Fortran::default()).unwrap();
     assert_eq!(m.with_size, 0);
 }
 
@@ -112,27 +114,36 @@ fn the_probe_prints_constants_and_checks_every_alias_size() {
 
 #[test]
 fn generate_checks_the_header_and_reports() {
-    let e = crate::generate("int x;", "mpicc.test", |_| Ok(String::new())).unwrap_err();
+    let e = crate::generate("int x;", "mpicc.test", |_| Ok(String::new()), &[]).unwrap_err();
     assert_eq!(e, "no MPI function prototypes found in the mpi.h used by mpicc.test");
-    let e = crate::generate(HEADER, "mpicc.test", |_| Ok(String::new())).unwrap_err();
+    let e = crate::generate(HEADER, "mpicc.test", |_| Ok(String::new()), &[]).unwrap_err();
     assert_eq!(e, "mpi.h of mpicc.test does not declare MPI_Type_size_x (MPI 3 or later is required)");
 
     let mut full = String::from(HEADER);
     for f in REQUIRED {
         full.push_str(&format!("int {f}(MPI_Comm c, int *out);\nint P{f}(MPI_Comm c, int *out);\n"));
     }
-    let g = crate::generate(&full, "mpicc.test", |probe| {
-        assert!(probe.contains("size_of::<MPI_Aint>"));
-        Ok("pub(crate) const IMPL: &str = \"mpich\";\n".to_owned())
-    })
+    let g = crate::generate(
+        &full,
+        "mpicc.test",
+        |probe| {
+            assert!(probe.contains("size_of::<MPI_Aint>"));
+            Ok("pub(crate) const IMPL: &str = \"mpich\";\n".to_owned())
+        },
+        &[],
+    )
     .unwrap();
     assert_eq!(g.impl_name, "mpich");
     assert_eq!(g.module.wrapped, 5 + REQUIRED.len());
     assert_eq!(
         g.report(std::path::Path::new("/o/excluded.txt")),
-        "tau_pmpi: wrapped 14 MPI functions of mpich (2 with a byte-size rule), 4 excluded (see /o/excluded.txt)"
+        "tau_pmpi: wrapped 14 MPI functions of mpich (2 with a byte-size rule), 4 excluded (see /o/excluded.txt)\n\
+         tau_pmpi: wrapped 0 Fortran entry points of mpich: 0 for mpif.h/use mpi, 0 for use mpi_f08 (0 with a \
+         byte-size rule; from no Fortran library found), 0 excluded"
     );
-    assert!(g.excluded.ends_with("MPI_Lonely: no PMPI twin declared\n"));
-    let e = crate::generate(&full, "mpicc.test", |_| Err("probe failed".to_owned())).unwrap_err();
+    assert!(g
+        .excluded
+        .ends_with("MPI_Lonely: no PMPI twin declared\n# Fortran entry points exported and not wrapped\n"));
+    let e = crate::generate(&full, "mpicc.test", |_| Err("probe failed".to_owned()), &[]).unwrap_err();
     assert_eq!(e, "probe failed");
 }

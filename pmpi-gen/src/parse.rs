@@ -276,9 +276,9 @@ pub enum Declared {
 #[derive(Debug, Default)]
 pub struct Header {
     pub(crate) typedefs: Typedefs,
-    /// `MPI_*` functions, in declaration order.
+    /// `MPI_*` and `MPIX_*` functions, in declaration order.
     pub declared: Vec<Declared>,
-    /// Names of the `PMPI_*` functions declared.
+    /// Names of the `PMPI_*` (and `PMPIX_*`) functions declared.
     pub pmpi: BTreeSet<String>,
     /// MPI typedefs used by a prototype, with the Rust type each aliases.
     pub aliases: BTreeMap<String, String>,
@@ -294,10 +294,10 @@ impl Header {
         }
         for d in decls.iter().filter(|d| d.first().is_none_or(|t| t != "typedef")) {
             match parse_proto(d, &h.typedefs, &mut h.aliases) {
-                Some(Declared::Proto(p)) if p.name.starts_with("PMPI_") => {
+                Some(Declared::Proto(p)) if p.name.starts_with('P') => {
                     h.pmpi.insert(p.name);
                 }
-                Some(Declared::Skip(name, _)) if name.starts_with("PMPI_") => {}
+                Some(Declared::Skip(name, _)) if name.starts_with('P') => {}
                 Some(d) => h.declared.push(d),
                 None => {}
             }
@@ -319,7 +319,7 @@ fn parse_proto(decl: &[String], tds: &Typedefs, aliases: &mut BTreeMap<String, S
         return None;
     }
     let name = toks[open - 1];
-    if !name.starts_with("MPI_") && !name.starts_with("PMPI_") {
+    if !["MPI_", "PMPI_", "MPIX_", "PMPIX_"].iter().any(|p| name.starts_with(p)) {
         return None;
     }
     let ret_toks = &toks[..open - 1];

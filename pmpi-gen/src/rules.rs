@@ -287,9 +287,37 @@ pub fn doc_table() -> String {
     out
 }
 
+/// How a Fortran entry point passes a choice buffer (`void *` in C).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffers {
+    /// `mpif.h` / `use mpi`: the address, `MPI_IN_PLACE` being a common block.
+    Mpifh,
+    /// `use mpi_f08` with plain addresses (Open MPI's ignore-TKR interface).
+    F08,
+    /// `use mpi_f08` with a Fortran array descriptor whose first word is the
+    /// address (MPICH's `_f08ts_` entries).
+    Descriptor,
+}
+
+/// Whose arguments a rule is expanded over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Args {
+    /// The C function's own arguments, of the prototype's types.
+    C,
+    /// A Fortran entry point: every argument by reference (`usize`), in the
+    /// C prototype's order; handles are `MPI_Fint`s converted with the
+    /// implementation's `*_f2c`.
+    Fortran(Buffers),
+}
+
 /// Expands a rule with the wrapper's arguments (`a0`, `a1`, ...): the
 /// `sizes` call the wrapper makes after a successful call.
 pub(crate) fn expand(rule: &str, proto: &Proto, header: &Header) -> Result<String, String> {
+    expand_for(rule, proto, header, Args::C)
+}
+
+/// [`expand`] for the arguments of a C function or of a Fortran entry point.
+pub(crate) fn expand_for(rule: &str, proto: &Proto, header: &Header, args: Args) -> Result<String, String> {
     let mut out = String::new();
     let b = rule.as_bytes();
     let mut i = 0;
@@ -303,6 +331,11 @@ pub(crate) fn expand(rule: &str, proto: &Proto, header: &Header) -> Result<Strin
             }
             let n: usize = rule[s..e].parse().map_err(|_| format!("bad rule {rule}"))?;
             let p = proto.params.get(n).ok_or_else(|| format!("{}: rule {rule} needs argument {n}", proto.name))?;
+            if let Args::Fortran(buffers) = args {
+                out.push_str(&fortran_arg(c, n, p, header, buffers, &proto.name)?);
+                i = e;
+                continue;
+            }
             match c {
                 '$' => {
                     // Counts are `int` or `MPI_Count` (large-count variants)
@@ -324,7 +357,7 @@ pub(crate) fn expand(rule: &str, proto: &Proto, header: &Header) -> Result<Strin
                     let variant = if wide { "Wide" } else { "Int" };
                     write!(out, "Counts::{variant}(a{n} as *const _)").unwrap()
                 }
-                _ => write!(out, "Types(a{n} as *const MPI_Datatype)").unwrap(),
+                _ => write!(out, "Types::C(a{n} as *const MPI_Datatype)").unwrap(),
             }
             i = e;
         } else {
@@ -333,6 +366,45 @@ pub(crate) fn expand(rule: &str, proto: &Proto, header: &Header) -> Result<Strin
         }
     }
     Ok(out)
+}
+
+/// One placeholder of a rule over a Fortran entry point's arguments, read
+/// through `crate::fortran` (the shim's readers of Fortran arguments).
+fn fortran_arg(
+    c: char,
+    n: usize,
+    p: &crate::parse::Param,
+    header: &Header,
+    b: Buffers,
+    f: &str,
+) -> Result<String, String> {
+    let wide = |elem: &str| match header.resolve(elem) {
+        Some(CType::Prim("c_int")) => Ok(false),
+        Some(CType::Prim("c_long" | "c_longlong")) => Ok(true),
+        other => Err(format!("{f}: Fortran count of {elem} ({other:?})")),
+    };
+    Ok(match c {
+        '$' => match p.rust.as_str() {
+            "MPI_Datatype" => format!("ftype(a{n})"),
+            "MPI_Comm" => format!("fcomm(a{n})"),
+            "*mut c_void" if p.pointee.as_deref() == Some("void") => {
+                let reader = match b {
+                    Buffers::Mpifh => "fbuf_h",
+                    Buffers::F08 => "fbuf_08",
+                    Buffers::Descriptor => "fbuf_ts",
+                };
+                format!("{reader}(a{n})")
+            }
+            "c_int" => format!("fint(a{n})"),
+            ty if matches!(header.resolve(ty), Some(CType::Prim("c_long" | "c_longlong"))) => format!("fcount(a{n})"),
+            ty => return Err(format!("{f}: Fortran argument {n} of type {ty}")),
+        },
+        '@' => {
+            let variant = if wide(p.pointee.as_deref().unwrap_or("int"))? { "Wide" } else { "Int" };
+            format!("Counts::{variant}(a{n} as *const _)")
+        }
+        _ => format!("Types::Fortran(a{n} as *const Fint)"),
+    })
 }
 
 #[cfg(test)]

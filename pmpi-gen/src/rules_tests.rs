@@ -132,8 +132,8 @@ fn counts_and_ranks_become_i64_and_handles_keep_their_type() {
 fn count_arrays_are_int_or_wide_and_type_arrays_are_types() {
     assert_eq!(
         expand_for("alltoallw($0, @1, %3, @5, %7, $8)", "MPI_Alltoallw").unwrap(),
-        "alltoallw(a0, Counts::Int(a1 as *const _), Types(a3 as *const MPI_Datatype), \
-         Counts::Int(a5 as *const _), Types(a7 as *const MPI_Datatype), a8)"
+        "alltoallw(a0, Counts::Int(a1 as *const _), Types::C(a3 as *const MPI_Datatype), \
+         Counts::Int(a5 as *const _), Types::C(a7 as *const MPI_Datatype), a8)"
     );
     assert_eq!(
         expand_for("alltoallv($0, @1, $3, @5, $7, $8)", "MPI_Alltoallv_c").unwrap(),

@@ -9,12 +9,17 @@
 //! `counted!` invocation: `c_entry_points!` for the C functions of
 //! `mpi.h`, forwarding to their `PMPI_*` twins.
 //!
-//! A second kind (the Fortran symbols `mpi_send_`, `MPI_SEND`, ..., each
-//! forwarding to the library's own Fortran twin) is another such macro: it
-//! chooses the exported name, the twin and the slot, says what success is
-//! (`*ierr == MPI_SUCCESS` rather than the return value) and gives the
-//! bytes as an expression over the converted handles; the body stays the
-//! one below (see the test `a_second_kind_of_entry_point_shares_the_body`).
+//! A call is counted once whatever the language: a Fortran routine that
+//! goes through C `MPI_*` (MPICH's `mpif.h` binding) reaches the C
+//! wrapper from inside the Fortran one, which counts it.
+//!
+//! The second kind, `fortran_entry_points!`, defines the Fortran symbols
+//! (`mpi_send_`, `MPI_SEND`, `mpi_send_f08_`, ...), each forwarding to the
+//! library's own Fortran twin: it chooses the exported name, the twin and
+//! the slot (the C function's, so both languages count in one series),
+//! says what success is (`*ierror == MPI_SUCCESS`, or no `ierror`) and
+//! gives the bytes as the C rule over the converted Fortran arguments; the
+//! body stays the one below.
 
 use crate::counters::{Tls, TLS};
 use crate::mpi::*;
@@ -131,6 +136,63 @@ macro_rules! c_entry_points {
 }
 
 crate::mpi::for_each_function!(c_entry_points);
+
+/// Whether a Fortran call succeeded: through its `ierror` (always, for a
+/// routine without one).
+macro_rules! fortran_ok {
+    () => {
+        true
+    };
+    ($e:ident) => {
+        unsafe { crate::fortran::succeeded($e) }
+    };
+}
+
+/// The bytes of a Fortran call: its byte rule over the converted arguments
+/// if it succeeded, else 0.
+macro_rules! fortran_bytes {
+    ($($e:ident)?;) => {
+        0
+    };
+    ($e:ident; $rule:ident($($x:expr),*)) => {
+        if fortran_ok!($e) {
+            #[allow(unused_imports)]
+            use crate::fortran::{fbuf_08, fbuf_h, fbuf_ts, fcomm, fcount, fint, ftype};
+            // SAFETY: the call succeeded, so the arguments the rule reads
+            // are the valid arguments MPI required.
+            unsafe { crate::sizes::$rule($($x),*) }
+        } else {
+            0
+        }
+    };
+}
+
+/// The Fortran kind: `mpi_send_` (and every other form the libraries
+/// export) forwards to the library's twin, error code through `ierror`.
+macro_rules! fortran_entry_points {
+    ($($idx:literal $slot:literal $series:ident $name:ident $twin:ident ($($a:ident),*) $(ierr $e:ident)? $(=> $rule:ident($($x:expr),*))?;)*) => {
+        $(
+            counted! {
+                symbol $name($($a: usize),*) -> usize,
+                twin crate::fortran::$twin,
+                slot $slot,
+                hook $series,
+                |r| ok fortran_ok!($($e)?),
+                bytes fortran_bytes!($($e)?; $($rule($($x),*))?),
+            }
+        )*
+    };
+}
+
+crate::mpi::for_each_fortran_entry!(fortran_entry_points);
+
+/// The Fortran MPI libraries whose entry points this shim wraps (file names
+/// up to `.so`, separated by spaces), read by `tau_metric_proxy_run` to say
+/// when a program uses a Fortran binding the shim has no wrappers for.
+#[no_mangle]
+#[used]
+#[allow(non_upper_case_globals, unreachable_pub)]
+pub static tau_pmpi_fortran_libraries: [u8; FORTRAN_LIBRARIES.len()] = FORTRAN_LIBRARIES;
 
 #[cfg(test)]
 mod tests {

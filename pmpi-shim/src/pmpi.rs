@@ -67,6 +67,15 @@ fn real(idx: usize, name: &CStr) -> *mut c_void {
 #[cold]
 #[inline(never)]
 fn resolve(idx: usize, name: &CStr) -> *mut c_void {
+    let p = lookup(name);
+    REAL[idx].store(p, Ordering::Relaxed);
+    p
+}
+
+/// The MPI library's definition of `name` (a `PMPI_*` function or a
+/// Fortran twin), checked to come from the MPI this shim was built for;
+/// aborts with one line when there is none.
+pub(crate) fn lookup(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with a valid C string.
     let mut p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     if p.is_null() {
@@ -85,7 +94,6 @@ fn resolve(idx: usize, name: &CStr) -> *mut c_void {
         std::process::abort();
     }
     CHECKED.call_once(|| check_implementation(p, name));
-    REAL[idx].store(p, Ordering::Relaxed);
     p
 }
 
@@ -214,18 +222,73 @@ impl Counts {
     }
 }
 
-/// A datatype array argument (`MPI_Alltoallw` and friends).
+/// A datatype array argument (`MPI_Alltoallw` and friends): C handles, or
+/// Fortran handles (an `MPI_Fint` each, converted one by one).
 #[derive(Clone, Copy)]
-pub(crate) struct Types(pub(crate) *const MPI_Datatype);
+pub(crate) enum Types {
+    C(*const MPI_Datatype),
+    // Only Fortran entry points with a datatype array have these.
+    #[allow(dead_code)]
+    Fortran(*const Fint),
+}
 
 impl Types {
     pub(crate) fn get(self, i: i64) -> Option<MPI_Datatype> {
-        if self.0.is_null() || i < 0 {
+        if i < 0 {
             return None;
         }
         // SAFETY: as for `Counts::get`.
-        Some(unsafe { *self.0.add(i as usize) })
+        unsafe {
+            match self {
+                Types::C(p) if !p.is_null() => Some(*p.add(i as usize)),
+                Types::Fortran(p) if !p.is_null() => Some(type_f2c(*p.add(i as usize))),
+                _ => None,
+            }
+        }
     }
+}
+
+// ------------------------------------------------------------ Fortran handles
+
+/// A C handle type, made from a Fortran handle: by the implementation's
+/// `PMPI_*_f2c` for pointer handles (Open MPI), as the same integer for
+/// integer handles (MPICH, whose `MPI_*_f2c` are casts).
+pub(crate) trait FromFint: Sized {
+    fn from_fint(f: Fint, f2c: &F2c) -> Self;
+}
+
+/// A `PMPI_*_f2c` converter, looked up on first use.
+pub(crate) struct F2c(&'static CStr, AtomicPtr<c_void>);
+
+impl FromFint for *mut c_void {
+    fn from_fint(f: Fint, f2c: &F2c) -> Self {
+        let mut p = f2c.1.load(Ordering::Relaxed);
+        if p.is_null() {
+            p = lookup(f2c.0);
+            f2c.1.store(p, Ordering::Relaxed);
+        }
+        // SAFETY: `PMPI_*_f2c` takes an `MPI_Fint` and returns the C handle.
+        unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn(Fint) -> *mut c_void>(p)(f) }
+    }
+}
+
+impl FromFint for c_int {
+    fn from_fint(f: Fint, _: &F2c) -> Self {
+        f as c_int
+    }
+}
+
+static TYPE_F2C: F2c = F2c(c"PMPI_Type_f2c", AtomicPtr::new(core::ptr::null_mut()));
+static COMM_F2C: F2c = F2c(c"PMPI_Comm_f2c", AtomicPtr::new(core::ptr::null_mut()));
+
+/// The C datatype of a Fortran one.
+pub(crate) fn type_f2c(f: Fint) -> MPI_Datatype {
+    MPI_Datatype::from_fint(f, &TYPE_F2C)
+}
+
+/// The C communicator of a Fortran one.
+pub(crate) fn comm_f2c(f: Fint) -> MPI_Comm {
+    MPI_Comm::from_fint(f, &COMM_F2C)
 }
 
 /// Size in bytes of one element of `dt` (0 when MPI refuses to say).

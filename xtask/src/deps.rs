@@ -5,7 +5,9 @@ use std::process::Command;
 /// MPI (both implementations), strace (the tests' oracle), Prometheus and
 /// promtool, systemd-analyze (unit checks), PyYAML (a real YAML parser for
 /// the client's YAML output), mpi4py (the interpreter case of `-m`), the
-/// kernel's uapi headers (the syscall tables `cargo xtask codegen` reads).
+/// kernel's uapi headers (the syscall tables `cargo xtask codegen` reads),
+/// gfortran (the MPI Fortran wrappers `mpif90` the shim's build asks for
+/// the Fortran MPI libraries, and the Fortran test programs).
 pub(crate) const PACKAGES: &[&str] = &[
     "openmpi-bin",
     "libopenmpi-dev",
@@ -17,6 +19,7 @@ pub(crate) const PACKAGES: &[&str] = &[
     "python3-yaml",
     "python3-mpi4py",
     "linux-libc-dev",
+    "gfortran",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -51,3 +51,6 @@ mod deploy;
 
 /// The PMPI shim under real mpirun (Open MPI and MPICH): exact counts and bytes, absent/late/stalled proxy, fork.
 mod mpi;
+
+/// The PMPI shim and Fortran (mpif.h, use mpi, use mpi_f08), C and Fortran mixed, Open MPI's MPIX persistent collectives.
+mod mpi_fortran;
