@@ -90,6 +90,10 @@ pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: b
         };
         let mut c = Command::new(tracer);
         c.arg("-u").arg(&config.socket);
+        if config.verbose {
+            // It says which engine counts, and why.
+            c.arg("-v");
+        }
         for (k, v) in &mpi_env {
             let mut kv = k.clone();
             kv.push("=");
@@ -119,7 +123,11 @@ pub(crate) fn attach(config: &Config, pid: i32) -> i32 {
         }
     };
     let mut cmd = Command::new(&tracer);
-    cmd.arg("-u").arg(&config.socket).arg("-p").arg(pid.to_string());
+    cmd.arg("-u").arg(&config.socket);
+    if config.verbose {
+        cmd.arg("-v");
+    }
+    cmd.arg("-p").arg(pid.to_string());
     config.say(&format!("attaching tau_strace to pid {pid}"));
     spawn_and_wait(cmd, tracer.as_os_str())
 }

@@ -17,7 +17,14 @@ pub(crate) struct Cli {
     /// /tmp/tau_metric_proxy.<uid>.unix]
     #[arg(short = 'u', long = "unix", value_name = "SOCKET")]
     pub(crate) socket: Option<PathBuf>,
-    /// Log attaches, detaches and the state of the link to the proxy.
+    /// Who counts. bpf: programs in the kernel count every call without
+    /// stopping the program (needs CAP_BPF and CAP_PERFMON, as root has);
+    /// ptrace: the program is stopped at each call's entry and exit; auto:
+    /// bpf where this process can load it, else ptrace.
+    #[arg(long, value_enum, value_name = "ENGINE", default_value_t = Engine::Auto)]
+    pub(crate) engine: Engine,
+    /// Log which engine counts (and why, with auto), attaches, detaches and
+    /// the state of the link to the proxy.
     #[arg(short, long)]
     pub(crate) verbose: bool,
     /// Attach to this running process (all its threads) instead of running
@@ -35,7 +42,7 @@ pub(crate) struct Cli {
     #[arg(short = 'i', long = "interval", value_name = "MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub(crate) interval: u64,
-    /// Keep the tracer under the normal scheduling policy. By default,
+    /// Keep the tracer under the normal scheduling policy (ptrace engine). By default,
     /// where it may switch back, the tracer measures whether running as
     /// SCHED_IDLE (which keeps tracer and tracee on one CPU) makes the
     /// command faster, and uses it when it does.
@@ -48,4 +55,12 @@ pub(crate) struct Cli {
     /// The command to run and trace.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
     pub(crate) command: Vec<OsString>,
+}
+
+/// `--engine`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    Auto,
+    Bpf,
+    Ptrace,
 }

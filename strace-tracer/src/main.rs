@@ -4,8 +4,10 @@
 // Only `sys` may hold `unsafe` code: the compiler enforces it.
 #![deny(unsafe_code)]
 
+mod bpf;
 mod cli;
 mod counts;
+mod engine;
 mod sched;
 mod stop;
 #[allow(unsafe_code)]
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cli::Cli;
-use counts::{Counts, Exporter};
+use counts::{Counts, Exporter, Row};
 use stop::Stop;
 use sys::Pid;
 use syscall::{Catalog, Info, Slot};
@@ -57,7 +59,7 @@ fn main() {
 }
 
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     message: String,
     code: i32,
     /// A bad command line, reported like clap's errors (status 2).
@@ -70,7 +72,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-fn fail(code: i32, message: String) -> Failure {
+pub(crate) fn fail(code: i32, message: String) -> Failure {
     Failure { message, code, usage: false }
 }
 
@@ -130,6 +132,22 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     let keep_ignored: &[i32] = if cli.pid.is_none() { &[libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] } else { &[] };
     sys::catch_signals(&TERMINATING, keep_ignored)
         .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
+    let mut bpf_engine = choose_engine(cli.engine, only.as_deref())?;
+
+    if let Some(engine) = &mut bpf_engine {
+        let source = Source::Bpf(Box::new(engine.take_reader().expect("a fresh engine has its reader")));
+        let pusher = start_pusher(&cli, source, &socket, false)?;
+        let _ = sys::mask_signals(&unblock, false);
+        let result = match cli.pid {
+            Some(pid) => engine::attach(engine, pid),
+            None => {
+                let plan = spawn_plan(&cli.command, &cli.env, None, unblock.clone())?;
+                engine::run(engine, &plan)
+            }
+        };
+        pusher.finish();
+        return result;
+    }
 
     let (tracer, attached) = match cli.pid {
         Some(pid) => {
@@ -158,24 +176,90 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
     };
 
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let main_tid = sys::gettid();
-    let idle_sched = !cli.no_idle_sched;
-    let push_every = Duration::from_millis(cli.interval);
-    let pusher = {
-        let counts = counts.clone();
-        let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(socket.clone(), "tau_strace")));
-        std::thread::Builder::new()
-            .name("push".into())
-            .spawn(move || push_loop(exporter, &counts, &stop_rx, main_tid, &socket, idle_sched, push_every))
-            .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?
-    };
+    let pusher = start_pusher(&cli, Source::Ptrace(counts), &socket, !cli.no_idle_sched)?;
     let _ = sys::mask_signals(&unblock, false);
 
     let code = trace(tracer, attached);
-    let _ = stop_tx.send(());
-    let _ = pusher.join();
+    pusher.finish();
     Ok(code)
+}
+
+/// The engine `--engine` asks for: the eBPF one, loaded, or `None` for
+/// ptrace.
+fn choose_engine(choice: cli::Engine, only: Option<&[Slot]>) -> Result<Option<bpf::Engine>, Failure> {
+    match choice {
+        cli::Engine::Ptrace => {
+            log::info!("engine: ptrace (--engine ptrace)");
+            Ok(None)
+        }
+        cli::Engine::Bpf => match bpf::Engine::load(only) {
+            Ok(e) => {
+                log::info!("engine: bpf (--engine bpf)");
+                Ok(Some(e))
+            }
+            Err(why) => Err(fail(1, format!("--engine bpf: cannot count with eBPF: {why}"))),
+        },
+        cli::Engine::Auto => match bpf::Engine::load(only) {
+            Ok(e) => {
+                log::info!("engine: bpf (auto: this process can load the eBPF engine)");
+                Ok(Some(e))
+            }
+            Err(why) => {
+                log::info!("engine: ptrace (auto: eBPF unavailable: {why})");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Where the pushed totals come from.
+enum Source {
+    /// The ptrace engine's counters, written by the tracing thread.
+    Ptrace(Arc<Counts>),
+    /// The eBPF engine's maps.
+    Bpf(Box<bpf::Reader>),
+}
+
+impl Source {
+    fn snapshot(&mut self) -> Vec<Row> {
+        match self {
+            Source::Ptrace(counts) => counts.snapshot(),
+            Source::Bpf(reader) => reader.snapshot(),
+        }
+    }
+
+    fn total_hits(&self) -> u64 {
+        match self {
+            Source::Ptrace(counts) => counts.total_hits(),
+            Source::Bpf(_) => 0,
+        }
+    }
+}
+
+/// The push thread, and how to stop it after a last push.
+struct PushThread {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PushThread {
+    fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn start_pusher(cli: &Cli, source: Source, socket: &Path, idle_sched: bool) -> Result<PushThread, Failure> {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let main_tid = sys::gettid();
+    let push_every = Duration::from_millis(cli.interval);
+    let socket = socket.to_owned();
+    let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(socket.clone(), "tau_strace")));
+    let thread = std::thread::Builder::new()
+        .name("push".into())
+        .spawn(move || push_loop(exporter, source, &stop_rx, main_tid, &socket, idle_sched, push_every))
+        .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?;
+    Ok(PushThread { stop: stop_tx, thread })
 }
 
 /// Pushes the totals every `push_every` and once more at the end. Also
@@ -183,7 +267,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
 /// is pending (it may have arrived just before a blocking wait).
 fn push_loop(
     mut exporter: Exporter,
-    counts: &Counts,
+    mut source: Source,
     stop: &mpsc::Receiver<()>,
     main_tid: Pid,
     socket: &Path,
@@ -192,7 +276,7 @@ fn push_loop(
 ) {
     // Set from here so that this thread keeps the normal policy and can
     // always rescue a starved tracer.
-    let mut governor = if idle_sched { sched::start(main_tid, counts.total_hits()) } else { None };
+    let mut governor = if idle_sched { sched::start(main_tid, source.total_hits()) } else { None };
     let mut online = false;
     let mut last_push = Instant::now();
     loop {
@@ -204,13 +288,13 @@ fn push_loop(
             let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
         }
         if let Some(g) = &mut governor {
-            sched::tick(g, main_tid, counts.total_hits());
+            sched::tick(g, main_tid, source.total_hits());
         }
         if !done && last_push.elapsed() < push_every {
             continue;
         }
         last_push = Instant::now();
-        exporter.update(&counts.snapshot());
+        exporter.update(&source.snapshot());
         if done {
             if exporter.finish() == client::PushState::Sent {
                 log::info!("final counts pushed to tau_metric_proxy on {}", socket.display());
@@ -298,7 +382,7 @@ fn start_command(plan: &sys::SpawnPlan, options: u32) -> Result<Pid, Failure> {
     Ok(pid)
 }
 
-fn task_ids(pid: Pid) -> io::Result<Vec<Pid>> {
+pub(crate) fn task_ids(pid: Pid) -> io::Result<Vec<Pid>> {
     let mut tids = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         if let Some(t) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {

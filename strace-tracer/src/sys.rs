@@ -249,6 +249,15 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
     }
 }
 
+/// `waitpid(pid, 0)`: the raw status once `pid` has ended (EINTR when a
+/// caught signal arrives).
+pub(crate) fn wait_pid(pid: Pid) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    check(unsafe { libc::waitpid(pid, &mut status, 0) } as libc::c_long)?;
+    Ok(status)
+}
+
 /// Reports a failed `execve` in the child with async-signal-safe calls
 /// only, and exits 126 like a shell for a command it cannot execute.
 fn exec_failed(path: &CStr, errno: i32) -> ! {

@@ -60,7 +60,6 @@ pub(crate) fn classify(arch: u32, nr: u64) -> Option<(Abi, u64)> {
 }
 
 /// The name of a syscall number in its ABI, if the table has one.
-#[cfg(test)]
 pub(crate) fn name_of(abi: Abi, nr: u64) -> Option<&'static str> {
     let n = usize::try_from(nr).ok()?;
     let name = match abi {

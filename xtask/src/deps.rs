@@ -5,9 +5,11 @@ use std::process::Command;
 /// MPI (both implementations), strace (the tests' oracle), Prometheus and
 /// promtool, systemd-analyze (unit checks), PyYAML (a real YAML parser for
 /// the client's YAML output), mpi4py (the interpreter case of `-m`), the
-/// kernel's uapi headers (the syscall tables `cargo xtask codegen` reads),
-/// gfortran (the MPI Fortran wrappers `mpif90` the shim's build asks for
-/// the Fortran MPI libraries, and the Fortran test programs).
+/// kernel's uapi headers (the syscall tables `cargo xtask codegen` reads,
+/// and `<linux/bpf.h>` for the eBPF engine), gfortran (the MPI Fortran
+/// wrappers `mpif90` the shim's build asks for the Fortran MPI libraries,
+/// and the Fortran test programs), clang and libbpf's headers
+/// (`strace-tracer/build.rs` compiles the eBPF engine's C program).
 pub(crate) const PACKAGES: &[&str] = &[
     "openmpi-bin",
     "libopenmpi-dev",
@@ -20,6 +22,8 @@ pub(crate) const PACKAGES: &[&str] = &[
     "python3-mpi4py",
     "linux-libc-dev",
     "gfortran",
+    "clang",
+    "libbpf-dev",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -138,3 +138,13 @@ fn attach_mode_warns_that_the_command_is_ignored() {
          tau_strace: no process 999999: No such file or directory (os error 2)\n",
     );
 }
+
+#[test]
+fn syscall_counting_follows_the_engine_rule_and_says_which_with_v() {
+    // Root here: tau_strace counts with eBPF, as `--engine auto` does.
+    let p = Proxy::start();
+    let out = p.tool("tau_metric_proxy_run").args(["-v", "-s", "--", "/bin/true"]).run();
+    out.assert_exit(0);
+    assert!(out.stderr().contains("[INFO ] engine: bpf (auto: this process can load the eBPF engine)\n"), "{out}");
+    assert_eq!(p.wait_value("strace_hits_total{scall=\"execve\"}", 1.0), 1.0);
+}
