@@ -7,10 +7,18 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod elf;
 mod mpi;
 mod run;
 
 use cli::{Cli, TOOL};
+
+/// Writes `TOOL: what` and a newline to stderr in one write, so that the
+/// lines of the ranks of one `mpirun`, which share its stderr, never mix.
+pub(crate) fn say(what: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{TOOL}: {what}\n").as_bytes());
+}
 
 fn main() {
     let cli: Cli = client::parse_args(TOOL);

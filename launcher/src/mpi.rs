@@ -10,13 +10,20 @@
 //! runs without MPI profiling). The shim is looked up next to the
 //! launcher: `<exe_dir>/../lib/libtau_pmpi_<impl>.so` (installed layout)
 //! then `<exe_dir>/lib/libtau_pmpi_<impl>.so` (build tree).
+//!
+//! When it knows the program cannot be counted, `-m` says so in one line:
+//! a program that defines `MPI_Init` (or `PMPI_Init`, `mpi_init_`, ...)
+//! itself has MPI linked statically, its calls bind inside it, and nothing
+//! is preloaded; a program linked to a Fortran MPI library that the shim
+//! has no wrappers for (the shim exports their list,
+//! `tau_pmpi_fortran_libraries`) has its Fortran calls uncounted.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::elf::{defines_any, needed_libs, symbol_string};
 
 /// An MPI implementation the shim is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,12 @@ pub(crate) fn preload_env(command: &[OsString], verbose: bool) -> Result<Vec<(Os
     let program = command.first().ok_or_else(|| "no command to run".to_owned())?;
     // Read for its links here (the spawn finds it again to run it): any regular file will do.
     let path = client::find_program(program, client::MustBe::File, None);
+    if let Some(own) = path.as_deref().and_then(|p| defines_any(p, STATIC_MARKERS).ok().flatten()) {
+        return Err(format!(
+            "{} defines {own} itself (MPI linked statically into it): its MPI calls cannot be intercepted",
+            Path::new(program).display()
+        ));
+    }
     let (mpi, how) = detect(path.as_deref(), program)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate tau_metric_proxy_run itself: {e}"))?;
     let exe_dir = exe.parent().unwrap_or(Path::new("/"));
@@ -61,13 +74,55 @@ pub(crate) fn preload_env(command: &[OsString], verbose: bool) -> Result<Vec<(Os
         ));
     }
     if verbose {
-        eprintln!("tau_metric_proxy_run: {} program ({how}): preloading {}", mpi.display(), shim.display());
+        crate::say(&format!("{} program ({how}): preloading {}", mpi.display(), shim.display()));
+    }
+    let needed = path.as_deref().and_then(|p| needed_libs(p).ok()).unwrap_or_default();
+    let covered = symbol_string(&shim, FORTRAN_LIBRARIES_SYMBOL).ok().flatten().unwrap_or_default();
+    if let Some(notice) = fortran_notice(program, &needed, &covered, mpi) {
+        crate::say(&format!("warning: {notice}"));
     }
     let mut vars = vec![(OsString::from("LD_PRELOAD"), ld_preload(&shim, std::env::var_os("LD_PRELOAD").as_deref()))];
     if verbose {
         vars.push((SHIM_VERBOSE_ENV.into(), "1".into()));
     }
     Ok(vars)
+}
+
+/// Symbols that an MPI library defines: a program that defines one itself
+/// has MPI linked in statically, and its calls bind inside it, out of
+/// reach of a preloaded library.
+const STATIC_MARKERS: &[&str] = &["MPI_Init", "PMPI_Init", "MPI_Init_thread", "mpi_init_", "MPI_INIT", "mpi_init_f08_"];
+
+/// The shim's list of the Fortran MPI libraries it has wrappers for.
+const FORTRAN_LIBRARIES_SYMBOL: &str = "tau_pmpi_fortran_libraries";
+
+/// Libraries of the Fortran bindings of Open MPI (`libmpi_mpifh`,
+/// `libmpi_usempif08`, ...) and MPICH (`libmpichfort`, older
+/// `libmpifort`/`libfmpich`), by file name prefix.
+const FORTRAN_BINDINGS: &[&str] = &["libmpi_mpifh", "libmpi_usempi", "libmpichfort", "libmpifort", "libfmpich"];
+
+/// The one-line notice for a program linked to a Fortran MPI library the
+/// shim has no wrappers for (`covered`: the shim's list, file names up to
+/// `.so` separated by spaces), if any.
+fn fortran_notice(program: &OsStr, needed: &[String], covered: &str, mpi: Mpi) -> Option<String> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .map(String::as_str)
+        .filter(|l| FORTRAN_BINDINGS.iter().any(|b| l.starts_with(b)))
+        .filter(|l| {
+            let stem = l.split(".so").next().unwrap_or(l);
+            !covered.split_whitespace().any(|c| c == stem)
+        })
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} calls MPI from Fortran through {}, which the {} shim has no wrappers for: those calls are not counted",
+        Path::new(program).display(),
+        missing.join(" and "),
+        mpi.display()
+    ))
 }
 
 fn detect(path: Option<&Path>, program: &OsStr) -> Result<(Mpi, String), String> {
@@ -185,69 +240,6 @@ fn ld_preload(shim: &Path, existing: Option<&OsStr>) -> OsString {
     out
 }
 
-/// `DT_NEEDED` entries of a 64-bit little-endian ELF file.
-fn needed_libs(path: &Path) -> std::io::Result<Vec<String>> {
-    use std::io::{Error, ErrorKind};
-    let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_owned());
-    let f = File::open(path)?;
-    let read = |off: u64, len: usize| -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, off)?;
-        Ok(buf)
-    };
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-    let hdr = read(0, 64)?;
-    if &hdr[..4] != b"\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
-        return Err(bad("not a 64-bit little-endian ELF file"));
-    }
-    let (phoff, phentsize, phnum) = (u64_at(&hdr, 0x20), u16_at(&hdr, 0x36) as u64, u16_at(&hdr, 0x38) as u64);
-    if phentsize < 56 || phnum > 4096 {
-        return Err(bad("bad program headers"));
-    }
-    let phs = read(phoff, (phentsize * phnum) as usize)?;
-    let mut loads = Vec::new();
-    let mut dynamic = None;
-    for i in 0..phnum as usize {
-        let ph = &phs[i * phentsize as usize..];
-        let p_type = u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]);
-        let (offset, vaddr, filesz) = (u64_at(ph, 0x08), u64_at(ph, 0x10), u64_at(ph, 0x20));
-        match p_type {
-            1 => loads.push((vaddr, offset, filesz)),
-            2 => dynamic = Some((offset, filesz)),
-            _ => {}
-        }
-    }
-    let Some((dyn_off, dyn_size)) = dynamic else { return Ok(Vec::new()) };
-    let dyns = read(dyn_off, dyn_size.min(1 << 20) as usize)?;
-    let (mut needed, mut strtab, mut strsz) = (Vec::new(), None, 0u64);
-    for e in dyns.chunks_exact(16) {
-        let (tag, val) = (u64_at(e, 0), u64_at(e, 8));
-        match tag {
-            0 => break,
-            1 => needed.push(val),
-            5 => strtab = Some(val),
-            10 => strsz = val,
-            _ => {}
-        }
-    }
-    let strtab = strtab.ok_or_else(|| bad("no string table"))?;
-    let file_off = loads
-        .iter()
-        .find(|(vaddr, _, size)| strtab >= *vaddr && strtab < vaddr + size)
-        .map(|(vaddr, off, _)| strtab - vaddr + off)
-        .ok_or_else(|| bad("string table outside the file"))?;
-    let strings = read(file_off, strsz.min(16 << 20) as usize)?;
-    Ok(needed
-        .into_iter()
-        .filter_map(|o| {
-            let s = strings.get(o as usize..)?;
-            let end = s.iter().position(|b| *b == 0)?;
-            Some(String::from_utf8_lossy(&s[..end]).into_owned())
-        })
-        .collect())
-}
-
 /// Every library the loader would map for `path`, as listed by `ldd`.
 fn ldd_libs(path: &Path) -> Option<Vec<String>> {
     let out = Command::new("ldd").arg(path).output().ok()?;
@@ -331,6 +323,36 @@ mod tests {
     }
 
     #[test]
+    fn fortran_libraries_without_wrappers_are_named() {
+        let prog = OsStr::new("./climate");
+        let needed = ["libmpi_usempif08.so.40".to_owned(), "libmpi.so.40".to_owned(), "libc.so.6".to_owned()];
+        assert_eq!(
+            fortran_notice(prog, &needed, "libmpi_usempif08 libmpi_usempi_ignore_tkr libmpi_mpifh", Mpi::OpenMpi),
+            None
+        );
+        assert_eq!(
+            fortran_notice(prog, &needed, "", Mpi::OpenMpi).as_deref(),
+            Some(
+                "./climate calls MPI from Fortran through libmpi_usempif08.so.40, which the Open MPI shim has no \
+                 wrappers for: those calls are not counted"
+            )
+        );
+        let both = ["libmpi_mpifh.so.40".to_owned(), "libmpi_usempif08.so.40".to_owned()];
+        assert_eq!(
+            fortran_notice(prog, &both, "libmpi_mpifh", Mpi::OpenMpi).as_deref(),
+            Some(
+                "./climate calls MPI from Fortran through libmpi_usempif08.so.40, which the Open MPI shim has no \
+                 wrappers for: those calls are not counted"
+            )
+        );
+        let mpich = ["libmpichfort.so.12".to_owned()];
+        assert!(fortran_notice(prog, &mpich, "libmpichfort", Mpi::Mpich).is_none());
+        assert!(fortran_notice(prog, &mpich, "libmpi_mpifh", Mpi::Mpich).is_some());
+        // C programs: nothing to say.
+        assert!(fortran_notice(prog, &["libmpich.so.12".to_owned()], "", Mpi::Mpich).is_none());
+    }
+
+    #[test]
     fn shim_is_prepended_once() {
         let shim = Path::new("/opt/tau/lib/libtau_pmpi_mpich.so");
         assert_eq!(ld_preload(shim, None), OsString::from("/opt/tau/lib/libtau_pmpi_mpich.so"));
@@ -355,16 +377,5 @@ mod tests {
             "the MPICH shim is not installed: neither /nonexistent/bin/../lib/libtau_pmpi_mpich.so \
              nor /nonexistent/bin/lib/libtau_pmpi_mpich.so exists"
         );
-    }
-
-    #[test]
-    fn elf_needed_entries_are_read() {
-        let me = std::env::current_exe().unwrap();
-        let libs = needed_libs(&me).unwrap();
-        assert!(libs.iter().any(|l| l.starts_with("libc.so")), "{libs:?}");
-        let script = std::env::temp_dir().join(format!("tau_mpi_script_{}", std::process::id()));
-        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
-        assert!(needed_libs(&script).is_err());
-        std::fs::remove_file(&script).unwrap();
     }
 }

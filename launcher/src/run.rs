@@ -26,7 +26,7 @@ pub(crate) struct Config {
 impl Config {
     fn say(&self, what: &str) {
         if self.verbose {
-            eprintln!("{TOOL}: {what}");
+            crate::say(what);
         }
     }
 }
@@ -76,7 +76,7 @@ pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: b
             Ok(vars) => mpi_env = vars,
             Err(e) => {
                 // The program must still run: only the instrumentation is lost.
-                eprintln!("{TOOL}: warning: MPI profiling disabled: {e}");
+                crate::say(&format!("warning: MPI profiling disabled: {e}"));
             }
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use crate::util::{mpi_test, serial, wait_for, Mpi, Proxy, TempDir, OPENMPI};
+use crate::util::{bin, cmd, mpi_test, serial, wait_for, Mpi, Proxy, TempDir, MPICH, OPENMPI};
 
 /// The proxy's `mpi_hits_total` and `mpi_size_total` series.
 fn counts(p: &Proxy) -> BTreeMap<String, f64> {
@@ -163,4 +163,68 @@ fn openmpi_mpix_persistent_allreduce_is_counted_at_init() {
         ]
     }));
     assert_counts(&p, &want);
+}
+
+/// A program with MPICH linked in statically (`libmpich.a`) binds its MPI
+/// calls inside itself: `-m` says so in one line per rank, preloads
+/// nothing, and the program runs as without the launcher.
+#[test]
+fn mpich_statically_linked_program_is_announced_not_counted() {
+    let _serial = serial();
+    MPICH.shim();
+    let p = Proxy::start();
+    // libmpich.a and the shared libraries it needs on Debian 12.
+    let libs = ["-Wl,-Bstatic", "-lmpich", "-Wl,-Bdynamic", "-lpthread", "-lhwloc", "-lucp", "-lucs"];
+    let prog = MPICH.build("mpi_hello", "mpicc.mpich", &libs);
+    let bare = MPICH.mpirun(2, None, &[prog.as_os_str()]).run();
+    bare.assert_success().assert_stdout("mpi_hello: rank 0\n");
+    let out = MPICH.mpirun(2, Some(&p.socket), &[prog.as_os_str()]).run();
+    out.assert_success().assert_stdout(&bare.stdout());
+    let line = format!(
+        "tau_metric_proxy_run: warning: MPI profiling disabled: {} defines MPI_Init itself (MPI linked statically \
+         into it): its MPI calls cannot be intercepted",
+        prog.display()
+    );
+    out.assert_stderr(&format!("{line}\n{line}\n"));
+    let mpi_series: Vec<String> = p.values().into_keys().filter(|k| k.starts_with("mpi_")).collect();
+    assert!(mpi_series.is_empty(), "{mpi_series:?}");
+}
+
+/// A shim built where the Fortran MPI libraries were not found lists
+/// none: run through it (a copy of the launcher beside a copy of the shim
+/// whose list is blanked), an `mpi_f08` program gets one line saying its
+/// Fortran calls are not counted, and runs as it would.
+#[test]
+fn openmpi_fortran_binding_without_wrappers_is_announced() {
+    let _serial = serial();
+    let p = Proxy::start();
+    let dir = TempDir::new("mpi-no-fortran");
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let launcher = dir.join("tau_metric_proxy_run");
+    std::fs::copy(bin("tau_metric_proxy_run"), &launcher).unwrap();
+    let mut shim = std::fs::read(OPENMPI.shim()).unwrap();
+    let list = b"libmpi_usempif08 libmpi_usempi_ignore_tkr libmpi_mpifh\0";
+    let at = shim.windows(list.len()).position(|w| w == list).expect("the shim lists its Fortran libraries");
+    shim[at] = 0;
+    std::fs::write(dir.join("lib").join("libtau_pmpi_openmpi.so"), &shim).unwrap();
+    let prog = OPENMPI.fortran("mpi_fortran", &["-DUSE_F08"], &[]);
+    let io = TempDir::new("mpi-fortran-io");
+    let out = cmd("mpirun.openmpi")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np", "4"])
+        .arg(&launcher)
+        .arg("-u")
+        .arg(&p.socket)
+        .args(["-m", "--"])
+        .arg(&prog)
+        .arg(io.path())
+        .run();
+    out.assert_success().assert_stdout("mpi_fortran: 4 ranks, checksum 7437\n");
+    let line = format!(
+        "tau_metric_proxy_run: warning: {} calls MPI from Fortran through libmpi_usempif08.so.40, which the Open \
+         MPI shim has no wrappers for: those calls are not counted\n",
+        prog.display()
+    );
+    out.assert_stderr(&line.repeat(4));
 }

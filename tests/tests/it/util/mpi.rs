@@ -132,7 +132,8 @@ fn built(key: &str, cc: &str, flags: &[&str], sources: &[PathBuf]) -> PathBuf {
         return p.clone();
     }
     let out = dir.join(key);
-    cmd(cc).args(flags).arg("-o").arg(&out).args(sources).run().assert_success();
+    // Flags after the sources: libraries given there resolve their symbols.
+    cmd(cc).arg("-o").arg(&out).args(sources).args(flags).run().assert_success();
     done.insert(key.to_owned(), out.clone());
     out
 }
