@@ -39,6 +39,11 @@ struct Section {
     link: u32,
 }
 
+/// A loaded segment: `(vaddr, offset, filesz)`.
+type Load = (u64, u64, u64);
+/// The loaded segments and the dynamic one's `(offset, filesz)`.
+type Segments = (Vec<Load>, Option<(u64, u64)>);
+
 const SHT_SYMTAB: u32 = 2;
 const SHT_DYNSYM: u32 = 11;
 
@@ -62,8 +67,9 @@ impl Elf {
         Ok(buf)
     }
 
-    /// `(vaddr, offset, filesz)` of each `PT_LOAD` and the `PT_DYNAMIC` segment.
-    fn segments(&self) -> Result<(Vec<(u64, u64, u64)>, Option<(u64, u64)>)> {
+    /// `(vaddr, offset, filesz)` of each `PT_LOAD`, and `(offset, filesz)`
+    /// of the `PT_DYNAMIC` segment.
+    fn segments(&self) -> Result<Segments> {
         let (phoff, phentsize, phnum) =
             (u64_at(&self.hdr, 0x20), u16_at(&self.hdr, 0x36) as u64, u16_at(&self.hdr, 0x38) as u64);
         if phentsize < 56 || phnum > 4096 {
