@@ -1,10 +1,11 @@
-//! Compiles the eBPF engine's C programs (`bpf/*.bpf.c`) with clang into
-//! objects that `src/bpf.rs` embeds; only the C source is committed.
+//! Compiles the eBPF C programs (`bpf/*.bpf.c`) with clang into objects
+//! that `src/bpf.rs` (the engine) and `examples/bpf_floor.rs` (the
+//! benchmark's floor) embed; only the C source is committed.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: [&str; 1] = ["count"];
+const PROGRAMS: [&str; 2] = ["count", "floor"];
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));

@@ -1,13 +1,17 @@
 //! `cargo xtask bench strace`: wall time of two workloads untraced, under
-//! `tau_strace` and under `strace -c -f`, unpinned (as users run them) and
-//! with everything pinned to CPU 0, plus the cost per traced syscall.
-//! Printed, never asserted.
+//! the eBPF floor (programs on both syscall tracepoints that only check
+//! whether the thread is traced), under `tau_strace --engine bpf` and
+//! `--engine ptrace`, and under `strace -c -f`, unpinned (as users run
+//! them) and pinned to CPU 0; then what a process that is not traced pays
+//! while another one is. Printed as ratios, never asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::root;
+use std::os::unix::process::CommandExt;
+
+use crate::{cargo, root, run_cmd};
 
 /// Small reads and writes: the tracer's worst case.
 const HEAVY: &str = r#"
@@ -66,7 +70,17 @@ int main(int argc, char **argv) {
 struct Workload {
     name: &'static str,
     exe: PathBuf,
+    /// The iteration count first.
     args: Vec<String>,
+}
+
+impl Workload {
+    /// The same run with no iteration: start-up and exit only.
+    fn idle_args(&self) -> Vec<String> {
+        let mut a = self.args.clone();
+        a[0] = "0".into();
+        a
+    }
 }
 
 pub(crate) fn run() -> Result<(), String> {
@@ -74,88 +88,130 @@ pub(crate) fn run() -> Result<(), String> {
     if !tracer.is_file() {
         return Err(format!("{} is missing: build the workspace in release mode", tracer.display()));
     }
+    run_cmd(cargo().args(["build", "--release", "-p", "strace-tracer", "--example", "bpf_floor"]))?;
+    let floor = root().join("target/release/examples/bpf_floor");
     let dir = std::env::temp_dir().join(format!("tau-bench-strace-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let result = bench_all(&tracer, &dir);
+    let result = bench_all(&tracer, &floor, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn bench_all(tracer: &Path, dir: &Path) -> Result<(), String> {
+/// Rounds per figure; each round runs every variant once.
+const ROUNDS: usize = 5;
+
+fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
     let work_dir = dir.join("files");
     std::fs::create_dir_all(&work_dir).map_err(|e| e.to_string())?;
+    let heavy = compile(dir, "heavy", HEAVY)?;
     let workloads = [
-        Workload {
-            name: "syscall-heavy (16-byte read+write)",
-            exe: compile(dir, "heavy", HEAVY)?,
-            args: vec!["20000".into()],
-        },
+        Workload { name: "syscall-heavy (16-byte read+write)", exe: heavy.clone(), args: vec!["50000".into()] },
         Workload {
             name: "mixed (4 threads: open/write/read/stat/close + compute)",
             exe: compile(dir, "mixed", MIXED)?,
             args: vec!["1500".into(), work_dir.to_string_lossy().into_owned()],
         },
     ];
-    let dead_socket = dir.join("no-proxy.sock");
+    let dead_socket = dir.join("no-proxy.sock").to_string_lossy().into_owned();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Other work on the machine changes the picture (busy CPUs never
     // sleep, so cross-CPU wake-ups get cheap): show it with the figures.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?");
-    println!("\n== tau_strace vs strace -c -f ({cpus} CPUs, load {load}; best of 3 interleaved rounds; no proxy listening) ==");
+    println!(
+        "\n== tau_strace engines vs the eBPF floor and strace -c -f ({cpus} CPUs, load {load}; \
+         median of {ROUNDS} interleaved rounds; no proxy listening) =="
+    );
+    println!(
+        "  (each figure: the workload's wall time / untraced, start-up taken out; \"bpf/floor\": the eBPF \
+         engine's added time / the floor's; \"start\": the fixed cost of starting under the floor and the engine)"
+    );
+    let tau = |engine: &str, exe: &Path, args: &[String]| -> Vec<String> {
+        let mut a = vec![format!("--engine={engine}"), "-u".into(), dead_socket.clone(), "--".into()];
+        a.push(exe.to_string_lossy().into_owned());
+        a.extend(args.iter().cloned());
+        a
+    };
     for w in &workloads {
         let calls = count_calls(w, dir)?;
         println!("\n{}: {} traced syscalls per run", w.name, calls);
-        let socket = dead_socket.to_string_lossy().into_owned();
-        let exe = w.exe.to_string_lossy().into_owned();
-        let tau = |flags: &[&str]| -> Vec<String> {
-            let mut a: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-            a.extend(["-u".into(), socket.clone(), "--".into(), exe.clone()]);
-            a.extend(w.args.iter().cloned());
-            a
-        };
-        let mut st = vec!["-c".to_owned(), "-f".into(), "-o".into(), "/dev/null".into(), exe.clone()];
-        st.extend(w.args.iter().cloned());
-        let variants: Vec<(&Path, Vec<String>)> = vec![
-            (&w.exe, w.args.clone()),
-            (tracer, tau(&[])),
-            (Path::new("strace"), st),
-            (tracer, tau(&["--no-idle-sched"])),
-            (tracer, tau(&["--only", "write"])),
-        ];
+        // Each variant also runs the workload with 0 iterations: what it
+        // costs to start (loading programs, attaching, exec) is shown apart
+        // and taken out of the ratios, which compare the work itself.
+        let mut variants: Vec<(&Path, Vec<String>)> = Vec::new();
+        for args in [w.args.clone(), w.idle_args()] {
+            let exe = w.exe.to_string_lossy().into_owned();
+            let mut st = vec!["-c".to_owned(), "-f".into(), "-o".into(), "/dev/null".into(), exe.clone()];
+            st.extend(args.iter().cloned());
+            let mut fl = vec![exe];
+            fl.extend(args.iter().cloned());
+            variants.extend([
+                (w.exe.as_path(), args.clone()),
+                (floor, fl),
+                (tracer, tau("bpf", &w.exe, &args)),
+                (tracer, tau("ptrace", &w.exe, &args)),
+                (Path::new("strace"), st),
+            ]);
+        }
         println!(
-            "  {:<10} {:>10} {:>12} {:>12} {:>8} {:>9} {:>10} {:>16} {:>14}",
-            "",
-            "untraced",
-            "tau_strace",
-            "strace -cf",
-            "ratio",
-            "µs/call",
-            "strace µs",
-            "--no-idle-sched",
-            "--only write"
+            "  {:<10} {:>9} {:>8} {:>8} {:>8} {:>11} {:>10} {:>11} {:>15}",
+            "", "untraced", "floor", "bpf", "ptrace", "strace -cf", "bpf/floor", "ptrace/bpf", "start floor/bpf"
         );
         for pinned in [false, true] {
             let t = time_interleaved(pinned, &variants)?;
-            let per_call = |x: Duration| (x.as_secs_f64() - t[0].as_secs_f64()).max(0.0) * 1e6 / calls as f64;
+            let work = |i: usize| (t[i].as_secs_f64() - t[i + 5].as_secs_f64()).max(1e-9);
+            let ratio = |i: usize| work(i) / work(0);
+            let added = |i: usize| (work(i) - work(0)).max(1e-9);
+            let start = |i: usize| (t[i + 5].as_secs_f64() - t[5].as_secs_f64()) * 1e3;
             println!(
-                "  {:<10} {:>9.3}s {:>11.3}s {:>11.3}s {:>7.2}x {:>9.1} {:>10.1} {:>15.3}s {:>13.3}s",
+                "  {:<10} {:>8.3}s {:>7.2}x {:>7.2}x {:>7.1}x {:>10.1}x {:>9.2}x {:>10.1}x {:>7.0}/{:.0} ms",
                 if pinned { "taskset 0" } else { "unpinned" },
-                t[0].as_secs_f64(),
-                t[1].as_secs_f64(),
-                t[2].as_secs_f64(),
-                t[1].as_secs_f64() / t[2].as_secs_f64(),
-                per_call(t[1]),
-                per_call(t[2]),
-                t[3].as_secs_f64(),
-                t[4].as_secs_f64(),
+                work(0),
+                ratio(1),
+                ratio(2),
+                ratio(3),
+                ratio(4),
+                added(2) / added(1),
+                work(3) / work(2),
+                start(1),
+                start(2),
             );
         }
     }
-    println!(
-        "  (ratio: tau_strace / strace -c -f; --only write: seccomp stops the tracee in write only, every other call runs untraced)"
-    );
+    bystander(tracer, floor, &heavy, &dead_socket)
+}
+
+/// An untraced syscall-heavy process while another one runs untraced, under
+/// the floor, or counted by the eBPF engine: what the engine costs the rest
+/// of the node.
+fn bystander(tracer: &Path, floor: &Path, heavy: &Path, socket: &str) -> Result<(), String> {
+    let endless = heavy.to_string_lossy().into_owned();
+    let forever = "2000000000".to_owned();
+    let backgrounds: [(&str, &Path, Vec<String>); 3] = [
+        ("untraced", heavy, vec![forever.clone()]),
+        ("floor", floor, vec![endless.clone(), forever.clone()]),
+        ("bpf", tracer, vec!["--engine=bpf".into(), "-u".into(), socket.into(), "--".into(), endless, forever]),
+    ];
+    println!("\nbystander: an untraced syscall-heavy run while another process is ...");
+    let fg: [(&Path, Vec<String>); 1] = [(heavy, vec!["50000".into()])];
+    let mut times = Vec::new();
+    for (name, prog, args) in &backgrounds {
+        let mut bg = Command::new(prog);
+        bg.args(args).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        let child = bg.spawn().map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+        // Let the background settle (programs loaded and attached).
+        std::thread::sleep(Duration::from_millis(300));
+        let t = time_interleaved(false, &fg);
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        let mut child = child;
+        let _ = child.wait();
+        times.push((name, t?[0]));
+    }
+    let base = times[0].1.as_secs_f64();
+    for (name, t) in &times {
+        println!("  ... {:<9} {:>8.3}s {:>6.2}x", name, t.as_secs_f64(), t.as_secs_f64() / base);
+    }
     Ok(())
 }
 
@@ -195,16 +251,23 @@ fn count_calls(w: &Workload, dir: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("no total in strace output:\n{text}"))
 }
 
-/// Best wall time of each variant over three rounds; every round runs each
-/// variant once, so a change in the machine's load hits all of them alike.
+/// Median wall time of each variant over [`ROUNDS`] rounds; every round
+/// runs each variant once, so a change in the machine's load hits all of
+/// them alike.
 fn time_interleaved(pinned: bool, variants: &[(&Path, Vec<String>)]) -> Result<Vec<Duration>, String> {
-    let mut best = vec![Duration::MAX; variants.len()];
-    for _ in 0..3 {
+    let mut all = vec![Vec::new(); variants.len()];
+    for _ in 0..ROUNDS {
         for (i, (prog, args)) in variants.iter().enumerate() {
-            best[i] = best[i].min(time_once(pinned, prog, args)?);
+            all[i].push(time_once(pinned, prog, args)?);
         }
     }
-    Ok(best)
+    Ok(all
+        .into_iter()
+        .map(|mut v| {
+            v.sort();
+            v[v.len() / 2]
+        })
+        .collect())
 }
 
 fn time_once(pinned: bool, prog: &Path, args: &[String]) -> Result<Duration, String> {
