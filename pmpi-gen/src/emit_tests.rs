@@ -147,3 +147,34 @@ fn generate_checks_the_header_and_reports() {
     let e = crate::generate(&full, "mpicc.test", |_| Err("probe failed".to_owned()), &[]).unwrap_err();
     assert_eq!(e, "probe failed");
 }
+
+#[test]
+fn fortran_entries_follow_the_c_slots_and_extra_series_come_last() {
+    let h = Header::parse(HEADER);
+    let api = Api::select(&h);
+    let lib = crate::Library::from_nm(
+        "libmpi_mpifh",
+        "1 T mpi_send_\n1 T pmpi_send_\n1 T MPI_ADDRESS\n1 T PMPI_ADDRESS\n1 B mpi_fortran_in_place_\n",
+    );
+    let f = Fortran::select(&[lib], &api, &h).unwrap();
+    let m = module(&api, &h, "", &f).unwrap();
+    let src = &m.source;
+    assert!(src.contains("pub(crate) const NFUNCS: usize = 6;\n"), "5 C functions and MPI_Address");
+    assert!(src.contains("    \"MPI_Send_c\",\n    \"MPI_Address\",\n];\n"));
+    assert!(src.contains("pub(crate) const NFORTRAN: usize = 2;\n"));
+    assert!(src.contains(
+        "pub(crate) const FORTRAN_IN_PLACE: [Option<(&core::ffi::CStr, bool)>; 2] = \
+         [Some((c\"mpi_fortran_in_place_\", false)), Some((c\"mpi_fortran_in_place_\", false))];\n"
+    ));
+    assert!(src.contains("pub(crate) const FORTRAN_LIBRARIES: [u8; 13] = *b\"libmpi_mpifh\\0\";\n"));
+    let lines: Vec<&str> = src.lines().map(str::trim).filter(|l| l.contains("// libmpi_mpifh")).collect();
+    assert_eq!(
+        lines,
+        [
+            "0 5 MPI_Address MPI_ADDRESS PMPI_ADDRESS(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13); \
+             // libmpi_mpifh",
+            "1 3 MPI_Send mpi_send_ pmpi_send_(a0, a1, a2, a3, a4, a5, a6) ierr a6 => p2p(fint(a1), ftype(a2), \
+             fint(a3)); // libmpi_mpifh",
+        ]
+    );
+}

@@ -79,6 +79,10 @@ pub(crate) unsafe fn succeeded(ierr: usize) -> bool {
     ierr == 0 || unsafe { *(ierr as *const Fint) } as c_int == MPI_SUCCESS
 }
 
+// Fortran count arrays are read as `MPI_Fint` arrays through the C
+// `int` reader of `Counts`: the two must be the same integer.
+const _: () = assert!(core::mem::size_of::<Fint>() == core::mem::size_of::<c_int>());
+
 /// An `INTEGER` argument.
 ///
 /// # Safety
