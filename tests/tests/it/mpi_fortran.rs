@@ -165,6 +165,28 @@ fn openmpi_mpix_persistent_allreduce_is_counted_at_init() {
     assert_counts(&p, &want);
 }
 
+/// MPICH binds `use mpi_f08` calls with `INTEGER(MPI_COUNT_KIND)` counts
+/// to its `_large_` entry points, which count under the C `_c` functions,
+/// their counts read as `MPI_Count` (Open MPI 4.1 has no such form).
+#[test]
+fn mpich_fortran_large_counts_count_under_the_c_functions() {
+    let _serial = serial();
+    MPICH.shim();
+    let p = Proxy::start();
+    let prog = MPICH.fortran("mpi_large_count", &[], &[]);
+    MPICH.mpirun(2, Some(&p.socket), &[prog.as_os_str()]).run().assert_success().assert_stdout("mpi_large_count: 20\n");
+    let want = series([
+        ("MPI_Init", 2, None),
+        ("MPI_Comm_rank", 2, None),
+        ("MPI_Send_c", 1, Some(12)),
+        ("MPI_Recv_c", 1, Some(12)),
+        // 4 integers in place: received only, on each rank.
+        ("MPI_Allreduce_c", 2, Some(2 * 16)),
+        ("MPI_Finalize", 2, None),
+    ]);
+    assert_counts(&p, &want);
+}
+
 /// A program with MPICH linked in statically (`libmpich.a`) binds its MPI
 /// calls inside itself: `-m` says so in one line per rank, preloads
 /// nothing, and the program runs as without the launcher.
