@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[command(
     name = "tau_strace",
     version,
-    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID"
+    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID\n       tau_strace [-v] --serve SOCKET"
 )]
 pub(crate) struct Cli {
     /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
@@ -23,6 +23,16 @@ pub(crate) struct Cli {
     /// bpf where this process can load it, else ptrace.
     #[arg(long, value_enum, value_name = "ENGINE", default_value_t = Engine::Auto)]
     pub(crate) engine: Engine,
+    /// The node service to ask when this process cannot load the eBPF
+    /// engine itself [default: $TAU_STRACE_SERVICE, else
+    /// /run/tau_strace/service.unix]
+    #[arg(long, value_name = "SOCKET")]
+    pub(crate) service: Option<PathBuf>,
+    /// Be the node service on SOCKET (run by the operator with CAP_BPF and
+    /// CAP_PERFMON): count, for each user who asks, the process trees that
+    /// user could ptrace.
+    #[arg(long, value_name = "SOCKET", conflicts_with_all = ["pid", "command", "only", "env", "service"])]
+    pub(crate) serve: Option<PathBuf>,
     /// Log which engine counts (and why, with auto), attaches, detaches and
     /// the state of the link to the proxy.
     #[arg(short, long)]
@@ -53,7 +63,7 @@ pub(crate) struct Cli {
     #[arg(short = 'E', long = "env", value_name = "VAR[=VAL]", conflicts_with = "pid")]
     pub(crate) env: Vec<OsString>,
     /// The command to run and trace.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "pid")]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["pid", "serve"])]
     pub(crate) command: Vec<OsString>,
 }
 

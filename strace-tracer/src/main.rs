@@ -9,6 +9,8 @@ mod cli;
 mod counts;
 mod engine;
 mod sched;
+mod serve;
+mod service;
 mod stop;
 #[allow(unsafe_code)]
 mod sys;
@@ -114,6 +116,10 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Some(slots)
     };
+    if let Some(socket) = &cli.serve {
+        sys::catch_signals(&TERMINATING, &[]).map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
+        return serve::serve(socket);
+    }
     let counts = Arc::new(Counts::new(catalog.len()));
     let socket = client::socket_path(cli.socket.clone());
 
@@ -132,21 +138,34 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     let keep_ignored: &[i32] = if cli.pid.is_none() { &[libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] } else { &[] };
     sys::catch_signals(&TERMINATING, keep_ignored)
         .map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
-    let mut bpf_engine = choose_engine(cli.engine, only.as_deref())?;
-
-    if let Some(engine) = &mut bpf_engine {
-        let source = Source::Bpf(Box::new(engine.take_reader().expect("a fresh engine has its reader")));
+    let choice = choose_engine(&cli, only.as_deref())?;
+    let plan = |seccomp| match cli.pid {
+        Some(_) => Ok(None),
+        None => spawn_plan(&cli.command, &cli.env, seccomp, unblock.clone()).map(Some),
+    };
+    let counted_elsewhere = |marker: &mut dyn engine::Marker, source: Source| -> Result<i32, Failure> {
+        let plan = plan(None)?;
         let pusher = start_pusher(&cli, source, &socket, false)?;
         let _ = sys::mask_signals(&unblock, false);
-        let result = match cli.pid {
-            Some(pid) => engine::attach(engine, pid),
-            None => {
-                let plan = spawn_plan(&cli.command, &cli.env, None, unblock.clone())?;
-                engine::run(engine, &plan)
-            }
+        let result = match (cli.pid, &plan) {
+            (Some(pid), _) => engine::attach(marker, pid),
+            (None, Some(plan)) => engine::run(marker, plan),
+            (None, None) => unreachable!("a command without a plan"),
         };
         pusher.finish();
-        return result;
+        result
+    };
+    match choice {
+        Choice::Bpf(mut engine) => {
+            let source = Source::Bpf(Box::new(engine.take_reader().expect("a fresh engine has its reader")));
+            return counted_elsewhere(&mut *engine, source);
+        }
+        Choice::Service(socket) => {
+            let rows = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let mut marker = engine::ViaService { socket, only: cli.only.clone(), rows: rows.clone(), remote: None };
+            return counted_elsewhere(&mut marker, Source::Service(rows));
+        }
+        Choice::Ptrace => {}
     }
 
     let (tracer, attached) = match cli.pid {
@@ -184,32 +203,45 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     Ok(code)
 }
 
-/// The engine `--engine` asks for: the eBPF one, loaded, or `None` for
-/// ptrace.
-fn choose_engine(choice: cli::Engine, only: Option<&[Slot]>) -> Result<Option<bpf::Engine>, Failure> {
-    match choice {
-        cli::Engine::Ptrace => {
-            log::info!("engine: ptrace (--engine ptrace)");
-            Ok(None)
-        }
-        cli::Engine::Bpf => match bpf::Engine::load(only) {
-            Ok(e) => {
-                log::info!("engine: bpf (--engine bpf)");
-                Ok(Some(e))
-            }
-            Err(why) => Err(fail(1, format!("--engine bpf: cannot count with eBPF: {why}"))),
-        },
-        cli::Engine::Auto => match bpf::Engine::load(only) {
-            Ok(e) => {
-                log::info!("engine: bpf (auto: this process can load the eBPF engine)");
-                Ok(Some(e))
-            }
-            Err(why) => {
-                log::info!("engine: ptrace (auto: eBPF unavailable: {why})");
-                Ok(None)
-            }
-        },
+/// Who counts.
+enum Choice {
+    /// This process's own eBPF engine.
+    Bpf(Box<bpf::Engine>),
+    /// The node service's, on this socket.
+    Service(std::path::PathBuf),
+    Ptrace,
+}
+
+/// The engine `--engine` asks for: this process's eBPF engine, else the
+/// node service's, else (with auto) ptrace.
+fn choose_engine(cli: &Cli, only: Option<&[Slot]>) -> Result<Choice, Failure> {
+    if cli.engine == cli::Engine::Ptrace {
+        log::info!("engine: ptrace (--engine ptrace)");
+        return Ok(Choice::Ptrace);
     }
+    let why = match cli.engine {
+        cli::Engine::Bpf => "--engine bpf",
+        _ => "auto",
+    };
+    let local = match bpf::Engine::load(only) {
+        Ok(e) => {
+            let reason = if why == "auto" { "auto: this process can load the eBPF engine" } else { why };
+            log::info!("engine: bpf ({reason})");
+            return Ok(Choice::Bpf(Box::new(e)));
+        }
+        Err(local) => local,
+    };
+    let service = service::socket_path(cli.service.as_deref());
+    if service::reachable(&service) {
+        log::info!("engine: bpf through the node service on {} ({why}: {local})", service.display());
+        return Ok(Choice::Service(service));
+    }
+    let no_service = format!("{local}; no node service on {}", service.display());
+    if cli.engine == cli::Engine::Bpf {
+        return Err(fail(1, format!("--engine bpf: cannot count with eBPF: {no_service}")));
+    }
+    log::info!("engine: ptrace (auto: eBPF unavailable: {no_service})");
+    Ok(Choice::Ptrace)
 }
 
 /// Where the pushed totals come from.
@@ -218,6 +250,8 @@ enum Source {
     Ptrace(Arc<Counts>),
     /// The eBPF engine's maps.
     Bpf(Box<bpf::Reader>),
+    /// What the node service sent last.
+    Service(Arc<std::sync::Mutex<Vec<Row>>>),
 }
 
 impl Source {
@@ -225,13 +259,14 @@ impl Source {
         match self {
             Source::Ptrace(counts) => counts.snapshot(),
             Source::Bpf(reader) => reader.snapshot(),
+            Source::Service(rows) => rows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
     fn total_hits(&self) -> u64 {
         match self {
             Source::Ptrace(counts) => counts.total_hits(),
-            Source::Bpf(_) => 0,
+            Source::Bpf(_) | Source::Service(_) => 0,
         }
     }
 }

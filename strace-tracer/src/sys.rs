@@ -249,6 +249,24 @@ pub(crate) fn spawn_stopped(plan: &SpawnPlan) -> io::Result<Pid> {
     }
 }
 
+/// The peer credentials of a connected UNIX socket: pid, uid, gid.
+pub(crate) fn peer_cred(fd: i32) -> io::Result<(Pid, u32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid out pointers sized for SO_PEERCRED.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    check(r as libc::c_long)?;
+    Ok((cred.pid, cred.uid, cred.gid))
+}
+
 /// `waitpid(pid, 0)`: the raw status once `pid` has ended (EINTR when a
 /// caught signal arrives).
 pub(crate) fn wait_pid(pid: Pid) -> io::Result<i32> {

@@ -77,6 +77,7 @@ fn completion_path(shell: Shell, tool: &str) -> PathBuf {
 const DEPLOY: &[&str] = &[
     "prometheus/tau_metric_proxy.rules.yml",
     "systemd/system/tau_metric_proxy.service",
+    "systemd/system/tau_strace_service.service",
     "systemd/user/tau_metric_proxy.service",
 ];
 

@@ -1,10 +1,12 @@
 //! `--engine`: `auto` counts with eBPF where this process can (root here,
-//! as in CI) and says so with `-v`; without the capabilities, `bpf` fails
-//! with the reason and `auto` falls back to ptrace, saying why.
+//! as in CI) and says so with `-v`; without the capabilities and without a
+//! node service, `bpf` fails with the reason and `auto` falls back to
+//! ptrace, saying why.
 
 use crate::util::{bin, cmd, Proxy, Run};
 
-const NO_CAPABILITY: &str = "missing capability: loading it needs CAP_BPF and CAP_PERFMON (or root)";
+const NO_CAPABILITY: &str = "missing capability: loading it needs CAP_BPF and CAP_PERFMON (or root); \
+                             no node service on /nonexistent-dir/none.unix";
 
 /// `tau_strace ARGS -- /bin/true` as the unprivileged user 65534.
 fn as_nobody(args: &[&str]) -> Run {
@@ -12,7 +14,7 @@ fn as_nobody(args: &[&str]) -> Run {
     cmd("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(bin("tau_strace"))
-        .args(["-u", "/nonexistent-dir/none.sock"])
+        .args(["-u", "/nonexistent-dir/none.sock", "--service", "/nonexistent-dir/none.unix"])
         .args(args)
         .args(["--", "/bin/true"])
         .hint("setpriv (util-linux)")

@@ -51,19 +51,33 @@ mod attach;
 mod counts;
 mod engine;
 mod lifecycle;
+mod service;
 
 /// What `strace -f -c` counted, per syscall (all personalities summed).
-struct Oracle {
-    calls: BTreeMap<String, u64>,
+pub(super) struct Oracle {
+    pub(super) calls: BTreeMap<String, u64>,
     /// Calls that returned an error, for syscalls with any.
-    errors: BTreeMap<String, u64>,
+    pub(super) errors: BTreeMap<String, u64>,
 }
 
 /// Per-syscall calls and errors from `strace -f -c`. strace counts unknown
 /// numbers in its total but lists no line for them.
-fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> Oracle {
+pub(super) fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> Oracle {
+    strace_counts_as(&[], prog, args, dir)
+}
+
+/// [`strace_counts`] with strace run through `prefix` (such as `setpriv`
+/// switching to another user, whose failed calls differ from root's).
+pub(super) fn strace_counts_as(prefix: &[&str], prog: &Path, args: &[&str], dir: &TempDir) -> Oracle {
     let out = dir.join("strace.out");
-    let r = cmd("strace").args(["-f", "-c", "-U", "name,calls,errors", "-o"]).arg(&out).arg(prog).args(args).run();
+    let strace = |c: crate::util::TestCommand| c.args(["-f", "-c", "-U", "name,calls,errors", "-o"]).arg(&out);
+    let r = match prefix.split_first() {
+        Some((first, rest)) => strace(cmd(first).args(rest).arg("strace")),
+        None => strace(cmd("strace")),
+    }
+    .arg(prog)
+    .args(args)
+    .run();
     if r.code().is_none() {
         r.fail("strace itself failed");
     }
@@ -88,7 +102,7 @@ fn strace_counts(prog: &Path, args: &[&str], dir: &TempDir) -> Oracle {
 }
 
 /// Named syscalls only: what `strace -c` lists.
-fn named(hits: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+pub(super) fn named(hits: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     hits.into_iter().filter(|(k, _)| !k.starts_with("syscall_")).collect()
 }
 

@@ -1,0 +1,122 @@
+//! The node service (`tau_strace --serve`), played against a second,
+//! unprivileged user (uid 65534, switched to with `setpriv`, which needs
+//! root as in CI): that user gets eBPF counts for their own program through
+//! it, exact against `strace -f -c`, and is refused another user's process
+//! with the reason; the systemd unit that runs it passes `systemd-analyze
+//! verify`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{family, named, strace_counts_as, wait_hits};
+use crate::util::{bin, cmd, compile, deploy, tool, wait_for, Proxy, Run, Running, TempDir};
+
+const USER: u32 = 65534;
+
+/// A service on a socket in a directory every user can reach.
+struct Service {
+    socket: PathBuf,
+    _running: Running,
+    _dir: TempDir,
+}
+
+impl Service {
+    fn start() -> Service {
+        let dir = open(TempDir::new("strace-service"));
+        let socket = dir.join("service.unix");
+        let running = tool("tau_strace").args(["-v", "--serve"]).arg(&socket).spawn();
+        let up = wait_for(Duration::from_secs(10), || socket.exists().then_some(()));
+        assert!(up.is_some(), "the service did not create {}", socket.display());
+        assert_eq!(std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777, 0o666);
+        Service { socket, _running: running, _dir: dir }
+    }
+}
+
+fn open(dir: TempDir) -> TempDir {
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// `tau_strace ARGS` as the unprivileged user.
+fn tau_strace_as_user(args: &[&str], socket: &Path, proxy: &Path) -> Run {
+    assert!(nix::unistd::geteuid().is_root(), "these tests switch users with setpriv and need root (CI runs as root)");
+    cmd("setpriv")
+        .args([format!("--reuid={USER}"), format!("--regid={USER}"), "--clear-groups".into()])
+        .arg(bin("tau_strace"))
+        .arg("--service")
+        .arg(socket)
+        .arg("-u")
+        .arg(proxy)
+        .args(args)
+        .hint("setpriv (util-linux)")
+        .run()
+}
+
+#[test]
+fn a_user_gets_ebpf_counts_for_their_own_program_through_the_service() {
+    let service = Service::start();
+    let proxy = Proxy::start_with(&["--allow-uid", &USER.to_string()]);
+    std::fs::set_permissions(proxy.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dir = TempDir::new("strace-service-prog");
+    // Writable by the user, for strace's summary.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let prog = compile(&dir, "strace_threads", false);
+    let as_user = [format!("--reuid={USER}"), format!("--regid={USER}"), "--clear-groups".into()];
+    let mut prefix = vec!["setpriv"];
+    prefix.extend(as_user.iter().map(String::as_str));
+    // The user's own run: its failed calls differ from root's.
+    let oracle = strace_counts_as(&prefix, &prog, &[], &dir);
+    let out = tau_strace_as_user(&["-v", "--", prog.to_str().expect("path")], &service.socket, &proxy.socket);
+    out.assert_exit(0);
+    let engine = format!(
+        "[INFO ] engine: bpf through the node service on {} (auto: missing capability: loading it needs \
+         CAP_BPF and CAP_PERFMON (or root))\n",
+        service.socket.display()
+    );
+    assert!(out.stderr().starts_with(&engine), "{out}");
+    let values = wait_hits(&proxy, &oracle.calls);
+    assert_eq!(named(family(&values, "strace_hits_total")), oracle.calls, "calls (left: via the service)");
+    assert_eq!(named(family(&values, "strace_errors_total")), oracle.errors, "errors (left: via the service)");
+    assert_eq!(values["strace_size_total{scall=\"write\"}"], 20000.0);
+    // Asked for explicitly, the same.
+    tau_strace_as_user(&["--engine", "bpf", "--", prog.to_str().expect("path")], &service.socket, &proxy.socket)
+        .assert_exit(0)
+        .assert_stderr("");
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 400.0), 400.0);
+}
+
+#[test]
+fn another_users_process_is_refused_with_the_reason() {
+    let service = Service::start();
+    let mut root_process = cmd("sleep").arg("30").spawn();
+    let pid = root_process.id().to_string();
+    let out = tau_strace_as_user(&["-p", &pid], &service.socket, Path::new("/nonexistent-dir/none.sock"));
+    out.assert_exit(1)
+        .assert_stderr(&format!("tau_strace: the node service refused: process {pid} belongs to another user\n"));
+    assert!(!root_process.has_ended());
+    // A process that does not exist: said before asking.
+    tau_strace_as_user(&["-p", "999999999"], &service.socket, Path::new("/nonexistent-dir/none.sock"))
+        .assert_exit(1)
+        .assert_stderr("tau_strace: no process 999999999: No such file or directory (os error 2)\n");
+}
+
+#[test]
+fn the_service_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("service-unit");
+    let rel = "systemd/system/tau_strace_service.service";
+    let unit = std::fs::read_to_string(deploy(rel)).expect("unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/tau_strace --serve /run/tau_strace/service.unix\n"));
+    assert!(unit.contains("AmbientCapabilities=CAP_BPF CAP_PERFMON\nCapabilityBoundingSet=CAP_BPF CAP_PERFMON\n"));
+    let file = dir.join("tau_strace_service.service");
+    std::fs::write(&file, unit.replace("/usr/local/bin/tau_strace", bin("tau_strace").to_str().expect("path")))
+        .expect("write unit");
+    cmd("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&file)
+        .hint("systemd-analyze (package systemd; cargo xtask test installs it)")
+        .run()
+        .assert_exit(0)
+        .assert_stdout("")
+        .assert_stderr("");
+}
