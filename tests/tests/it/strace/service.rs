@@ -120,3 +120,22 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         .assert_stdout("")
         .assert_stderr("");
 }
+
+#[test]
+fn a_setuid_program_keeps_its_privileges_under_ebpf_and_loses_them_under_ptrace() {
+    let service = Service::start();
+    let dir = open(TempDir::new("strace-setuid"));
+    let id = dir.join("id");
+    std::fs::copy("/usr/bin/id", &id).expect("copy id");
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    let run = |engine: &str| {
+        let args = ["--engine", engine, "--", id.to_str().expect("path"), "-u"];
+        tau_strace_as_user(&args, &service.socket, Path::new("/nonexistent-dir/none.sock"))
+    };
+    // Counted by the kernel, the program runs as it would untraced...
+    let untraced = cmd("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&id).arg("-u").run();
+    untraced.assert_exit(0).assert_stdout("0\n");
+    run("bpf").assert_exit(0).assert_stdout("0\n");
+    // ...whereas ptrace makes the kernel drop the set-user-id.
+    run("ptrace").assert_exit(0).assert_stdout(&format!("{USER}\n"));
+}
