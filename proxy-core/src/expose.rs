@@ -1,10 +1,11 @@
 //! Prometheus text format 0.0.4 and OpenMetrics 1.0 rendering.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use protocol::Kind;
 
-use crate::store::{om_family_name, Series, Store};
+use crate::store::{om_family_name, Layout, Store, Val};
 
 /// An exposition format, chosen from the scraper's `Accept` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,15 +35,52 @@ impl Format {
     }
 }
 
+/// What a scrape renders, taken from the store under its lock in one
+/// quick copy: the shared layout (keys, families) and every value in
+/// exposition order. Rendering it needs no lock.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    layout: Arc<Layout>,
+    values: Vec<Val>,
+}
+
+impl Scrape {
+    /// Number of series it holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl Store {
+    /// Copies what a scrape shows into `scrape` (its buffer reused),
+    /// refreshing the render order first after new series.
+    pub fn scrape(&mut self, scrape: &mut Scrape) {
+        self.prepare_render();
+        scrape.layout = self.order.layout.clone();
+        scrape.values.clear();
+        scrape.values.extend(self.order.series.iter().map(|&sid| self.series[sid as usize].val()));
+    }
+}
+
 /// Renders every family of `store` into `out` (cleared first). Takes the
 /// store mutably only to refresh its render order after new series.
 pub fn render(store: &mut Store, format: Format, out: &mut String) {
-    store.prepare_render();
-    let store: &Store = store;
-    let order = &store.order;
+    let mut scrape = Scrape::default();
+    store.scrape(&mut scrape);
+    render_scrape(&scrape, format, out);
+}
+
+/// Renders a [`Scrape`] into `out` (cleared first).
+pub fn render_scrape(scrape: &Scrape, format: Format, out: &mut String) {
+    let layout = &*scrape.layout;
     out.clear();
-    for (f, range) in &order.families {
-        let fam = &store.families[*f as usize];
+    out.reserve(layout.text.len() + 24 * scrape.values.len());
+    for fam in &layout.families {
+        let range = &fam.range;
         if range.is_empty() {
             continue;
         }
@@ -63,12 +101,13 @@ pub fn render(store: &mut Store, format: Format, out: &mut String) {
         out.push(' ');
         out.push_str(type_name);
         out.push('\n');
-        let mut start = if range.start == 0 { 0 } else { order.ends[range.start - 1] };
+        let mut start = if range.start == 0 { 0 } else { layout.ends[range.start - 1] };
         for k in range.clone() {
-            let end = order.ends[k];
-            out.push_str(&order.text[start..end]);
+            let end = layout.ends[k];
+            out.push_str(&layout.text[start..end]);
+            out.push(' ');
             start = end;
-            write_value(&store.series[order.series[k] as usize], out);
+            write_value(scrape.values[k], out);
             out.push('\n');
         }
     }
@@ -88,12 +127,11 @@ fn escape_help(help: &str, format: Format, out: &mut String) {
     }
 }
 
-fn write_value(s: &Series, out: &mut String) {
-    if s.is_integral() {
-        write_u64(s.int(), out);
-        return;
-    }
-    let v = s.value();
+fn write_value(v: Val, out: &mut String) {
+    let v = match v {
+        Val::Int(i) => return write_u64(i, out),
+        Val::Float(v) => v,
+    };
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {

@@ -23,7 +23,7 @@ mod snapshot;
 mod store;
 mod validate;
 
-pub use expose::{render, Format};
+pub use expose::{render, render_scrape, Format, Scrape};
 pub use refusal::{IngestError, Refusal, RefusalKind};
 pub use session::{Session, SessionEnd, Tally, Violation};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};

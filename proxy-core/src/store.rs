@@ -9,7 +9,9 @@
 
 mod change_log;
 mod collectors;
+mod keys;
 mod order;
+mod owners;
 pub(crate) mod query;
 mod series;
 #[cfg(test)]
@@ -17,16 +19,17 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
-use protocol::{Desc, Identity, Kind, Sample, Scale, Value};
+use protocol::{Desc, Identity, Kind, Sample, Value};
 
 use crate::refusal::{IngestError, Refusal, RefusalCounts, RefusalKind};
-use crate::validate::{series_key, validate_desc};
+use crate::validate::{labels_of_key, series_key, validate_desc};
 use change_log::ChangeLog;
 use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
-pub(crate) use order::RenderOrder;
+use keys::Keys;
+pub(crate) use order::{Layout, RenderOrder};
 pub use series::SeriesId;
-pub(crate) use series::{om_family_name, Family, Owner, Series};
+pub(crate) use series::{om_family_name, Family, Owner, Series, Val};
 
 /// Family names that start with this are the daemon's (see
 /// [`Store::declare_shared`] for the one its launcher pushes).
@@ -63,7 +66,7 @@ impl Default for Limits {
 /// Who registers a series: the daemon (self metrics, state file) or a
 /// collector of a known or unknown user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Registrant {
+pub(crate) enum Registrant {
     Daemon,
     Peer(Option<u32>),
 }
@@ -72,7 +75,8 @@ enum Registrant {
 #[derive(Debug, Default)]
 pub struct Store {
     pub(crate) series: Vec<Series>,
-    by_key: HashMap<String, SeriesId>,
+    /// Every series' key, stored once, and the index by key.
+    keys: Keys,
     pub(crate) families: Vec<Family>,
     /// Family indexes by name, for deterministic rendering.
     pub(crate) family_order: BTreeMap<String, u32>,
@@ -174,7 +178,7 @@ impl Store {
             self.check_owner(&desc.name, uid)?;
         }
         let key = series_key(desc);
-        if let Some(&sid) = self.by_key.get(&key) {
+        if let Some(sid) = self.keys.find(&key) {
             let s = &self.series[sid as usize];
             if s.kind != desc.kind {
                 return Err(Refusal::TypeConflict { name: desc.name.clone(), was: s.kind, now: desc.kind });
@@ -220,108 +224,19 @@ impl Store {
                     kind: desc.kind,
                     owner,
                     scale: None,
-                    series: BTreeMap::new(),
+                    series: Vec::new(),
                 });
                 let f = (self.families.len() - 1) as u32;
                 self.family_order.insert(desc.name.clone(), f);
                 f
             }
         };
-        let sid = self.series.len() as SeriesId;
-        let mut labels = desc.labels.clone();
-        labels.sort();
-        self.series.push(Series::new(key.clone(), fam, labels, desc.kind, desc.scale));
-        self.families[fam as usize].series.insert(key.clone(), sid);
-        self.by_key.insert(key, sid);
+        let sid = self.keys.push(&key);
+        debug_assert_eq!(sid as usize, self.series.len());
+        self.series.push(Series::new(fam, desc.kind, desc.scale));
+        self.families[fam as usize].series.push(sid);
         self.order.valid = false;
         Ok(sid)
-    }
-
-    /// Refuses more labels, or longer label values, than the limits allow.
-    fn check_labels(&self, desc: &Desc) -> Result<(), Refusal> {
-        let limit = self.limits.max_labels;
-        if desc.labels.len() > limit {
-            return Err(Refusal::TooManyLabels { name: desc.name.clone(), limit });
-        }
-        let limit = self.limits.max_label_value_length;
-        match desc.labels.iter().find(|(_, v)| v.len() > limit) {
-            Some((label, _)) => {
-                Err(Refusal::LabelValueTooLong { name: desc.name.clone(), label: label.clone(), limit })
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Whether a peer of user `uid` may register in family `name`: not in
-    /// the daemon's, not in another user's; a known user claims an
-    /// unclaimed family.
-    fn check_owner(&self, name: &str, uid: Option<u32>) -> Result<(), Refusal> {
-        let Some(&f) = self.family_order.get(name) else {
-            return if name.starts_with(RESERVED_PREFIX) {
-                Err(Refusal::Reserved { name: name.to_owned() })
-            } else {
-                Ok(())
-            };
-        };
-        match (self.families[f as usize].owner, uid) {
-            (Owner::Daemon, _) => Err(Refusal::Reserved { name: name.to_owned() }),
-            (Owner::Uid(owner), Some(uid)) if owner != uid => Err(Refusal::Foreign { name: name.to_owned() }),
-            _ => Ok(()),
-        }
-    }
-
-    /// A known user who registered in an unclaimed family now owns it.
-    fn claim(&mut self, sid: SeriesId, uid: u32) {
-        let fam = &mut self.families[self.series[sid as usize].family as usize];
-        if fam.owner == Owner::Unclaimed {
-            fam.owner = Owner::Uid(uid);
-        }
-    }
-
-    /// Declares a family that every user's collectors add to, with its
-    /// type, scale and help: no one can register it otherwise, and no one
-    /// owns it. A family of that name already there (from a state file)
-    /// becomes shared if its type agrees.
-    pub fn declare_shared(&mut self, name: &str, kind: Kind, scale: Scale, help: &str) -> Result<(), Refusal> {
-        let f = match self.family_order.get(name) {
-            Some(&f) => f,
-            None => {
-                let probe = Desc::new(name, &[], help, kind, scale);
-                validate_desc(&probe)?;
-                let om = om_family_name(name, kind).to_owned();
-                if self.om_names.contains_key(&om) {
-                    return Err(Refusal::NameConflict { name: name.to_owned(), family: om });
-                }
-                self.om_names.insert(om, kind);
-                let fam = Family {
-                    name: name.to_owned(),
-                    help: help.to_owned(),
-                    kind,
-                    owner: Owner::Shared,
-                    scale: None,
-                    series: BTreeMap::new(),
-                };
-                self.families.push(fam);
-                let f = (self.families.len() - 1) as u32;
-                self.family_order.insert(name.to_owned(), f);
-                self.order.valid = false;
-                f
-            }
-        };
-        let fam = &mut self.families[f as usize];
-        if fam.kind != kind {
-            return Err(Refusal::TypeConflict { name: name.to_owned(), was: fam.kind, now: kind });
-        }
-        fam.owner = Owner::Shared;
-        fam.scale = Some(scale);
-        Ok(())
-    }
-
-    /// Records the user of a collector's connection, as the kernel reports it.
-    pub fn set_uid(&mut self, slot: CollectorSlot, uid: u32) {
-        if let Ok(c) = self.collectors.current_mut(slot) {
-            c.uid = Some(uid);
-        }
     }
 
     /// Applies counter deltas and gauge values; `now` is the Unix time in
@@ -352,26 +267,25 @@ impl Store {
             };
             let series = &mut self.series[*sid as usize];
             let shared = self.families[series.family as usize].owner == Owner::Shared;
+            let keys = &self.keys;
             let counted = &mut c.counted[idx];
-            let overflow = |series: &Series| {
+            let overflow = || {
                 let value = match s.value {
                     Value::Int(v) => v.to_string(),
                     Value::Float(v) => format!("{v:?}"),
                 };
-                IngestError {
-                    id: Some(s.id),
-                    refusal: Refusal::Overflow { key: series.key.clone(), value, total: totals },
-                }
+                let key = keys.get(*sid).to_owned();
+                IngestError { id: Some(s.id), refusal: Refusal::Overflow { key, value, total: totals } }
             };
             let delta_applied = match (series.kind, s.value) {
                 (Kind::Counter, Value::Int(v)) => {
                     let d = if totals { v.saturating_sub(counted.int) } else { v };
                     let Some(mine) = counted.int.checked_add(d) else {
-                        errors.push(overflow(series));
+                        errors.push(overflow());
                         continue;
                     };
                     if !series.add_int(d, shared) {
-                        errors.push(overflow(series));
+                        errors.push(overflow());
                         continue;
                     }
                     counted.int = mine;
@@ -379,14 +293,14 @@ impl Store {
                 }
                 (Kind::Counter, Value::Float(v)) => {
                     if !v.is_finite() || v < 0.0 {
-                        let refusal = Refusal::BadValue { key: series.key.clone(), value: v, total: totals };
+                        let refusal = Refusal::BadValue { key: keys.get(*sid).to_owned(), value: v, total: totals };
                         errors.push(IngestError { id: Some(s.id), refusal });
                         continue;
                     }
                     let d = if totals { (v - counted.float).max(0.0) } else { v };
                     let (mine, sum) = (counted.float + d, series.float + d);
                     if !mine.is_finite() || !sum.is_finite() {
-                        errors.push(overflow(series));
+                        errors.push(overflow());
                         continue;
                     }
                     counted.float = mine;
@@ -511,7 +425,7 @@ impl Store {
     /// Sets a daemon-owned gauge.
     pub fn internal_set(&mut self, sid: SeriesId, v: f64, now: f64) {
         let s = &mut self.series[sid as usize];
-        if s.gauge_sum == v && !s.gauges.is_empty() {
+        if s.float == v && s.has_gauges() {
             return;
         }
         s.set_gauge(u32::MAX, v);
@@ -523,7 +437,8 @@ impl Store {
     pub(crate) fn desc_of(&self, sid: SeriesId) -> Desc {
         let s = &self.series[sid as usize];
         let fam = &self.families[s.family as usize];
-        Desc { name: fam.name.clone(), labels: s.labels.clone(), help: fam.help.clone(), kind: s.kind, scale: s.scale }
+        let labels = labels_of_key(self.keys.get(sid));
+        Desc { name: fam.name.clone(), labels, help: fam.help.clone(), kind: s.kind, scale: s.scale }
     }
 
     /// Every remembered collector with, per id, its series and what was
@@ -580,7 +495,7 @@ impl Store {
     /// Brings [`Store::order`] up to date.
     pub(crate) fn prepare_render(&mut self) {
         if !self.order.valid {
-            self.order = RenderOrder::build(&self.family_order, &self.families, &self.series);
+            self.order = RenderOrder::build(&self.family_order, &mut self.families, &mut self.keys);
         }
     }
 }

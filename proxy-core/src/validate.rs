@@ -137,6 +137,37 @@ pub fn series_key(desc: &Desc) -> String {
     key
 }
 
+/// The labels of a key made by [`series_key`], unescaped, in its order.
+pub(crate) fn labels_of_key(key: &str) -> Vec<(String, String)> {
+    let Some(open) = key.find('{') else { return Vec::new() };
+    let mut labels = Vec::new();
+    let mut rest = &key[open + 1..];
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq].to_owned();
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => {}
+                },
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.push((name, value));
+        // Past the closing quote: `,` before the next label or `}`.
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    labels
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +242,15 @@ mod tests {
         let d = Desc::gauge("g", &[("z", "1"), ("a", "q\"\\\n")], "");
         assert_eq!(series_key(&d), "g{a=\"q\\\"\\\\\\n\",z=\"1\"}");
         assert_eq!(series_key(&Desc::gauge("g", &[], "")), "g");
+    }
+
+    #[test]
+    fn labels_come_back_from_keys() {
+        for labels in [vec![], vec![("a", "q\"\\\n,}=\"x")], vec![("a", "1"), ("b", "x\\"), ("c", "={\"")]] {
+            let d = Desc::gauge("g", &labels, "");
+            let back = labels_of_key(&series_key(&d));
+            let want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(back, want);
+        }
     }
 }

@@ -1,42 +1,61 @@
-//! The exposition order of a store's series, kept for rendering.
+//! The exposition order of a store's series, and the layout a scrape
+//! renders from without the store's lock.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
 
-use super::series::{Family, Series, SeriesId};
+use protocol::Kind;
 
-/// The exposition order of every series with their `key ` text laid out
-/// contiguously, rebuilt after series are added, so that a scrape reads
-/// names sequentially instead of chasing one allocation per series.
+use super::keys::Keys;
+use super::series::{Family, SeriesId};
+
+/// What a scrape needs besides the values: every series' key in
+/// exposition order, contiguous (so a scrape reads them sequentially),
+/// and each family's header and range. Shared, immutable; rebuilt after
+/// series are added.
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    /// Keys in exposition order, concatenated.
+    pub(crate) text: Arc<str>,
+    /// Where each key ends in `text`.
+    pub(crate) ends: Vec<usize>,
+    pub(crate) families: Vec<LayoutFamily>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LayoutFamily {
+    pub(crate) name: String,
+    pub(crate) help: String,
+    pub(crate) kind: Kind,
+    /// Its series, as positions in the exposition order.
+    pub(crate) range: Range<usize>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct RenderOrder {
     /// False once a series was added after the last build.
     pub(super) valid: bool,
-    /// Families in name order, each with its range in `series`.
-    pub(crate) families: Vec<(u32, std::ops::Range<usize>)>,
     /// Series in exposition order.
     pub(crate) series: Vec<SeriesId>,
-    /// `key ` of every series in that order, concatenated.
-    pub(crate) text: String,
-    /// Where each series' text ends in `text`.
-    pub(crate) ends: Vec<usize>,
+    pub(crate) layout: Arc<Layout>,
 }
 
 impl RenderOrder {
-    /// The order of `families` (indexed by name in `family_order`) and
-    /// their `series`.
-    pub(super) fn build(family_order: &BTreeMap<String, u32>, families: &[Family], series: &[Series]) -> RenderOrder {
-        let mut order = RenderOrder { valid: true, ..RenderOrder::default() };
+    /// Sorts each family's series by key, orders families by name
+    /// (`family_order`), and lays the keys out again in that order.
+    pub(super) fn build(family_order: &BTreeMap<String, u32>, families: &mut [Family], keys: &mut Keys) -> RenderOrder {
+        let mut series = Vec::with_capacity(keys.len());
+        let mut fams = Vec::new();
         for &f in family_order.values() {
-            let fam = &families[f as usize];
-            let start = order.series.len();
-            for &sid in fam.series.values() {
-                order.series.push(sid);
-                order.text.push_str(&series[sid as usize].key);
-                order.text.push(' ');
-                order.ends.push(order.text.len());
-            }
-            order.families.push((f, start..order.series.len()));
+            let fam = &mut families[f as usize];
+            fam.series.sort_unstable_by(|a, b| keys.get(*a).cmp(keys.get(*b)));
+            let start = series.len();
+            series.extend_from_slice(&fam.series);
+            let range = start..series.len();
+            fams.push(LayoutFamily { name: fam.name.clone(), help: fam.help.clone(), kind: fam.kind, range });
         }
-        order
+        let (text, ends) = keys.seal(&series);
+        RenderOrder { valid: true, series, layout: Arc::new(Layout { text, ends, families: fams }) }
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use protocol::{DescInfo, ValueInfo};
 
-use super::series::{Family, Series};
+use super::series::{Family, SeriesId};
 use super::Store;
 
 /// Names asked for that are not series of the store, in the order asked.
@@ -22,40 +22,54 @@ impl std::error::Error for UnknownSeries {}
 impl Store {
     /// Every series description, ordered by name.
     pub fn descs(&self) -> Vec<DescInfo> {
-        self.ordered().map(|(fam, s)| DescInfo { name: s.key.clone(), help: fam.help.clone(), kind: s.kind }).collect()
+        self.ordered()
+            .map(|(fam, sid)| {
+                let kind = self.series[sid as usize].kind;
+                DescInfo { name: self.keys.get(sid).to_owned(), help: fam.help.clone(), kind }
+            })
+            .collect()
     }
 
     /// Every series value, ordered by name.
     pub fn values(&self) -> Vec<ValueInfo> {
-        self.ordered().map(|(_, s)| s.value_info()).collect()
+        self.ordered().map(|(_, sid)| self.series[sid as usize].value_info(self.keys.get(sid))).collect()
     }
 
     /// The named series' values, in the order asked; or the names unknown.
     pub fn get(&self, names: &[String]) -> Result<Vec<ValueInfo>, UnknownSeries> {
-        let unknown: Vec<String> = names.iter().filter(|n| !self.by_key.contains_key(*n)).cloned().collect();
+        let sids: Vec<Option<SeriesId>> = names.iter().map(|n| self.keys.find(n)).collect();
+        let unknown: Vec<String> =
+            names.iter().zip(&sids).filter(|(_, sid)| sid.is_none()).map(|(n, _)| n.clone()).collect();
         if !unknown.is_empty() {
             return Err(UnknownSeries(unknown));
         }
-        Ok(names.iter().map(|n| self.series[self.by_key[n] as usize].value_info()).collect())
+        Ok(sids.into_iter().flatten().map(|sid| self.series[sid as usize].value_info(self.keys.get(sid))).collect())
     }
 
     /// The series that changed after generation `since`, ordered by name.
     pub fn changes(&self, since: u64) -> Vec<ValueInfo> {
-        let mut changed: Vec<&Series> =
-            self.change_log.since(since).into_iter().map(|sid| &self.series[sid as usize]).collect();
+        let mut changed = self.change_log.since(since);
         // The order of `ordered()`: families by name, then series by key.
-        changed.sort_by(|a, b| {
-            let fam = |s: &Series| self.families[s.family as usize].name.as_str();
-            fam(a).cmp(fam(b)).then_with(|| a.key.cmp(&b.key))
-        });
-        changed.into_iter().map(Series::value_info).collect()
+        let fam = |sid: &SeriesId| self.families[self.series[*sid as usize].family as usize].name.as_str();
+        changed.sort_by(|a, b| fam(a).cmp(fam(b)).then_with(|| self.keys.get(*a).cmp(self.keys.get(*b))));
+        changed.into_iter().map(|sid| self.series[sid as usize].value_info(self.keys.get(sid))).collect()
     }
 
     /// Families in name order, each with its series in key order.
-    pub(crate) fn ordered(&self) -> impl Iterator<Item = (&Family, &Series)> {
-        self.family_order.values().flat_map(move |&f| {
-            let fam = &self.families[f as usize];
-            fam.series.values().map(move |&sid| (fam, &self.series[sid as usize]))
-        })
+    pub(crate) fn ordered(&self) -> impl Iterator<Item = (&Family, SeriesId)> {
+        let sorted: Vec<(u32, SeriesId)> = if self.order.valid {
+            let order = &self.order;
+            let ranges = order.layout.families.iter().zip(self.family_order.values());
+            ranges.flat_map(|(lf, &f)| order.series[lf.range.clone()].iter().map(move |&sid| (f, sid))).collect()
+        } else {
+            let mut all = Vec::with_capacity(self.series.len());
+            for &f in self.family_order.values() {
+                let mut sids = self.families[f as usize].series.clone();
+                sids.sort_unstable_by(|a, b| self.keys.get(*a).cmp(self.keys.get(*b)));
+                all.extend(sids.into_iter().map(|sid| (f, sid)));
+            }
+            all
+        };
+        sorted.into_iter().map(move |(f, sid)| (&self.families[f as usize], sid))
     }
 }

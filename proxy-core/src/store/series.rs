@@ -1,7 +1,5 @@
 //! One series and one family as the store keeps them: values, no
-//! bookkeeping of who fed them.
-
-use std::collections::BTreeMap;
+//! bookkeeping of who fed them. A series' key lives in `keys`, once.
 
 use protocol::{Kind, Scale, ValueInfo};
 
@@ -10,44 +8,41 @@ pub type SeriesId = u32;
 
 #[derive(Debug)]
 pub(crate) struct Series {
-    pub(crate) key: String,
     /// Index of the family in the store's families.
     pub(super) family: u32,
-    /// Label pairs, sorted by name (unescaped).
-    pub(super) labels: Vec<(String, String)>,
     pub(crate) kind: Kind,
     pub(super) scale: Scale,
     /// Sum of integer counter deltas, in units of `scale`.
     pub(super) int: u64,
-    /// Sum of float counter deltas.
+    /// Sum of float counter deltas; for a gauge, the sum of its values.
     pub(super) float: f64,
-    /// Gauge value of each contributing collector, by collector index.
-    pub(super) gauges: Vec<(u32, f64)>,
-    pub(super) gauge_sum: f64,
+    /// Gauge value of each contributing collector, by collector index;
+    /// boxed so that a counter pays one pointer for it.
+    gauges: Option<Box<Gauges>>,
     pub(super) ts: f64,
     /// The last generation in which the value changed (0: never).
     pub(super) changed: u64,
 }
 
+/// The gauge values of a series, by collector index.
+#[derive(Debug, Default)]
+struct Gauges(Vec<(u32, f64)>);
+
+/// A series' value as a scrape prints it, copied out of the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Val {
+    /// An exact integer, printed without a fraction.
+    Int(u64),
+    Float(f64),
+}
+
 impl Series {
-    pub(super) fn new(key: String, family: u32, labels: Vec<(String, String)>, kind: Kind, scale: Scale) -> Series {
-        Series {
-            key,
-            family,
-            labels,
-            kind,
-            scale,
-            int: 0,
-            float: 0.0,
-            gauges: Vec::new(),
-            gauge_sum: 0.0,
-            ts: 0.0,
-            changed: 0,
-        }
+    pub(super) fn new(family: u32, kind: Kind, scale: Scale) -> Series {
+        Series { family, kind, scale, int: 0, float: 0.0, gauges: None, ts: 0.0, changed: 0 }
     }
 
     /// Whether the value is an exact integer, printed without a fraction.
-    pub(crate) fn is_integral(&self) -> bool {
+    fn is_integral(&self) -> bool {
         self.kind == Kind::Counter && self.scale == Scale::One && self.float == 0.0
     }
 
@@ -65,11 +60,19 @@ impl Series {
 
     pub(crate) fn value(&self) -> f64 {
         match (self.kind, self.scale) {
-            (Kind::Gauge, _) => self.gauge_sum,
+            (Kind::Gauge, _) => self.float,
             (Kind::Counter, Scale::One) => self.int as f64 + self.float,
             // Dividing an exact integer by 1e9 rounds once, where summing
             // many scaled deltas would round at each step.
             (Kind::Counter, Scale::Nano) => self.int as f64 / 1e9 + self.float,
+        }
+    }
+
+    pub(crate) fn val(&self) -> Val {
+        if self.is_integral() {
+            Val::Int(self.int)
+        } else {
+            Val::Float(self.value())
         }
     }
 
@@ -97,25 +100,35 @@ impl Series {
         true
     }
 
-    pub(super) fn value_info(&self) -> ValueInfo {
-        ValueInfo { name: self.key.clone(), ts: self.ts, value: self.value() }
+    pub(super) fn value_info(&self, key: &str) -> ValueInfo {
+        ValueInfo { name: key.to_owned(), ts: self.ts, value: self.value() }
+    }
+
+    /// Whether the gauge has a value from some collector (or the daemon).
+    pub(super) fn has_gauges(&self) -> bool {
+        self.gauges.as_ref().is_some_and(|g| !g.0.is_empty())
     }
 
     pub(super) fn set_gauge(&mut self, collector: u32, v: f64) {
-        match self.gauges.iter_mut().find(|(c, _)| *c == collector) {
+        let gauges = &mut self.gauges.get_or_insert_with(Default::default).0;
+        match gauges.iter_mut().find(|(c, _)| *c == collector) {
             Some((_, old)) => *old = v,
-            None => self.gauges.push((collector, v)),
+            None => gauges.push((collector, v)),
         }
-        self.gauge_sum = self.gauges.iter().map(|(_, v)| v).sum();
+        self.float = gauges.iter().map(|(_, v)| v).sum();
     }
 
     pub(super) fn drop_gauge(&mut self, collector: u32) -> bool {
-        let before = self.gauges.len();
-        self.gauges.retain(|(c, _)| *c != collector);
-        if self.gauges.len() == before {
+        let Some(gauges) = self.gauges.as_mut().map(|g| &mut g.0) else { return false };
+        let before = gauges.len();
+        gauges.retain(|(c, _)| *c != collector);
+        if gauges.len() == before {
             return false;
         }
-        self.gauge_sum = self.gauges.iter().map(|(_, v)| v).sum();
+        self.float = gauges.iter().map(|(_, v)| v).sum();
+        if gauges.is_empty() {
+            self.gauges = None;
+        }
         true
     }
 }
@@ -143,8 +156,8 @@ pub(crate) struct Family {
     pub(crate) owner: Owner,
     /// The scale every series of a declared family must have.
     pub(crate) scale: Option<Scale>,
-    /// Series of the family, ordered by key.
-    pub(crate) series: BTreeMap<String, SeriesId>,
+    /// Series of the family, in key order once the render order is built.
+    pub(crate) series: Vec<SeriesId>,
 }
 
 /// The family name OpenMetrics uses: counters without their `_total`.

@@ -270,8 +270,11 @@ fn changes_from_the_log_equal_a_full_scan() {
     let own = st.internal(&Desc::counter("own_total", &[], "")).unwrap();
     st.internal_add(own, 1, 1.0);
     for since in gens {
-        let scan: Vec<ValueInfo> =
-            st.ordered().filter(|(_, s)| s.changed > since).map(|(_, s)| s.value_info()).collect();
+        let scan: Vec<ValueInfo> = st
+            .ordered()
+            .filter(|(_, sid)| st.series[*sid as usize].changed > since)
+            .map(|(_, sid)| st.series[sid as usize].value_info(st.keys.get(sid)))
+            .collect();
         assert_eq!(st.changes(since), scan, "since {since}");
     }
     assert!(st.change_log.len() <= 2 * st.series.len() + 4096);
