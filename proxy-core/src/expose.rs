@@ -17,13 +17,43 @@ pub enum Format {
 }
 
 impl Format {
-    /// Picks OpenMetrics when the `Accept` header offers it, else text 0.0.4.
+    /// Picks the format the `Accept` header prefers: OpenMetrics when it
+    /// gives it a higher quality (`q`) than text 0.0.4, else text (the
+    /// default, also for a tie or no header). Media types are compared
+    /// without regard to case; `*/*`, `text/*` and `application/*` stand
+    /// for a type not named.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.split(',').any(|m| m.trim().starts_with("application/openmetrics-text")) => {
-                Format::OpenMetrics
+        let Some(accept) = accept else { return Format::Text };
+        // Quality given by name, and by wildcard, for each format.
+        let (mut om, mut text) = (None::<f32>, None::<f32>);
+        let (mut om_wild, mut text_wild) = (0f32, 0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            let max = |slot: &mut Option<f32>| *slot = Some(slot.map_or(q, |o| o.max(q)));
+            match media.as_str() {
+                "application/openmetrics-text" => max(&mut om),
+                "text/plain" => max(&mut text),
+                "*/*" => {
+                    om_wild = om_wild.max(q);
+                    text_wild = text_wild.max(q);
+                }
+                "application/*" => om_wild = om_wild.max(q),
+                "text/*" => text_wild = text_wild.max(q),
+                _ => {}
             }
-            _ => Format::Text,
+        }
+        let (om, text) = (om.unwrap_or(om_wild), text.unwrap_or(text_wild));
+        if om > 0.0 && om > text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
         }
     }
 
@@ -245,6 +275,14 @@ mod tests {
             )),
             Format::OpenMetrics
         );
+        let om = |a: &str| Format::negotiate(Some(a));
+        assert_eq!(om("Application/OpenMetrics-Text; Version=1.0.0"), Format::OpenMetrics, "case does not matter");
+        assert_eq!(om("application/openmetrics-text;q=0.2,text/plain;q=0.9"), Format::Text, "q-values decide");
+        assert_eq!(om("text/plain;q=0.1,application/openmetrics-text;q=0.3"), Format::OpenMetrics);
+        assert_eq!(om("application/openmetrics-text;q=0"), Format::Text, "q=0 refuses it");
+        assert_eq!(om("*/*"), Format::Text, "a tie keeps the default");
+        assert_eq!(om("application/*;q=0.8, text/plain;q=0.5"), Format::OpenMetrics);
+        assert_eq!(om("application/json"), Format::Text);
     }
 
     #[test]

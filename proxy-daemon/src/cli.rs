@@ -26,6 +26,10 @@ pub(crate) struct Cli {
     /// Seconds an HTTP client has to send a whole request head (408 after)
     #[arg(long = "http-timeout", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) http_timeout: u64,
+    /// Most HTTP connections one client address may hold; a new one beyond
+    /// closes that address's least recently active connection
+    #[arg(long = "http-max-per-address", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) http_max_per_address: u64,
     /// Most series the node keeps; further registrations are refused
     #[arg(long = "max-series", value_name = "N", default_value_t = Limits::default().max_series)]
     pub(crate) max_series: usize,

@@ -91,6 +91,11 @@ impl<S: Source, T> Slab<S, T> {
         Ok(token)
     }
 
+    /// Every open connection, in token order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Conn<S, T>> {
+        self.slots.iter().flatten()
+    }
+
     pub(crate) fn get_mut(&mut self, token: Token) -> Option<&mut Conn<S, T>> {
         let i = token.0.checked_sub(self.first)?;
         self.slots.get_mut(i).and_then(|c| c.as_mut())

@@ -8,8 +8,15 @@
 //! never finishes its request costs one buffer, never a thread. Only GET
 //! and HEAD are served; keep-alive and pipelining are supported, as
 //! Prometheus keeps its scrape connections open.
+//!
+//! A scrape copies the values out under the store's lock and formats them
+//! without it; the page (gzip-compressed when the scraper accepts it) is
+//! shared by every connection sending it, and reused while nothing but
+//! the scrape counters changed, for at most [`REUSE`]. Connections are
+//! limited per client address; at a limit, the least recently active
+//! connection gives its place to the new one.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +26,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
-use proxy_core::{render, Format, Store};
+use proxy_core::{render_scrape, Format, Scrape, Store};
 
 use crate::conn::{self, Slab, Verdict};
 use crate::server::{now, SelfMetrics};
@@ -28,14 +35,20 @@ mod parse;
 mod response;
 
 use parse::{Head, Next};
-use response::{error, write_response, Response, INDEX};
+use response::{error, write_response, Body, Response, INDEX};
 
 /// The loop's own tokens; connections' come after.
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: Token = Token(2);
-/// Connections served at once; more are closed at once.
+/// Connections served at once; beyond, the least recently active one is
+/// closed for the new one.
 const MAX_CONNECTIONS: usize = 1024;
+/// A rendered page is served again while nothing but the scrape counters
+/// changed, for at most this long.
+const REUSE: Duration = Duration::from_millis(500);
+/// Headers of every `/metrics` response.
+const VARY: &str = "Vary: Accept, Accept-Encoding\r\n";
 /// A client that reads none of its response for this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused client may keep sending before it is cut off.
@@ -57,7 +70,7 @@ impl Http {
     pub(crate) fn start(
         addr: IpAddr,
         port: u16,
-        head_timeout: Duration,
+        limits: HttpLimits,
         store: Arc<Mutex<Store>>,
         selfm: SelfMetrics,
     ) -> Result<Http, String> {
@@ -75,7 +88,15 @@ impl Http {
             poll,
             listener,
             conns: Slab::new(FIRST_CONN),
-            endpoint: Endpoint { store, selfm, head_timeout, body: String::new() },
+            per_address: limits.per_address,
+            endpoint: Endpoint {
+                store,
+                selfm,
+                head_timeout: limits.head_timeout,
+                scrape: Scrape::default(),
+                text: String::new(),
+                pages: Default::default(),
+            },
             stop: stop.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -92,10 +113,28 @@ impl Http {
     }
 }
 
+/// What the flags bound.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    /// A request head must arrive within this (408 after).
+    pub(crate) head_timeout: Duration,
+    /// Connections one client address may hold.
+    pub(crate) per_address: usize,
+}
+
 /// One HTTP connection, without its socket.
 struct Client {
+    /// The client's address, for the per-address limit.
+    addr: IpAddr,
+    /// When it last sent or was sent something (or connected).
+    active: Instant,
     inbuf: Vec<u8>,
+    /// Response heads and small bodies to write.
     outbuf: Vec<u8>,
+    /// A shared page to write after `outbuf`, and how much of it is out.
+    page: Option<(Arc<[u8]>, usize)>,
+    /// A final response queued while a page is being written, sent after it.
+    after: Vec<u8>,
     /// When the current request's first byte arrived (or the connection
     /// opened): the head must be complete within the timeout.
     since: Instant,
@@ -111,13 +150,29 @@ struct Client {
     draining: bool,
 }
 
+impl Client {
+    /// Whether nothing is left to write.
+    fn written(&self) -> bool {
+        self.outbuf.is_empty() && self.page.is_none() && self.after.is_empty()
+    }
+}
+
 type Conn = conn::Conn<TcpStream, Client>;
+
+/// A rendered page, kept for reuse.
+struct Page {
+    /// The store's generation after the scrape that rendered or reused it.
+    generation: u64,
+    rendered: Instant,
+    body: Arc<[u8]>,
+}
 
 /// The loop: its sockets, and the endpoint that answers on them.
 struct HttpServer {
     poll: Poll,
     listener: TcpListener,
     conns: Slab<TcpStream, Client>,
+    per_address: usize,
     endpoint: Endpoint,
     stop: Arc<AtomicBool>,
 }
@@ -128,8 +183,11 @@ struct Endpoint {
     store: Arc<Mutex<Store>>,
     selfm: SelfMetrics,
     head_timeout: Duration,
-    /// Reused rendering buffer.
-    body: String,
+    /// Reused buffers: the values copied out of the store, the text.
+    scrape: Scrape,
+    text: String,
+    /// The last page of each format, plain and gzip.
+    pages: [Option<Page>; 4],
 }
 
 impl HttpServer {
@@ -166,17 +224,33 @@ impl HttpServer {
     fn accept(&mut self) {
         let registry = self.poll.registry();
         let conns = &mut self.conns;
+        let per_address = self.per_address;
         let accepted = conn::accept_all(
-            || self.listener.accept().map(|(stream, _)| stream),
-            |stream| {
-                let live = conns.len();
-                if live >= MAX_CONNECTIONS {
-                    log::warn!("too many HTTP connections ({live}): closing a new one");
-                    return;
+            || self.listener.accept(),
+            |(stream, peer)| {
+                let addr = peer.ip();
+                let mine = conns.iter().filter(|c| c.state.addr == addr).count();
+                if mine >= per_address || conns.len() >= MAX_CONNECTIONS {
+                    // Make room: the least recently active connection of
+                    // this address (or of anyone, at the global limit).
+                    let of_addr = mine >= per_address;
+                    let oldest = conns
+                        .iter()
+                        .filter(|c| !of_addr || c.state.addr == addr)
+                        .min_by_key(|c| c.state.active)
+                        .map(|c| c.token());
+                    if let Some(token) = oldest {
+                        log::debug!("HTTP connection limit reached: closing the least recently active one");
+                        conns.remove(registry, token);
+                    }
                 }
                 let client = Client {
+                    addr,
+                    active: Instant::now(),
                     inbuf: Vec::new(),
                     outbuf: Vec::new(),
+                    page: None,
+                    after: Vec::new(),
                     since: Instant::now(),
                     receiving: true,
                     close_after: false,
@@ -216,6 +290,7 @@ impl Endpoint {
                 Ok(0) => return Verdict::Close(()),
                 Ok(n) => {
                     let c = &mut conn.state;
+                    c.active = Instant::now();
                     if c.inbuf.is_empty() && !c.receiving {
                         c.receiving = true;
                         c.since = Instant::now();
@@ -237,7 +312,7 @@ impl Endpoint {
         loop {
             // One response in flight at a time: pipelined requests wait in
             // `inbuf` (bounded) until the previous response is written.
-            if c.close_after || c.inbuf.is_empty() || !c.outbuf.is_empty() {
+            if c.close_after || c.inbuf.is_empty() || !c.written() {
                 if let Err(r) = parse::check_backlog(&c.inbuf) {
                     respond_and_close(c, error(r.status, r.message));
                 }
@@ -258,8 +333,7 @@ impl Endpoint {
             let resp = self.route(&head);
             // Another method may carry a body we will not read: close.
             let keep_alive = head.keep_alive() && resp.status != 405;
-            let body = if resp.page { self.body.as_bytes() } else { &resp.body };
-            write_response(&mut c.outbuf, &resp, body, is_head, keep_alive);
+            c.page = write_response(&mut c.outbuf, resp, is_head, keep_alive).map(|p| (p, 0));
             c.write_progress = Instant::now();
             if !keep_alive {
                 c.close_after = true;
@@ -275,33 +349,73 @@ impl Endpoint {
                 status: 405,
                 content_type: "text/plain; charset=utf-8",
                 extra: "Allow: GET, HEAD\r\n",
-                body: b"only GET and HEAD are supported\n".to_vec(),
-                page: false,
+                body: Body::Bytes(b"only GET and HEAD are supported\n".to_vec()),
             };
         }
         match head.path {
             "/metrics" | "/metrics/" => {
                 let format = Format::negotiate(head.accept);
-                {
-                    let mut st = self.store.lock();
-                    let counter = match format {
-                        Format::Text => self.selfm.scrapes_text,
-                        Format::OpenMetrics => self.selfm.scrapes_openmetrics,
-                    };
-                    st.internal_add(counter, 1, now());
-                    render(&mut st, format, &mut self.body);
-                }
-                Response { status: 200, content_type: format.content_type(), extra: "", body: Vec::new(), page: true }
+                let (body, extra) = match head.method {
+                    // A HEAD is no scrape: nothing rendered, nothing counted.
+                    "HEAD" => (Body::Unrendered, VARY),
+                    _ if head.gzip => (
+                        Body::Page(self.page(format, true)),
+                        "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n",
+                    ),
+                    _ => (Body::Page(self.page(format, false)), VARY),
+                };
+                Response { status: 200, content_type: format.content_type(), extra, body }
             }
             "/" => Response {
                 status: 200,
                 content_type: "text/html; charset=utf-8",
                 extra: "",
-                body: INDEX.as_bytes().to_vec(),
-                page: false,
+                body: Body::Bytes(INDEX.as_bytes().to_vec()),
             },
             _ => error(404, "not found: try /metrics"),
         }
+    }
+
+    /// Counts a scrape and returns its page: the last one of this kind if
+    /// nothing but scrape counters changed since it was rendered (and it
+    /// is recent), else a new one, formatted after the store's lock is
+    /// released.
+    fn page(&mut self, format: Format, gzip: bool) -> Arc<[u8]> {
+        let slot = usize::from(format == Format::OpenMetrics) * 2 + usize::from(gzip);
+        let counter = match format {
+            Format::Text => self.selfm.scrapes_text,
+            Format::OpenMetrics => self.selfm.scrapes_openmetrics,
+        };
+        {
+            let mut st = self.store.lock();
+            let unchanged = self.pages[slot]
+                .as_ref()
+                .is_some_and(|p| p.generation == st.generation() && p.rendered.elapsed() < REUSE);
+            st.internal_add(counter, 1, now());
+            if unchanged {
+                let page = self.pages[slot].as_mut().expect("checked above");
+                page.generation = st.generation();
+                return page.body.clone();
+            }
+            st.scrape(&mut self.scrape);
+            // Nothing else is needed of the store: format without it.
+            self.pages[slot] =
+                Some(Page { generation: st.generation(), rendered: Instant::now(), body: Arc::from(&[][..]) });
+        }
+        render_scrape(&self.scrape, format, &mut self.text);
+        let body: Arc<[u8]> = if gzip {
+            let mut gz =
+                flate2::write::GzEncoder::new(Vec::with_capacity(self.text.len() / 8), flate2::Compression::fast());
+            // Writing to a Vec cannot fail.
+            let _ = gz.write_all(self.text.as_bytes());
+            Arc::from(gz.finish().unwrap_or_default())
+        } else {
+            Arc::from(self.text.as_bytes())
+        };
+        if let Some(p) = self.pages[slot].as_mut() {
+            p.body = body.clone();
+        }
+        body
     }
 
     /// Writes what the socket takes, then serves the next pipelined
@@ -309,29 +423,30 @@ impl Endpoint {
     fn flush(&mut self, conn: &mut Conn) -> Verdict<()> {
         loop {
             let c = &mut conn.state;
-            let before = c.outbuf.len();
-            if !conn::write_pending(&mut conn.stream, &mut c.outbuf) {
-                return Verdict::Close(());
-            }
-            if c.outbuf.len() < before {
+            let progressed = match write_out(&mut conn.stream, c) {
+                Some(progressed) => progressed,
+                None => return Verdict::Close(()),
+            };
+            if progressed {
                 c.write_progress = Instant::now();
+                c.active = c.write_progress;
             }
             // The response is out: serve the next pipelined request, if any.
-            if c.outbuf.is_empty() && !c.close_after && !c.inbuf.is_empty() {
+            if c.written() && !c.close_after && !c.inbuf.is_empty() {
                 self.serve_buffered(c);
-                if !c.outbuf.is_empty() {
+                if !c.written() {
                     continue;
                 }
             }
             break;
         }
         let c = &mut conn.state;
-        if c.outbuf.is_empty() && c.close_after && !c.draining {
+        if c.written() && c.close_after && !c.draining {
             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             c.draining = true;
             c.since = Instant::now();
         }
-        Verdict::Rearm { write: !c.outbuf.is_empty() }
+        Verdict::Rearm { write: !c.written() }
     }
 
     /// Answers 408 to a request whose head is late, closes an idle
@@ -341,7 +456,7 @@ impl Endpoint {
         if c.draining && c.since.elapsed() > DRAIN_TIMEOUT {
             return Verdict::Close(());
         }
-        if !c.outbuf.is_empty() {
+        if !c.written() {
             // A client that stopped reading its response gives its slot back.
             if c.write_progress.elapsed() > WRITE_TIMEOUT {
                 return Verdict::Close(());
@@ -363,9 +478,45 @@ impl Endpoint {
     }
 }
 
+/// Writes what the socket takes of a client's response head and page.
+/// Returns whether anything was written, or `None` when the peer is gone.
+fn write_out(stream: &mut TcpStream, c: &mut Client) -> Option<bool> {
+    let before = c.outbuf.len();
+    if !conn::write_pending(stream, &mut c.outbuf) {
+        return None;
+    }
+    let mut progressed = c.outbuf.len() < before;
+    while let (true, Some((page, at))) = (c.outbuf.is_empty(), c.page.as_mut()) {
+        match stream.write(&page[*at..]) {
+            Ok(0) => return None,
+            Ok(n) => {
+                *at += n;
+                progressed = true;
+                if *at == page.len() {
+                    c.page = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    if c.page.is_none() && !c.after.is_empty() {
+        c.outbuf = std::mem::take(&mut c.after);
+        let before = c.outbuf.len();
+        if !conn::write_pending(stream, &mut c.outbuf) {
+            return None;
+        }
+        progressed |= c.outbuf.len() < before;
+    }
+    Some(progressed)
+}
+
 /// Queues a final response: the connection closes once it is written.
 fn respond_and_close(c: &mut Client, resp: Response) {
-    write_response(&mut c.outbuf, &resp, &resp.body, false, false);
+    // Behind a page still being written, if any (error bodies are no page).
+    let out = if c.page.is_some() { &mut c.after } else { &mut c.outbuf };
+    let _ = write_response(out, resp, false, false);
     c.write_progress = Instant::now();
     c.close_after = true;
     c.inbuf.clear();

@@ -66,7 +66,10 @@ fn run(cli: Cli) -> Result<(), String> {
     let http = match http::Http::start(
         cli.bind,
         cli.port,
-        std::time::Duration::from_secs(cli.http_timeout),
+        http::HttpLimits {
+            head_timeout: std::time::Duration::from_secs(cli.http_timeout),
+            per_address: cli.http_max_per_address as usize,
+        },
         store.clone(),
         selfm,
     ) {

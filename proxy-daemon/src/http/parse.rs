@@ -1,7 +1,7 @@
 //! Request heads out of a connection's input: where a head ends, the size
-//! limits (414, 431), and the strict parse of the request line and the few
-//! headers the endpoint cares about (400, 505). No I/O here: bytes in,
-//! a parsed head or a refusal out.
+//! limits (414, 431), and the parse of the request line and the few
+//! headers the endpoint cares about, with `httparse` (400, 505). No I/O
+//! here: bytes in, a parsed head or a refusal out.
 
 /// Longest request line accepted (414 beyond).
 const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -77,6 +77,9 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Headers parsed at most in one request head (431 beyond).
+const MAX_HEADERS: usize = 128;
+
 /// The parts of a request head the endpoint cares about.
 #[derive(Debug)]
 pub(super) struct Head<'a> {
@@ -84,7 +87,12 @@ pub(super) struct Head<'a> {
     pub(super) path: &'a str,
     pub(super) http11: bool,
     pub(super) accept: Option<&'a str>,
-    pub(super) connection: Option<&'a str>,
+    /// `Connection` says `close` (any token of its list).
+    conn_close: bool,
+    /// `Connection` says `keep-alive`.
+    conn_keep_alive: bool,
+    /// `Accept-Encoding` accepts gzip (q above 0, by name or `*`).
+    pub(super) gzip: bool,
     pub(super) has_body: bool,
 }
 
@@ -93,54 +101,55 @@ impl Head<'_> {
     /// client asks, by default with HTTP/1.1 only, never after a body we
     /// do not read.
     pub(super) fn keep_alive(&self) -> bool {
-        !self.has_body
-            && match self.connection {
-                Some(c) if c.eq_ignore_ascii_case("close") => false,
-                Some(c) if c.eq_ignore_ascii_case("keep-alive") => true,
-                _ => self.http11,
-            }
+        !self.has_body && !self.conn_close && (self.http11 || self.conn_keep_alive)
     }
 }
 
-/// Parses a head taken by [`take_head`].
+/// Parses a head taken by [`take_head`], with `httparse`.
 pub(super) fn parse(head: &[u8]) -> Result<Head<'_>, Refusal> {
-    let Ok(head) = std::str::from_utf8(head) else {
+    if std::str::from_utf8(head).is_err() {
         return Err(refuse(400, "request head is not UTF-8"));
-    };
-    parse_head(head)
-}
-
-fn parse_head(head: &str) -> Result<Head<'_>, Refusal> {
-    let mut lines = head.split('\n').map(|l| l.trim_end_matches('\r'));
-    let request = lines.next().unwrap_or("");
-    let mut parts = request.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(refuse(400, "malformed request line")),
+        Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "request headers too large")),
+        Err(httparse::Error::Version) => return Err(version_refusal(head)),
+        Err(httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::NewLine)
+            if !first_line_bad(head) =>
+        {
+            return Err(refuse(400, "malformed header line"))
+        }
+        Err(_) => return Err(refuse(400, "malformed request line")),
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(refuse(400, "malformed request line"));
-    };
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        v if v.starts_with("HTTP/") => return Err(refuse(505, "only HTTP/1.0 and HTTP/1.1 are supported")),
-        _ => return Err(refuse(400, "malformed request line")),
     };
     let mut h = Head {
         method,
         path: target.split('?').next().unwrap_or(""),
-        http11,
+        http11: version == 1,
         accept: None,
-        connection: None,
+        conn_close: false,
+        conn_keep_alive: false,
+        gzip: false,
         has_body: false,
     };
-    for line in lines.filter(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(refuse(400, "malformed header line"));
-        };
-        let value = value.trim();
+    for header in req.headers.iter() {
+        // Values of a head that is UTF-8 as a whole are UTF-8.
+        let value = std::str::from_utf8(header.value).unwrap_or("").trim();
+        let name = header.name;
         if name.eq_ignore_ascii_case("accept") {
             h.accept = Some(value);
         } else if name.eq_ignore_ascii_case("connection") {
-            h.connection = Some(value);
+            for token in value.split(',').map(str::trim) {
+                h.conn_close |= token.eq_ignore_ascii_case("close");
+                h.conn_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            h.gzip = accepts_gzip(value);
         } else if (name.eq_ignore_ascii_case("content-length") && value != "0")
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
@@ -148,6 +157,47 @@ fn parse_head(head: &str) -> Result<Head<'_>, Refusal> {
         }
     }
     Ok(h)
+}
+
+/// A version httparse refuses: 505 for another HTTP version, else 400.
+fn version_refusal(head: &[u8]) -> Refusal {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    if line.split(|&b| b == b' ').count() == 3 && version.starts_with(b"HTTP/") {
+        refuse(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+    } else {
+        refuse(400, "malformed request line")
+    }
+}
+
+/// Whether the request line itself is not `METHOD TARGET HTTP/x.y`.
+fn first_line_bad(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let probe = [line, b"\r\n\r\n"].concat();
+    !matches!(httparse::Request::new(&mut headers).parse(&probe), Ok(httparse::Status::Complete(_)))
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip: `gzip` (or `x-gzip`)
+/// with a quality above 0, or `*` above 0 when gzip is not named.
+pub(super) fn accepts_gzip(value: &str) -> bool {
+    let (mut named, mut any) = (None, None);
+    for coding in value.split(',') {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            named = Some(q > 0.0);
+        } else if name == "*" {
+            any = Some(q > 0.0);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -163,15 +213,32 @@ mod tests {
 
     #[test]
     fn request_heads_are_parsed_strictly() {
-        let h = parse_head("GET /metrics?x=1 HTTP/1.1\r\nAccept: a/b\r\nConnection: close\r\n").ok().unwrap();
+        let h = parse(b"GET /metrics?x=1 HTTP/1.1\r\nAccept: a/b\r\nConnection: close\r\n\r\n").ok().unwrap();
         assert_eq!(
-            (h.method, h.path, h.http11, h.accept, h.connection),
-            ("GET", "/metrics", true, Some("a/b"), Some("close"))
+            (h.method, h.path, h.http11, h.accept, h.keep_alive()),
+            ("GET", "/metrics", true, Some("a/b"), false)
         );
-        assert_eq!(parse_head("GET /\r\n").err().map(|r| r.status), Some(400));
-        assert_eq!(parse_head("GET / HTTP/2.0\r\n").err().map(|r| r.status), Some(505));
-        assert_eq!(parse_head("GET / HTTP/1.1\r\nno colon\r\n").err().map(|r| r.status), Some(400));
-        assert!(parse_head("GET / HTTP/1.1\r\nContent-Length: 3\r\n").ok().unwrap().has_body);
+        let status = |head: &str| parse(head.as_bytes()).err().map(|r| (r.status, r.message));
+        assert_eq!(status("GET /\r\n\r\n"), Some((400, "malformed request line")));
+        assert_eq!(status("NONSENSE\r\n\r\n"), Some((400, "malformed request line")));
+        assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), Some((505, "only HTTP/1.0 and HTTP/1.1 are supported")));
+        assert_eq!(status("GET / HTTP/1.1\r\nno colon\r\n\r\n"), Some((400, "malformed header line")));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(status(&many), Some((431, "request headers too large")));
+        assert!(parse(b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\n").ok().unwrap().has_body);
+    }
+
+    #[test]
+    fn gzip_follows_accept_encoding_and_its_qualities() {
+        let gz =
+            |v: &str| parse(format!("GET / HTTP/1.1\r\nAccept-Encoding: {v}\r\n\r\n").as_bytes()).ok().unwrap().gzip;
+        assert!(gz("gzip"));
+        assert!(gz("deflate, GZIP;q=0.5"));
+        assert!(gz("*"));
+        assert!(!gz("gzip;q=0"));
+        assert!(!gz("gzip;q=0, *"), "named beats the wildcard");
+        assert!(!gz("identity"));
+        assert!(!parse(b"GET / HTTP/1.1\r\n\r\n").ok().unwrap().gzip);
     }
 
     #[test]
@@ -209,5 +276,7 @@ mod tests {
         assert!(!keep("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
         assert!(!keep("GET / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"), "a body we do not read");
         assert!(keep("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep("GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n"), "a token list");
+        assert!(keep("GET / HTTP/1.0\r\nConnection: TE, keep-alive\r\n\r\n"));
     }
 }

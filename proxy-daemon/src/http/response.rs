@@ -1,21 +1,32 @@
 //! Responses of the HTTP endpoint and their bytes on the wire.
 
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 /// The page served at `/`.
 pub(super) const INDEX: &str = "<!DOCTYPE html>\n<html><head><title>tau_metric_proxy</title></head>\n\
 <body><h1>tau_metric_proxy</h1>\n<p>Node-local aggregating gateway for Prometheus.</p>\n\
 <p><a href=\"/metrics\">Metrics</a></p>\n</body></html>\n";
 
-/// A response: status, extra headers, body, and whether the body is sent.
+/// What a response carries.
+#[derive(Debug)]
+pub(super) enum Body {
+    /// A small body, copied into the connection's buffer.
+    Bytes(Vec<u8>),
+    /// A rendered page, shared by every connection sending it.
+    Page(Arc<[u8]>),
+    /// The head of a page that is not rendered (HEAD): no length.
+    Unrendered,
+}
+
+/// A response: status, extra headers and body.
 #[derive(Debug)]
 pub(super) struct Response {
     pub(super) status: u16,
     pub(super) content_type: &'static str,
+    /// Extra header lines, each ending in CRLF.
     pub(super) extra: &'static str,
-    /// The body; the rendered page is not copied here but taken from the
-    /// server's render buffer (see `page`).
-    pub(super) body: Vec<u8>,
-    /// The body is the page just rendered into the server's render buffer.
-    pub(super) page: bool,
+    pub(super) body: Body,
 }
 
 fn reason(status: u16) -> &'static str {
@@ -38,24 +49,75 @@ pub(super) fn error(status: u16, message: &str) -> Response {
         status,
         content_type: "text/plain; charset=utf-8",
         extra: "",
-        body: format!("{message}\n").into_bytes(),
-        page: false,
+        body: Body::Bytes(format!("{message}\n").into_bytes()),
     }
 }
 
-/// Appends `resp` with `body` to `out` (the head only, for HEAD).
-pub(super) fn write_response(out: &mut Vec<u8>, resp: &Response, body: &[u8], is_head: bool, keep_alive: bool) {
+/// Appends the head of `resp` to `out`, and its body unless `is_head`;
+/// returns the shared page to send after `out`, if any.
+pub(super) fn write_response(out: &mut Vec<u8>, resp: Response, is_head: bool, keep_alive: bool) -> Option<Arc<[u8]>> {
+    let length = match &resp.body {
+        Body::Bytes(b) => format!("Content-Length: {}\r\n", b.len()),
+        Body::Page(p) => format!("Content-Length: {}\r\n", p.len()),
+        Body::Unrendered => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: {}\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{length}Date: {}\r\n{}Connection: {}\r\n\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,
-        body.len(),
+        http_date(SystemTime::now()),
         resp.extra,
         if keep_alive { "keep-alive" } else { "close" }
     );
     out.extend_from_slice(head.as_bytes());
-    if !is_head {
-        out.extend_from_slice(body);
+    match resp.body {
+        Body::Bytes(b) if !is_head => {
+            out.extend_from_slice(&b);
+            None
+        }
+        Body::Page(p) if !is_head => Some(p),
+        _ => None,
+    }
+}
+
+/// `Date` in the IMF-fixdate form HTTP uses: `Tue, 01 Dec 2026 08:50:00 GMT`.
+pub(super) fn http_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        let at = |s: u64| http_date(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(at(1_795_941_000), "Sun, 29 Nov 2026 08:30:00 GMT");
     }
 }

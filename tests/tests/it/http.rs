@@ -108,7 +108,11 @@ fn index_unknown_paths_and_methods() {
     assert_eq!(r.header("Allow"), Some("GET, HEAD"));
     let r = http_raw(p.port, "HEAD /metrics HTTP/1.0\r\n\r\n");
     assert_eq!((r.status, r.body.as_str()), (200, ""));
-    // Only requests for /metrics (here the HEAD) count as scrapes.
+    assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(r.header("Content-Length"), None, "a HEAD renders no page, so it has no length");
+    // A HEAD is no scrape; only a GET of /metrics is.
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"text\"}"), 0.0);
+    assert_eq!(http_get(p.port, "/metrics", None).status, 200);
     assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"text\"}"), 1.0);
     assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"openmetrics\"}"), 0.0);
 }
