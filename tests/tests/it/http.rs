@@ -226,3 +226,50 @@ fn pipelined_requests_are_answered_one_at_a_time_within_a_bound() {
     println!("pipelining: {ok} requests answered, then 431");
     assert_eq!(http_get(p.port, "/metrics", None).status, 200);
 }
+
+/// Sends `request` and returns the response head and its raw body.
+fn raw_bytes(port: u16, request: &str) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    (String::from_utf8(raw[..at].to_vec()).unwrap(), raw[at + 4..].to_vec())
+}
+
+#[test]
+fn gzip_vary_date_qualities_and_connection_tokens_are_honoured() {
+    let (p, _c) = populated();
+    let plain = http_get(p.port, "/metrics", None);
+    assert_eq!(plain.header("Vary"), Some("Accept, Accept-Encoding"));
+    assert_eq!(plain.header("Content-Encoding"), None);
+    let date = plain.header("Date").expect("a Date header");
+    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+    // gzip as Prometheus asks for it: the same page, compressed.
+    let (head, body) =
+        raw_bytes(p.port, "GET /metrics HTTP/1.0\r\nAccept-Encoding: gzip\r\nConnection: TE, close\r\n\r\n");
+    assert!(head.contains("\r\nContent-Encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("\r\nConnection: close"), "{head}");
+    let unzipped = crate::util::cmd("gzip").arg("-dc").input(body.clone()).run();
+    unzipped.assert_success();
+    let text = unzipped.stdout();
+    assert!(text.contains("mpi_hits_total{function=\"MPI_Send\"} 12\n"), "{text}");
+    println!("gzip: {} bytes for a page of {} bytes", body.len(), text.len());
+    let (head, _) = raw_bytes(p.port, "GET /metrics HTTP/1.0\r\nAccept-Encoding: gzip;q=0, identity\r\n\r\n");
+    assert!(!head.contains("Content-Encoding"), "q=0 refuses gzip: {head}");
+    // Accept: qualities decide, media types in any case.
+    let r = http_get(p.port, "/metrics", Some("TEXT/PLAIN;q=0.9, Application/OpenMetrics-Text;version=1.0.0;q=0.4"));
+    assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let r = http_get(p.port, "/metrics", Some("text/plain;q=0.2, APPLICATION/OPENMETRICS-TEXT;version=1.0.0"));
+    assert_eq!(r.header("Content-Type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(r.body.ends_with("# EOF\n"));
+    // Connection is a token list: keep-alive among others keeps an HTTP/1.0 connection.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: Upgrade, Keep-Alive\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    s.write_all(b"GET /nope HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 404);
+}

@@ -19,6 +19,9 @@ mod daemon;
 /// The HTTP endpoint: formats, content negotiation, promtool, status codes.
 mod http;
 
+/// The HTTP endpoint under load: many scrapers, slow readers, per-address limits.
+mod http_load;
+
 /// `tau_metric_client`: every flag and output format, tracking, errors.
 mod client_cli;
 
