@@ -118,7 +118,9 @@ fn sixteen_keep_alive_scrapers_on_a_100000_series_page_do_not_delay_collectors()
 /// A TCP connection to `port` from the loopback address 127.0.0.`from`.
 fn connect_from(from: u8, port: u16) -> TcpStream {
     use nix::sys::socket::{bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    // Close-on-exec, like every socket std opens: commands other tests
+    // start meanwhile must not inherit a thousand descriptors.
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
     // A small receive window: the reader is slow, the daemon must hold the rest.
     setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
     bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, from, 0)).unwrap();
