@@ -11,7 +11,7 @@ use aya::maps::{Array, HashMap as BpfMap, MapData};
 use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use crate::counts::Row;
+use crate::counts::{Lost, Row};
 use crate::syscall::{self, Abi, Bytes, Catalog, Slot, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/count.bpf.o"));
@@ -33,6 +33,9 @@ const PROGRAMS: [(&str, &str); 5] = [
     ("on_exit", "sched_process_exit"),
 ];
 const BTF: &str = "/sys/kernel/btf/vmlinux";
+/// `max_entries` of the `threads` and `rare` maps in `bpf/count.bpf.c`.
+const MAX_THREADS: u64 = 65536;
+const MAX_RARE: u64 = 256;
 
 /// A thread as the program keeps it (`struct thread`).
 type Thread = [u64; 4];
@@ -76,8 +79,8 @@ pub(crate) struct Reader {
     state: Array<MapData, State>,
     rare: BpfMap<MapData, [u64; 2], [u64; 4]>,
     catalog: Catalog,
-    /// Losses already reported.
-    said: (u64, u64),
+    /// Threads not followed and calls not counted, as last read.
+    lost: Lost,
 }
 
 /// `flags[slot]` for every slot: bytes rule and whether it is counted.
@@ -133,7 +136,7 @@ impl Engine {
         let threads = BpfMap::try_from(take(&mut ebpf, "threads")?).map_err(|e| format!("map threads: {e}"))?;
         let state = Array::try_from(take(&mut ebpf, ".bss")?).map_err(|e| format!("map .bss: {e}"))?;
         let rare = BpfMap::try_from(take(&mut ebpf, "rare")?).map_err(|e| format!("map rare: {e}"))?;
-        let reader = Reader { state, rare, catalog, said: (0, 0) };
+        let reader = Reader { state, rare, catalog, lost: Lost::default() };
         Ok(Engine { _ebpf: ebpf, threads, reader: Some(reader) })
     }
 
@@ -198,12 +201,27 @@ impl Reader {
             let abi = ABIS.get((key[0] & 0xffff_ffff) as usize).copied().unwrap_or(Abi::X86_64);
             add(&mut self.catalog, abi, key[1], &c);
         }
-        let lost = (state[SLOTS * 4], state[SLOTS * 4 + 1]);
-        if lost != self.said {
-            log::warn!("eBPF maps full: {} threads not followed, {} calls not counted", lost.0, lost.1);
-            self.said = lost;
+        let lost = Lost { threads: state[SLOTS * 4], calls: state[SLOTS * 4 + 1] };
+        // Each map is said full once, when it first refuses something.
+        if lost.threads > 0 && self.lost.threads == 0 {
+            log::warn!(
+                "eBPF map full: {MAX_THREADS} threads followed, further ones are not counted \
+                 (strace_lost_threads_total)"
+            );
         }
+        if lost.calls > 0 && self.lost.calls == 0 {
+            log::warn!(
+                "eBPF map full: {MAX_RARE} syscall numbers outside the tables counted, calls of further ones \
+                 are not (strace_lost_calls_total)"
+            );
+        }
+        self.lost = lost;
         rows.into_values().collect()
+    }
+
+    /// What the maps could not hold, as of the last [`Reader::snapshot`].
+    pub(crate) fn lost(&self) -> Lost {
+        self.lost
     }
 }
 

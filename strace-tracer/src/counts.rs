@@ -1,7 +1,8 @@
 //! Per-syscall totals shared between the tracing thread (the only writer)
 //! and the pushing thread, and the export of those totals as
 //! `strace_hits_total`, `strace_size_total`, `strace_time_total` and
-//! `strace_errors_total`.
+//! `strace_errors_total` (and the eBPF engine's losses,
+//! `strace_lost_threads_total` and `strace_lost_calls_total`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -109,6 +110,16 @@ impl Counts {
     }
 }
 
+/// What the eBPF engine's bounded maps could not hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Lost {
+    /// Threads not followed: the thread map was full when they were created.
+    pub(crate) threads: u64,
+    /// Calls not counted: the map of numbers outside the tables was full
+    /// when their number first came.
+    pub(crate) calls: u64,
+}
+
 /// Series ids of one syscall in the pusher.
 struct Ids {
     hits: MetricId,
@@ -123,11 +134,38 @@ struct Ids {
 pub(crate) struct Exporter {
     pusher: Pusher,
     ids: std::collections::HashMap<String, Ids>,
+    /// `strace_lost_threads_total` and `strace_lost_calls_total`,
+    /// registered with the first loss.
+    lost: [Option<MetricId>; 2],
 }
 
 impl Exporter {
     pub(crate) fn new(pusher: Pusher) -> Exporter {
-        Exporter { pusher, ids: std::collections::HashMap::new() }
+        Exporter { pusher, ids: std::collections::HashMap::new(), lost: [None, None] }
+    }
+
+    /// Copies the eBPF engine's losses (what its full maps refused) into
+    /// the pusher; each series appears with its first loss.
+    pub(crate) fn update_lost(&mut self, lost: Lost) {
+        let series = [
+            (
+                "strace_lost_threads_total",
+                "Threads not followed by the eBPF engine: its thread map was full",
+                lost.threads,
+            ),
+            (
+                "strace_lost_calls_total",
+                "System calls not counted by the eBPF engine: its map of syscall numbers outside the tables was full",
+                lost.calls,
+            ),
+        ];
+        for (id, (name, help, total)) in self.lost.iter_mut().zip(series) {
+            if total == 0 {
+                continue;
+            }
+            let id = *id.get_or_insert_with(|| self.pusher.register(Desc::counter(name, &[], help)));
+            self.pusher.set_total(id, total);
+        }
     }
 
     /// Copies the totals into the pusher (registering new syscalls).

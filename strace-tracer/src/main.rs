@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cli::Cli;
-use counts::{Counts, Exporter, Row};
+use counts::{Counts, Exporter, Lost, Row};
 use stop::Stop;
 use sys::Pid;
 use syscall::{Catalog, Info, Slot};
@@ -263,6 +263,14 @@ impl Source {
         }
     }
 
+    /// What the eBPF engine's maps could not hold, as of the last snapshot.
+    fn lost(&self) -> Lost {
+        match self {
+            Source::Bpf(reader) => reader.lost(),
+            Source::Ptrace(_) | Source::Service(_) => Lost::default(),
+        }
+    }
+
     fn total_hits(&self) -> u64 {
         match self {
             Source::Ptrace(counts) => counts.total_hits(),
@@ -330,6 +338,7 @@ fn push_loop(
         }
         last_push = Instant::now();
         exporter.update(&source.snapshot());
+        exporter.update_lost(source.lost());
         if done {
             if exporter.finish() == client::PushState::Sent {
                 log::info!("final counts pushed to tau_metric_proxy on {}", socket.display());

@@ -38,9 +38,12 @@ const RULE_INPUT: &[(&str, &str, &str, f64)] = &[
     ("strace_time_total", "read", "n1", 0.125),
     ("strace_time_total", "read", "n2", 0.25),
     ("strace_time_total", "write", "n2", 0.0625),
+    ("strace_errors_total", "read", "n1", 1.0),
+    ("strace_errors_total", "read", "n2", 0.5),
+    ("strace_errors_total", "openat", "n2", 4.0),
 ];
 
-/// The `promtool test rules` file: every one of the 24 recorded series
+/// The `promtool test rules` file: every one of the 28 recorded series
 /// evaluated after two minutes of linearly growing counters on two nodes,
 /// the expectations computed from [`RULE_INPUT`].
 fn rules_unit_test(rules: &Path) -> String {
@@ -88,7 +91,7 @@ fn the_shipped_rules_pass_promtool_and_compute_every_aggregate() {
     let rules = rules_file();
     let check = promtool(&["check", "rules", rules.to_str().unwrap()]).run();
     check.assert_exit(0);
-    let want = format!("Checking {}\n  SUCCESS: 24 rules found", rules.display());
+    let want = format!("Checking {}\n  SUCCESS: 28 rules found", rules.display());
     if check.combined().trim_end() != want {
         check.fail(format_args!("expected it to say {want:?}"));
     }

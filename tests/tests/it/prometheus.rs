@@ -158,6 +158,7 @@ const SENT: &[(usize, usize, &str, &str, &str, u64, u64)] = &[
     (0, 1, "strace_hits_total", "scall", "read", 100, 28),
     (0, 1, "strace_size_total", "scall", "read", 1 << 20, 1 << 19),
     (0, 1, "strace_time_total", "scall", "read", 62_500_000, 62_500_000),
+    (0, 1, "strace_errors_total", "scall", "read", 3, 2),
     (1, 0, "mpi_hits_total", "function", "MPI_Allreduce", 10, 10),
     (1, 0, "mpi_time_total", "function", "MPI_Allreduce", 500_000_000, 3_000_000_000),
     (1, 0, "strace_hits_total", "scall", "read", 7, 1),
@@ -166,6 +167,8 @@ const SENT: &[(usize, usize, &str, &str, &str, u64, u64)] = &[
     (1, 0, "strace_hits_total", "scall", "write", 5, 5),
     (1, 0, "strace_size_total", "scall", "write", 512, 512),
     (1, 0, "strace_time_total", "scall", "write", 1_000_000_000, 1_000_000_000),
+    (1, 0, "strace_errors_total", "scall", "read", 1, 1),
+    (1, 0, "strace_errors_total", "scall", "openat", 2, 4),
 ];
 
 /// One process pushing its rows of [`SENT`] to its node's proxy.
@@ -294,6 +297,8 @@ fn prometheus_sums_two_nodes_exactly_over_openmetrics() {
         rate_positive(&format!("node:mpi_{m}:rate1m"), "node", &node_keys[..if m == "size" { 1 } else { 2 }]);
         rate_positive(&format!("node:strace_{m}:rate1m"), "node", &node_keys);
     }
+    rate_positive("node:strace_errors:rate1m", "node", &node_keys);
+    rate_positive("scall:strace_errors:rate1m", "scall", &["openat", "read"]);
     rate_positive("function:mpi_hits:rate1m", "function", &["MPI_Allreduce", "MPI_Recv", "MPI_Send"]);
     rate_positive("scall:strace_size:rate1m", "scall", &["read", "write"]);
     rate_positive(&format!("node_function:mpi_time:rate1m{{node=\"{}\"}}", nodes[1]), "function", &["MPI_Allreduce"]);

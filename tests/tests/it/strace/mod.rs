@@ -48,6 +48,7 @@ macro_rules! engine_tests {
 }
 
 mod attach;
+mod bounds;
 mod counts;
 mod engine;
 mod lifecycle;

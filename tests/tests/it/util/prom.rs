@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use super::{cmd, tool, TempDir, TestCommand};
 
 /// The recorded families and the label each is summed by.
-pub const FAMILIES: [(&str, &str); 6] = [
+pub const FAMILIES: [(&str, &str); 7] = [
     ("mpi_hits_total", "function"),
     ("mpi_size_total", "function"),
     ("mpi_time_total", "function"),
     ("strace_hits_total", "scall"),
     ("strace_size_total", "scall"),
     ("strace_time_total", "scall"),
+    ("strace_errors_total", "scall"),
 ];
 
 /// The shipped files, from the source tree.
@@ -44,6 +45,6 @@ pub fn generate_config(dir: &TempDir, nodes: &str) -> PathBuf {
         .assert_success();
     let check = promtool(&["check", "config", config.to_str().unwrap()]).run();
     check.assert_success();
-    assert!(check.combined().contains("SUCCESS: 24 rules found"), "{check}");
+    assert!(check.combined().contains("SUCCESS: 28 rules found"), "{check}");
     config
 }
