@@ -9,7 +9,7 @@ use protocol::{Kind, Scale};
 use proxy_core::Store;
 
 /// Name, scale and help of each shared family (all counters).
-pub(crate) const SHARED: [(&str, Scale, &str); 8] = [
+pub(crate) const SHARED: [(&str, Scale, &str); 10] = [
     ("mpi_hits_total", Scale::One, "Number of calls to an MPI function"),
     ("mpi_size_total", Scale::One, "Bytes passed to an MPI function (send plus receive buffers)"),
     ("mpi_time_total", Scale::Nano, "Seconds spent inside an MPI function"),
@@ -17,6 +17,12 @@ pub(crate) const SHARED: [(&str, Scale, &str); 8] = [
     ("strace_size_total", Scale::One, "Bytes moved by I/O system calls (their positive return values)"),
     ("strace_time_total", Scale::Nano, "Seconds spent inside system calls"),
     ("strace_errors_total", Scale::One, "Completed system calls that returned an error, per syscall name"),
+    ("strace_lost_threads_total", Scale::One, "Threads not followed by the eBPF engine: its thread map was full"),
+    (
+        "strace_lost_calls_total",
+        Scale::One,
+        "System calls not counted by the eBPF engine: its map of syscall numbers outside the tables was full",
+    ),
     ("tau_metric_proxy_run_total", Scale::One, "Number of launch with the tau_metric_proxy_run command"),
 ];
 
