@@ -134,12 +134,22 @@ fn ebpf_programs_are_loaded_only_while_tau_strace_runs() {
     // tau_strace killed: the kernel unloads them with their last holder.
     std::fs::remove_file(dir.join("go")).expect("remove go file");
     let (tracer, ours) = start(&dir, &before);
+    let command = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tracer.id())).expect("children");
+    let command = command.trim().to_owned();
     tracer.signal(Signal::SIGKILL);
+    // The command outlives its tracer and holds tau_strace's output pipes:
+    // release it now, so that reading the killed tracer's output ends.
+    std::fs::write(dir.join("go"), b"").expect("create go file");
     let killed = tracer.finish_within(Duration::from_secs(10));
     killed.assert_killed_by(Signal::SIGKILL);
     wait_unloaded(&ours, "after SIGKILL of tau_strace");
-    // The released command runs to its end.
-    std::fs::write(dir.join("go"), b"").expect("create go file");
+    // Gone, or a zombie waiting for whoever inherited it.
+    let ended = wait_for(Duration::from_secs(10), || {
+        let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        matches!(state, None | Some(Some('Z'))).then_some(())
+    });
+    assert!(ended.is_some(), "the command {command} released after its tracer was killed did not end");
 }
 
 engine_tests!(more_unknown_numbers_than_the_map_holds_are_counted_and_said);
