@@ -57,9 +57,16 @@ pub(crate) enum Format {
     Txt,
 }
 
+/// Lowest frequency accepted: one poll every 11.6 days. Below it the
+/// period is not a time the tracker can sleep for (`1e-20` Hz is longer
+/// than any clock counts).
+const MIN_FREQ: f64 = 1e-6;
+/// Highest frequency accepted: one poll every microsecond.
+const MAX_FREQ: f64 = 1e6;
+
 fn parse_freq(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 && f <= 1_000_000.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a frequency in Hz (a number above 0, at most 1000000)")),
+        Ok(f) if (MIN_FREQ..=MAX_FREQ).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a frequency in Hz (a number from 0.000001 to 1000000)")),
     }
 }

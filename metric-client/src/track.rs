@@ -1,7 +1,8 @@
 //! `-t` / `-T`: polls the proxy at a fixed rate and writes what changed.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +24,14 @@ pub(crate) fn run(
     path: Option<&Path>,
 ) -> Result<(), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
+    // The handler also writes to this socket pair, so a wait for the next
+    // poll ends at once, however long the period.
+    let (wake, wake_writer) =
+        UnixStream::pair().map_err(|e| Failure::Io("cannot install signal handler".into(), e))?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
+            .and_then(|_| wake_writer.try_clone())
+            .and_then(|w| signal_hook::low_level::pipe::register(sig, w))
             .map_err(|e| Failure::Io("cannot install signal handler".into(), e))?;
     }
     let (sink, shown): (Box<dyn Write>, String) = match path {
@@ -77,7 +84,7 @@ pub(crate) fn run(
         next += period;
         let now = Instant::now();
         if next > now {
-            std::thread::sleep(next - now);
+            wait(&wake, next - now);
         } else {
             // Fell behind (a slow proxy): skip the missed ticks.
             next = now;
@@ -85,6 +92,24 @@ pub(crate) fn run(
     };
     let end = out.end();
     result.and(end)
+}
+
+/// Sleeps for `period` or until a signal handler writes to `wake`.
+fn wait(mut wake: &UnixStream, period: Duration) {
+    let started = Instant::now();
+    if wake.set_read_timeout(Some(period.max(Duration::from_micros(1)))).is_err() {
+        std::thread::sleep(period);
+        return;
+    }
+    let mut byte = [0u8; 1];
+    // Woken by a signal (a byte), or the period passed (an error); a read
+    // interrupted early waits for the rest.
+    while wake.read(&mut byte).is_err() {
+        match period.checked_sub(started.elapsed()) {
+            Some(left) if !left.is_zero() => drop(wake.set_read_timeout(Some(left))),
+            _ => return,
+        }
+    }
 }
 
 struct Writer {

@@ -121,7 +121,8 @@ fn errors_are_one_clear_line() {
         (vec!["-g", "nope_total,tau_metric_proxy_collectors,other"], 1, "tau_metric_client: error: no such metric in the proxy: nope_total, other".into()),
         (vec!["--bogus"], 2, "tau_metric_client: error: unexpected argument '--bogus' found (see tau_metric_client --help)".into()),
         (vec!["-l", "-f", "xml"], 2, "tau_metric_client: error: invalid value 'xml' for '--format <FORMAT>' [possible values: md, json, yaml, txt] (see tau_metric_client --help)".into()),
-        (vec!["-t", "-F", "0"], 2, "tau_metric_client: error: invalid value '0' for '--freq <FREQ>': \"0\" is not a frequency in Hz (a number above 0, at most 1000000) (see tau_metric_client --help)".into()),
+        (vec!["-t", "-F", "0"], 2, "tau_metric_client: error: invalid value '0' for '--freq <FREQ>': \"0\" is not a frequency in Hz (a number from 0.000001 to 1000000) (see tau_metric_client --help)".into()),
+        (vec!["-t", "-F", "1e-20"], 2, "tau_metric_client: error: invalid value '1e-20' for '--freq <FREQ>': \"1e-20\" is not a frequency in Hz (a number from 0.000001 to 1000000) (see tau_metric_client --help)".into()),
         (vec![], 2, "tau_metric_client: error: nothing to do: give one of -l, -v, -g, -t, -T or --prometheus-config (see tau_metric_client --help)".into()),
         (vec!["-l", "-v"], 2, "tau_metric_client: error: the argument '--list' cannot be used with '--values' (see tau_metric_client --help)".into()),
     ];
@@ -220,10 +221,15 @@ fn track_all_lists_non_null_series_then_only_changes() {
 fn tracking_with_nothing_changed_is_still_valid_json() {
     let p = proxy_with_runs(0);
     let dir = TempDir::new("empty");
-    let (child, file) = tracker(&p, &dir, &["-T", "absent_total", "-F", "100"]);
+    // One poll every 1000 s: Ctrl+C ends the wait at once.
+    let (child, file) = tracker(&p, &dir, &["-T", "absent_total", "-F", "0.001"]);
     wait_for(Duration::from_secs(10), || std::fs::read_to_string(&file).ok().filter(|s| s.starts_with('[')));
-    interrupt(child).assert_exit(0);
+    std::thread::sleep(Duration::from_millis(100));
+    let interrupted = std::time::Instant::now();
+    child.signal(Signal::SIGINT);
+    child.finish_within(Duration::from_secs(10)).assert_exit(0);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[\n]\n");
+    println!("tracking at 0.001 Hz: Ctrl+C ended it after {:.0} ms", interrupted.elapsed().as_secs_f64() * 1e3);
 }
 
 #[test]
