@@ -26,8 +26,7 @@ pub(crate) fn run(
     let stop = Arc::new(AtomicBool::new(false));
     // The handler also writes to this socket pair, so a wait for the next
     // poll ends at once, however long the period.
-    let (wake, wake_writer) =
-        UnixStream::pair().map_err(|e| Failure::Io("cannot install signal handler".into(), e))?;
+    let (wake, wake_writer) = UnixStream::pair().map_err(|e| Failure::Io("cannot install signal handler".into(), e))?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
             .and_then(|_| wake_writer.try_clone())

@@ -25,7 +25,7 @@ mod validate;
 
 pub use expose::{render, render_scrape, Format, Scrape};
 pub use refusal::{IngestError, Refusal, RefusalKind};
-pub use session::{Session, SessionEnd, Tally, Violation};
+pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_REPLY_QUEUE};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
 pub use store::query::UnknownSeries;
 pub use store::{CollectorSlot, Limits, ProcessRef, SeriesId, Store, RESERVED_PREFIX};

@@ -4,18 +4,20 @@
 use std::fmt;
 
 use protocol::{
-    decode_frame, encode_frame, DescInfo, FrameError, Preamble, PreambleError, Reply, Request, Role, ValueInfo,
+    decode_frame, encode_frame, FrameError, Preamble, PreambleError, Reply, Request, Role, FRAME_HEADER, MAX_FRAME,
     PREAMBLE_LEN,
 };
 
 use crate::refusal::IngestError;
 use crate::store::query::UnknownSeries;
-use crate::store::{CollectorSlot, ProcessRef, Store};
+use crate::store::{CollectorSlot, ProcessRef, SeriesId, Store};
 
-/// Replies a peer does not read are dropped beyond this many queued bytes.
-const MAX_QUEUED_REPLY: usize = 64 << 20;
+/// A collector's replies (errors about its own requests) it does not read
+/// are dropped beyond this many queued bytes, by default.
+pub const DEFAULT_MAX_REPLY_QUEUE: usize = 4 << 20;
 /// Target payload of one reply frame, well below the frame limit (a single
-/// series, bounded by the name rules, always fits).
+/// series, bounded by the name rules, always fits); also how far a query
+/// answer is produced ahead of what the peer has read.
 const REPLY_CHUNK_BYTES: usize = 256 * 1024;
 
 #[derive(Debug)]
@@ -69,6 +71,19 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+/// A query answer produced a frame at a time, as the peer reads: the
+/// series it lists, fixed when the request was served, and how many of
+/// them were sent. Values are read when their frame is produced.
+#[derive(Debug)]
+struct Answer {
+    /// `List` (descriptions) rather than values.
+    descs: bool,
+    /// The store's generation when the request was served.
+    generation: u64,
+    ids: Vec<SeriesId>,
+    sent: usize,
+}
+
 /// Frames and bytes received from collectors, for the self metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
@@ -87,6 +102,10 @@ pub struct Session {
     state: State,
     inbuf: Vec<u8>,
     out: Vec<u8>,
+    /// The query answer being produced.
+    answer: Option<Answer>,
+    /// Bound on a collector's queued replies.
+    max_reply_queue: usize,
     dropped_replies: bool,
 }
 
@@ -104,8 +123,16 @@ impl Session {
             state: State::Preamble,
             inbuf: Vec::new(),
             out: Vec::new(),
+            answer: None,
+            max_reply_queue: DEFAULT_MAX_REPLY_QUEUE,
             dropped_replies: false,
         }
+    }
+
+    /// Sets the bound beyond which a collector's unread replies are dropped.
+    pub fn with_max_reply_queue(mut self, bytes: usize) -> Session {
+        self.max_reply_queue = bytes;
+        self
     }
 
     /// A session whose peer process is known (from `SO_PEERCRED`): a
@@ -122,6 +149,33 @@ impl Session {
     /// Reply bytes to send; the caller drains what it wrote.
     pub fn output(&mut self) -> &mut Vec<u8> {
         &mut self.out
+    }
+
+    /// Whether a query session has something to do in [`Session::turn`]:
+    /// an answer to go on with or a whole request to serve, and room for
+    /// more replies (its queued replies are below one frame's worth).
+    pub fn has_work(&self) -> bool {
+        matches!(self.state, State::Query)
+            && self.out.len() < REPLY_CHUNK_BYTES
+            && (self.answer.is_some() || frame_ready(&self.inbuf))
+    }
+
+    /// Whether the connection should be read now. Collectors always are
+    /// (their unread replies are dropped beyond a bound); other peers only
+    /// once everything they asked is answered and sent but one frame's
+    /// worth: a peer that does not read its replies stops being read.
+    pub fn wants_input(&self) -> bool {
+        match self.state {
+            State::Preamble | State::Query => {
+                self.answer.is_none() && !frame_ready(&self.inbuf) && self.out.len() < REPLY_CHUNK_BYTES
+            }
+            _ => true,
+        }
+    }
+
+    /// Reply bytes queued.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Whether replies were dropped because the peer does not read them
@@ -151,7 +205,8 @@ impl Session {
         }
     }
 
-    /// Feeds bytes read from the peer and handles every whole frame.
+    /// Feeds bytes read from the peer. A collector's whole frames are all
+    /// handled; a query client's wait for [`Session::turn`].
     pub fn feed(&mut self, bytes: &[u8], store: &mut Store, now: f64, tally: &mut Tally) -> Result<(), SessionEnd> {
         self.inbuf.extend_from_slice(bytes);
         if let State::Preamble = self.state {
@@ -167,6 +222,9 @@ impl Session {
                 Ok(_) => return Err(SessionEnd::Protocol(Violation::ClaimsDaemon)),
                 Err(e) => return Err(SessionEnd::Protocol(Violation::Preamble(e))),
             };
+        }
+        if matches!(self.state, State::Query) {
+            return Ok(());
         }
         let mut at = 0;
         let result = loop {
@@ -186,6 +244,59 @@ impl Session {
         };
         self.inbuf.drain(..at);
         result
+    }
+
+    /// One turn of a query client: the next frame of the answer being
+    /// produced, else the next request buffered is served (its first
+    /// frame produced). Nothing while a frame's worth of replies waits to
+    /// be sent, so one peer costs the store one frame per turn however
+    /// many requests it pipelines, and an answer of any size is produced
+    /// as the socket drains.
+    pub fn turn(&mut self, store: &mut Store) -> Result<(), SessionEnd> {
+        if !self.has_work() {
+            return Ok(());
+        }
+        if self.answer.is_none() {
+            let (req, used) = match decode_frame::<Request>(&self.inbuf) {
+                Ok(Some(d)) => d,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(SessionEnd::Protocol(Violation::Frame(e))),
+            };
+            self.inbuf.drain(..used);
+            self.handle(store, req, 0.0)?;
+        }
+        self.produce(store);
+        Ok(())
+    }
+
+    /// Appends the next frame of the answer being produced.
+    fn produce(&mut self, store: &Store) {
+        let Some(a) = &mut self.answer else { return };
+        let start = a.sent;
+        let mut bytes = 0;
+        while let Some(&sid) = a.ids.get(a.sent) {
+            let n = store.reply_size(sid, a.descs);
+            if bytes + n > REPLY_CHUNK_BYTES && a.sent > start {
+                break;
+            }
+            bytes += n;
+            a.sent += 1;
+        }
+        let part = &a.ids[start..a.sent];
+        let last = a.sent == a.ids.len();
+        let reply = if a.descs {
+            Reply::Descs { descs: store.desc_infos(part), last }
+        } else {
+            Reply::Values { generation: a.generation, values: store.value_infos(part), last }
+        };
+        if last {
+            self.answer = None;
+        }
+        self.reply(&reply);
+    }
+
+    fn answer(&mut self, store: &Store, descs: bool, ids: Vec<SeriesId>) {
+        self.answer = Some(Answer { descs, generation: store.generation(), ids, sent: 0 });
     }
 
     /// The connection closed: a collector's gauges leave; its counted
@@ -233,13 +344,19 @@ impl Session {
                 store.goodbye(*slot, now);
                 self.state = State::Done;
             }
-            (State::Query, Request::List) => self.descs(store.descs()),
-            (State::Query, Request::Values) => self.values(store.generation(), store.values()),
-            (State::Query, Request::Get { names }) => match store.get(&names) {
-                Ok(values) => self.values(store.generation(), values),
+            (State::Query, Request::List) => {
+                let ids = store.ordered_ids();
+                self.answer(store, true, ids);
+            }
+            (State::Query, Request::Values) => {
+                let ids = store.ordered_ids();
+                self.answer(store, false, ids);
+            }
+            (State::Query, Request::Get { names }) => match store.ids_of(&names) {
+                Ok(ids) => self.answer(store, false, ids),
                 Err(UnknownSeries(names)) => self.reply(&Reply::Unknown { names }),
             },
-            (State::Query, Request::Changes { since }) => self.values(store.generation(), store.changes(since)),
+            (State::Query, Request::Changes { since }) => self.answer(store, false, store.changed_ids(since)),
             (State::Done, _) => {}
             (state, req) => {
                 let (request, state) = (request_name(&req), state_name(state));
@@ -259,24 +376,9 @@ impl Session {
         self.reply(&Reply::Error { id: first.id, message });
     }
 
-    fn values(&mut self, generation: u64, values: Vec<ValueInfo>) {
-        let chunks = chunk_by_size(&values, |v| v.name.len() + 24);
-        let n = chunks.len();
-        for (i, c) in chunks.into_iter().enumerate() {
-            self.reply(&Reply::Values { generation, values: c.to_vec(), last: i + 1 == n });
-        }
-    }
-
-    fn descs(&mut self, descs: Vec<DescInfo>) {
-        let chunks = chunk_by_size(&descs, |d| d.name.len() + d.help.len() + 8);
-        let n = chunks.len();
-        for (i, c) in chunks.into_iter().enumerate() {
-            self.reply(&Reply::Descs { descs: c.to_vec(), last: i + 1 == n });
-        }
-    }
-
     fn reply(&mut self, reply: &Reply) {
-        if self.out.len() > MAX_QUEUED_REPLY {
+        // A query client's answers are produced as it reads, never dropped.
+        if !matches!(self.state, State::Query) && self.out.len() > self.max_reply_queue {
             self.dropped_replies = true;
             return;
         }
@@ -312,21 +414,12 @@ fn state_name(s: &State) -> &'static str {
     }
 }
 
-/// Splits `items` into runs whose estimated encoded size stays near
-/// [`REPLY_CHUNK_BYTES`]; always at least one (possibly empty) run.
-fn chunk_by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let n = size(item);
-        if bytes + n > REPLY_CHUNK_BYTES && i > start {
-            out.push(&items[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += n;
-    }
-    out.push(&items[start..]);
-    out
+/// Whether `buf` starts with a whole frame, or with a length prefix that
+/// decoding will refuse.
+fn frame_ready(buf: &[u8]) -> bool {
+    let Some(header) = buf.get(..FRAME_HEADER) else { return false };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    len > MAX_FRAME || buf.len() >= FRAME_HEADER + len
 }
 
 #[cfg(test)]
@@ -341,6 +434,20 @@ mod tests {
             encode_frame(r, &mut out).unwrap();
         }
         out
+    }
+
+    /// Every reply queued, after as many turns as the session has work.
+    fn replies_of(s: &mut Session, st: &mut Store) -> Vec<Reply> {
+        let mut buf = Vec::new();
+        loop {
+            s.turn(st).unwrap();
+            buf.append(s.output());
+            if !s.has_work() {
+                break;
+            }
+        }
+        s.output().append(&mut buf);
+        replies(s)
     }
 
     fn replies(s: &mut Session) -> Vec<Reply> {
@@ -412,7 +519,7 @@ mod tests {
         let mut b = Preamble::new(Role::Query).encode().to_vec();
         b.extend(frames(&[Request::Values]));
         s.feed(&b, &mut st, 1.0, &mut Tally::default()).unwrap();
-        let r = replies(&mut s);
+        let r = replies_of(&mut s, &mut st);
         assert!(r.len() > 1, "{} frames", r.len());
         let mut total = 0;
         for (i, reply) in r.iter().enumerate() {
@@ -421,6 +528,49 @@ mod tests {
             total += values.len();
         }
         assert_eq!(total, 300);
+    }
+
+    #[test]
+    fn pipelined_queries_are_served_one_frame_per_turn_as_replies_drain() {
+        let mut st = Store::new(Limits::default());
+        let (slot, _) = st.hello(Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() });
+        let long = "v".repeat(1000);
+        for i in 0..1000 {
+            st.register(slot, i, &Desc::counter("x_total", &[("i", &i.to_string()), ("l", &long)], "x")).unwrap();
+        }
+        let mut s = Session::new();
+        let mut b = Preamble::new(Role::Query).encode().to_vec();
+        b.extend(frames(&vec![Request::Values; 100]));
+        s.feed(&b, &mut st, 1.0, &mut Tally::default()).unwrap();
+        assert!(s.output().len() == PREAMBLE_LEN && s.has_work() && !s.wants_input());
+        // Without reading: one frame, then nothing more however many turns.
+        let mut turns = 0;
+        while s.has_work() {
+            s.turn(&mut st).unwrap();
+            turns += 1;
+        }
+        assert!(turns <= 2, "{turns} turns: a frame's worth, then the peer must read");
+        for _ in 0..10 {
+            s.turn(&mut st).unwrap();
+        }
+        let queued = s.output().len();
+        assert!(queued < 2 * REPLY_CHUNK_BYTES, "{queued} bytes queued");
+        assert!(!s.wants_input(), "a peer that does not read is not read");
+        // Reading: every answer whole and in order, one frame per turn.
+        let r = replies_of(&mut s, &mut st);
+        let mut answers = 0;
+        let mut in_answer = 0;
+        for reply in &r {
+            let Reply::Values { values, last, .. } = reply else { panic!("{reply:?}") };
+            in_answer += values.len();
+            if *last {
+                assert_eq!(in_answer, 1000);
+                (answers, in_answer) = (answers + 1, 0);
+            }
+        }
+        assert_eq!(answers, 100);
+        assert!(r.len() >= 400, "each answer of about 1 MB comes in several frames: {}", r.len());
+        assert!(s.wants_input() && !s.has_work());
     }
 
     #[test]

@@ -21,7 +21,8 @@ const SIGNALS: Token = Token(1);
 const FIRST_CONN: Token = Token(2);
 /// Size of one read from a connection.
 const READ_CHUNK: usize = 64 * 1024;
-/// Reads from collectors between two polls of the event loop.
+/// Turns (one read of a collector, one read and one reply frame of
+/// another peer) between two polls of the event loop.
 const READS_PER_ROUND: usize = 16;
 /// How often departed collectors are folded and self metrics refreshed.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -103,8 +104,13 @@ pub(crate) fn now() -> f64 {
 #[derive(Debug)]
 struct Peer {
     session: Session,
-    /// In the queue of collectors with data to read.
+    /// In the queue of connections with work to do.
     queued: bool,
+    /// The last read found nothing: the next readable event says when
+    /// there is more.
+    read_blocked: bool,
+    /// The peer closed its side; a query client still gets its answers.
+    eof: bool,
 }
 
 type Conn = conn::Conn<UnixStream, Peer>;
@@ -143,8 +149,11 @@ struct Core {
     refused_reported: u64,
     /// Refusals of each kind already added to the self metrics.
     refusals_reported: [u64; RefusalKind::ALL.len()],
-    /// Collectors that may have more to read, served in turn.
+    /// Collectors with data to read, served in turn.
     ready: VecDeque<Token>,
+    /// Other peers with work to do (data to read, an answer to produce),
+    /// served in turn before the collectors of the same round.
+    ready_peers: VecDeque<Token>,
     /// Reused read buffer.
     chunk: Vec<u8>,
 }
@@ -184,6 +193,7 @@ impl Server {
                 refused_reported: 0,
                 refusals_reported: [0; RefusalKind::ALL.len()],
                 ready: VecDeque::new(),
+                ready_peers: VecDeque::new(),
                 chunk: vec![0; READ_CHUNK],
                 state: state.map(|(path, every)| StateFile {
                     path,
@@ -201,7 +211,8 @@ impl Server {
         let mut last_housekeeping = std::time::Instant::now();
         loop {
             // Connections left with unread data are served again at once.
-            let timeout = if self.core.ready.is_empty() { HOUSEKEEPING } else { Duration::ZERO };
+            let idle = self.core.ready.is_empty() && self.core.ready_peers.is_empty();
+            let timeout = if idle { HOUSEKEEPING } else { Duration::ZERO };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -222,12 +233,12 @@ impl Server {
                             self.handle(token, Core::readable);
                         }
                         if event.is_writable() {
-                            self.handle(token, Core::flush);
+                            self.handle(token, Core::writable);
                         }
                     }
                 }
             }
-            self.serve_collectors();
+            self.serve_ready();
             if self.core.tally.frames > 0 || !events.is_empty() {
                 self.core.refresh_self_metrics();
             }
@@ -255,20 +266,33 @@ impl Server {
         }
     }
 
-    /// Serves queued collectors round-robin, one read each, until the
-    /// round's budget is spent: however much collectors send, the loop comes
-    /// back to poll (and to query clients polling at 1 kHz) within a bounded
-    /// amount of work.
-    fn serve_collectors(&mut self) {
-        let mut budget = READS_PER_ROUND;
-        while budget > 0 {
-            let Some(token) = self.core.ready.pop_front() else { return };
-            budget -= 1;
-            self.handle(token, |core, conn| {
-                conn.state.queued = false;
-                core.read(conn, 1)
-            });
+    /// Serves queued connections round-robin, one turn each, until the
+    /// round's budget is spent: however much peers send or ask, the loop
+    /// comes back to poll (and to query clients polling at 1 kHz) within a
+    /// bounded amount of work.
+    /// Query clients (small requests, waiting for an answer) first, so
+    /// that a client polling at 1 kHz does not wait behind collectors, each
+    /// kind within its own budget.
+    fn serve_ready(&mut self) {
+        for peers in [true, false] {
+            for _ in 0..READS_PER_ROUND {
+                let queue = if peers { &mut self.core.ready_peers } else { &mut self.core.ready };
+                let Some(token) = queue.pop_front() else { break };
+                self.serve(token);
+            }
         }
+    }
+
+    /// One turn of the connection of `token`.
+    fn serve(&mut self, token: Token) {
+        self.handle(token, |core, conn| {
+            conn.state.queued = false;
+            if conn.state.session.is_collector() {
+                core.read(conn, 1)
+            } else {
+                core.serve_peer(conn)
+            }
+        });
     }
 
     /// Runs `handler` on the connection of `token`, if it is open, and
@@ -305,21 +329,91 @@ impl Core {
         // connected: its pid and start time decide later whether it is gone.
         let pid = peer.pid as u32;
         let process = ProcessRef { pid, start_time: procinfo::stat(pid).map_or(0, |s| s.start_time) };
-        Some(Peer { session: Session::for_peer(process).with_uid(peer.uid), queued: false })
+        Some(Peer {
+            session: Session::for_peer(process).with_uid(peer.uid),
+            queued: false,
+            read_blocked: false,
+            eof: false,
+        })
     }
 
-    /// A connection has data. Query clients (small requests, waiting for
-    /// an answer) are served at once; collectors join the fair queue.
-    fn readable(&mut self, conn: &mut Conn) -> Verdict<Close> {
-        if !conn.state.session.is_collector() {
-            self.read(conn, usize::MAX)
-        } else {
-            if !conn.state.queued {
-                conn.state.queued = true;
-                self.ready.push_back(conn.token());
-            }
-            Verdict::Keep
+    fn enqueue(&mut self, conn: &mut Conn) {
+        if !conn.state.queued {
+            conn.state.queued = true;
+            let queue = if conn.state.session.is_collector() { &mut self.ready } else { &mut self.ready_peers };
+            queue.push_back(conn.token());
         }
+    }
+
+    /// A connection has data: it joins the fair queue.
+    fn readable(&mut self, conn: &mut Conn) -> Verdict<Close> {
+        conn.state.read_blocked = false;
+        self.enqueue(conn);
+        Verdict::Keep
+    }
+
+    /// The socket takes more: what is queued is written, and a query
+    /// client whose replies drained gets its next turn.
+    fn writable(&mut self, conn: &mut Conn) -> Verdict<Close> {
+        let verdict = self.flush(conn);
+        self.next_turn(conn, verdict)
+    }
+
+    /// One turn of a query client or of a peer before its preamble: one
+    /// read if it wants input (it does not while its replies are unread),
+    /// then at most one request served or one frame of an answer produced.
+    fn serve_peer(&mut self, conn: &mut Conn) -> Verdict<Close> {
+        if !conn.state.eof && !conn.state.read_blocked && conn.state.session.wants_input() {
+            match conn.stream.read(&mut self.chunk) {
+                Ok(0) => conn.state.eof = true,
+                Ok(n) => {
+                    let mut store = self.store.lock();
+                    if let Err(end) = conn.state.session.feed(&self.chunk[..n], &mut store, now(), &mut self.tally) {
+                        drop(store);
+                        // What was answered first (our preamble, on a
+                        // version mismatch) still goes out.
+                        self.flush(conn);
+                        return Verdict::Close(Close::Session(end));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.state.read_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Verdict::Close(Close::Io(e)),
+            }
+        }
+        if conn.state.session.has_work() {
+            let mut store = self.store.lock();
+            if let Err(end) = conn.state.session.turn(&mut store) {
+                drop(store);
+                self.flush(conn);
+                return Verdict::Close(Close::Session(end));
+            }
+        }
+        let verdict = self.flush(conn);
+        self.next_turn(conn, verdict)
+    }
+
+    /// Queues a peer that has more to do now; closes one that closed its
+    /// side and has nothing left to be answered.
+    fn next_turn(&mut self, conn: &mut Conn, verdict: Verdict<Close>) -> Verdict<Close> {
+        let (peer, session) = (&conn.state, &conn.state.session);
+        if matches!(verdict, Verdict::Close(_)) {
+            return verdict;
+        }
+        if session.is_collector() {
+            // A preamble read with its first frames made a collector of it.
+            if !peer.read_blocked && !peer.eof {
+                self.enqueue(conn);
+            }
+            return verdict;
+        }
+        let can_read = session.wants_input() && !peer.read_blocked && !peer.eof;
+        if session.has_work() || can_read {
+            self.enqueue(conn);
+        } else if peer.eof && session.wants_input() && session.output_len() == 0 {
+            return Verdict::Close(Close::Eof);
+        }
+        verdict
     }
 
     /// Reads and handles what a connection sent, at most `max_reads`
@@ -328,10 +422,7 @@ impl Core {
         let mut reads = 0;
         let outcome = loop {
             if reads == max_reads {
-                if !conn.state.queued {
-                    conn.state.queued = true;
-                    self.ready.push_back(conn.token());
-                }
+                self.enqueue(conn);
                 break None;
             }
             reads += 1;
@@ -362,10 +453,15 @@ impl Core {
         if session.take_dropped_replies() {
             log::warn!("{} does not read its replies; dropping them", session.describe());
         }
+        let collector = session.is_collector();
         let out = session.output();
         if !conn::write_pending(&mut conn.stream, out) {
-            // The peer is gone; reading will tell us so.
             out.clear();
+            // The peer is gone. A collector's last frames may still be
+            // unread: reading will tell; a query client is done.
+            if !collector {
+                return Verdict::Close(Close::Io(io::ErrorKind::BrokenPipe.into()));
+            }
         }
         Verdict::Rearm { write: !out.is_empty() }
     }

@@ -34,6 +34,9 @@ mod faults;
 /// Load: 1,000 concurrent collectors, 10,000 that come and go.
 mod load;
 
+/// Greedy local peers: pipelined queries, unread and huge replies, connection limits.
+mod peers;
+
 /// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
 mod state;
 

@@ -1,0 +1,142 @@
+//! Greedy local peers: a query client that pipelines thousands of requests
+//! and never reads, replies larger than any queue, connection-side limits.
+//! Each test prints what a collector and a scraper noticed meanwhile.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use client::QueryClient;
+use protocol::{decode_frame, encode_frame, Desc, Preamble, Reply, Request, Role, Sample, Value, PREAMBLE_LEN};
+
+use crate::util::{http_get, identity, Proxy, RawPeer};
+
+/// Registers `n` counters `bulk_total{i="…"}` from one raw collector and
+/// waits until the daemon has them all; returns the connection.
+fn bulk_series(p: &Proxy, n: u32, help: &str) -> RawPeer {
+    let mut c = RawPeer::connect(&p.socket, Role::Collector);
+    c.send(&Request::Hello { identity: identity("bulk") });
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        let desc = Desc::counter("bulk_total", &[("i", &i.to_string())], help);
+        encode_frame(&Request::Register { id: i, desc }, &mut bytes).unwrap();
+    }
+    let samples: Vec<Sample> = (0..n).map(|id| Sample { id, value: Value::Int(1) }).collect();
+    for chunk in samples.chunks(8192) {
+        encode_frame(&Request::Update { samples: chunk.to_vec() }, &mut bytes).unwrap();
+    }
+    c.stream.write_all(&bytes).unwrap();
+    let last = format!("bulk_total{{i=\"{}\"}}", n - 1);
+    let mut q = QueryClient::connect(&p.socket, Duration::from_secs(10)).unwrap();
+    let ready = crate::util::wait_for(Duration::from_secs(60), || {
+        matches!(q.get(std::slice::from_ref(&last)), Ok(client::GetResult::Found(v)) if v[0].value == 1.0).then_some(())
+    });
+    assert!(ready.is_some(), "the daemon never had {n} series; log:\n{}", p.log());
+    c
+}
+
+/// Reads one whole reply (every frame up to the one marked last) and
+/// returns how many values or descriptions it carried.
+fn read_reply(s: &mut UnixStream, buf: &mut Vec<u8>) -> usize {
+    let mut count = 0;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        while let Some((reply, used)) = decode_frame::<Reply>(buf).unwrap() {
+            buf.drain(..used);
+            let (n, last) = match reply {
+                Reply::Values { values, last, .. } => (values.len(), last),
+                Reply::Descs { descs, last } => (descs.len(), last),
+                other => panic!("unexpected reply {other:?}"),
+            };
+            count += n;
+            if last {
+                return count;
+            }
+        }
+        let n = s.read(&mut chunk).expect("reply within the read timeout");
+        assert!(n > 0, "the daemon closed the connection inside a reply");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_peer_pipelining_13000_queries_delays_neither_collectors_nor_scrapes() {
+    const SERIES: u32 = 100_000;
+    let p = Proxy::start();
+    let _bulk = bulk_series(&p, SERIES, "Bulk");
+    let total = p.values().len();
+
+    // 13,000 Values requests in one write, never read.
+    let mut greedy = UnixStream::connect(&p.socket).unwrap();
+    let mut bytes = Preamble::new(Role::Query).encode().to_vec();
+    for _ in 0..13_000 {
+        encode_frame(&Request::Values, &mut bytes).unwrap();
+    }
+    greedy.write_all(&bytes).unwrap();
+    println!("greedy peer wrote {} bytes of pipelined Values requests", bytes.len());
+
+    let mut pusher = RawPeer::connect(&p.socket, Role::Collector);
+    pusher.send(&Request::Hello { identity: identity("meanwhile") });
+    pusher.send(&Request::Register { id: 0, desc: Desc::counter("meanwhile_total", &[], "Pushed meanwhile") });
+    let mut q = QueryClient::connect(&p.socket, Duration::from_secs(20)).unwrap();
+    let name = vec!["meanwhile_total".to_owned()];
+    let (mut worst_push, mut worst_scrape) = (Duration::ZERO, Duration::ZERO);
+    let started = Instant::now();
+    let mut pushed = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        // A push is done when a query sees it.
+        let t = Instant::now();
+        pusher.send(&Request::Update { samples: vec![Sample { id: 0, value: Value::Int(1) }] });
+        pushed += 1;
+        loop {
+            match q.get(&name).expect("query meanwhile") {
+                client::GetResult::Found(v) if v[0].value == pushed as f64 => break,
+                _ => assert!(t.elapsed() < Duration::from_secs(20), "push {pushed} not counted within 20 s"),
+            }
+        }
+        worst_push = worst_push.max(t.elapsed());
+        let t = Instant::now();
+        let r = http_get(p.port, "/metrics", None);
+        worst_scrape = worst_scrape.max(t.elapsed());
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains(&format!("\nmeanwhile_total {pushed}\n")), "the scrape shows every push");
+    }
+    println!(
+        "while one peer pipelines 13000 Values queries over {SERIES} series: {pushed} pushes, worst push \
+         {:.1} ms, worst scrape {:.1} ms",
+        worst_push.as_secs_f64() * 1e3,
+        worst_scrape.as_secs_f64() * 1e3
+    );
+
+    // The greedy peer still gets whole, exact replies, in order, when it reads.
+    greedy.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut pre = [0u8; PREAMBLE_LEN];
+    greedy.read_exact(&mut pre).unwrap();
+    let mut buf = Vec::new();
+    let first = read_reply(&mut greedy, &mut buf);
+    assert!(first == total || first == total + 1, "{first} values, {total} series before the pushes");
+    for _ in 0..2 {
+        assert_eq!(read_reply(&mut greedy, &mut buf), total + 1, "every series and meanwhile_total");
+    }
+}
+
+#[test]
+fn a_list_over_64_mib_arrives_whole() {
+    // 17,000 series with 4,000 bytes of help each: a 68 MB answer to -l.
+    const SERIES: u32 = 17_000;
+    let p = Proxy::start();
+    let help = "h".repeat(4000);
+    let _bulk = bulk_series(&p, SERIES, &help);
+    let t = Instant::now();
+    let out = p.client(&["-l", "-f", "json"]);
+    out.assert_success();
+    let listed: serde_json::Value = serde_json::from_slice(out.stdout_bytes()).expect("JSON");
+    let bulk =
+        listed.as_array().unwrap().iter().filter(|d| d["name"].as_str().unwrap().starts_with("bulk_total{")).count();
+    assert_eq!(bulk, SERIES as usize);
+    println!(
+        "tau_metric_client -l listed {SERIES} series with 4000-byte help ({} MB of JSON) in {:.2} s",
+        out.stdout_bytes().len() / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
+}
