@@ -62,7 +62,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     // Claim the socket first: a second proxy must fail before it takes a port.
-    let listener = socket::bind(&path, access.is_shared())?;
+    let (listener, claim) = socket::Claim::take(&path, access.is_shared())?;
     let http = match http::Http::start(
         cli.bind,
         cli.port,
@@ -75,7 +75,7 @@ fn run(cli: Cli) -> Result<(), String> {
     ) {
         Ok(h) => h,
         Err(e) => {
-            socket::remove(&path);
+            claim.release();
             return Err(e);
         }
     };
@@ -92,7 +92,7 @@ fn run(cli: Cli) -> Result<(), String> {
     )
     .and_then(|s| s.run());
     http.stop();
-    socket::remove(&path);
+    claim.release();
     log::info!("tau_metric_proxy stopped");
     result
 }

@@ -79,6 +79,37 @@ fn a_stale_socket_is_replaced() {
 }
 
 #[test]
+fn two_daemons_starting_together_on_a_stale_socket_leave_the_winner_its_socket() {
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let dir = TempDir::new("race");
+        let socket = dir.join("proxy.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap()); // stale
+        let start = || tool("tau_metric_proxy").arg("-u").arg(&socket).args(["-p", "0", "--bind", "127.0.0.1"]).spawn();
+        let mut both = [start(), start()];
+        // Exactly one gives up, saying why; the other serves on the socket.
+        let loser = wait_for(Duration::from_secs(10), || (0..2).find(|&i| both[i].has_ended()));
+        let Some(loser) = loser else {
+            panic!("round {round}: both daemons kept running: one of them has lost its socket");
+        };
+        let [a, b] = both;
+        let (lost, won) = if loser == 0 { (a, b) } else { (b, a) };
+        let out = lost.wait();
+        out.assert_exit(1);
+        assert!(
+            out.stderr().contains(&format!("another tau_metric_proxy is already running on {}", socket.display())),
+            "{out}"
+        );
+        tool("tau_metric_client").arg("-u").arg(&socket).arg("-l").run().assert_success();
+        won.signal(Signal::SIGTERM);
+        won.finish_within(Duration::from_secs(10)).assert_exit(0);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "round {round}: the daemon left {left:?} behind");
+    }
+    println!("{ROUNDS} rounds of two daemons started together on a stale socket: one served, one gave up");
+}
+
+#[test]
 fn a_path_that_is_not_a_socket_is_left_alone() {
     let dir = TempDir::new("notsock");
     let path = dir.join("file");
