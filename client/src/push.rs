@@ -12,12 +12,22 @@ use crate::conn::{Connection, Error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MetricId(pub u32);
 
+/// Samples per `Update` or `Resync` frame: 8192 samples of at most 15
+/// bytes stay far below the frame limit, however many series changed.
+const SAMPLES_PER_FRAME: usize = 8192;
+/// Errors kept for [`Pusher::take_errors`]; beyond it they are counted
+/// only, so a collector that never asks does not accumulate them.
+const MAX_ERRORS: usize = 64;
+
 /// How a [`Pusher`] reaches the daemon.
 #[derive(Debug, Clone)]
 pub struct PushConfig {
     pub socket: PathBuf,
     /// Program name reported in the daemon's log lines.
     pub program: String,
+    /// Prefix of the one line printed on stderr when the socket is served
+    /// by a user this process does not trust (see [`crate::Error`]).
+    pub tool: String,
     /// Bound on every connect, read and write.
     pub io_timeout: Duration,
     /// Minimum time between two connection attempts while the daemon is
@@ -30,6 +40,7 @@ impl PushConfig {
         PushConfig {
             socket,
             program: program.to_owned(),
+            tool: program.to_owned(),
             io_timeout: Duration::from_millis(200),
             retry_every: Duration::from_millis(500),
         }
@@ -69,8 +80,12 @@ pub struct Pusher {
     slots: Vec<Slot>,
     conn: Option<Connection>,
     last_attempt: Option<Instant>,
-    /// Errors the daemon reported, for the caller to log if it wishes.
+    /// Errors the daemon reported, for the caller to log if it wishes
+    /// (the first [`MAX_ERRORS`]), and how many more there were.
     errors: Vec<String>,
+    errors_dropped: usize,
+    /// Whether the untrusted socket was reported already.
+    warned: bool,
 }
 
 impl Pusher {
@@ -85,6 +100,8 @@ impl Pusher {
             conn: None,
             last_attempt: None,
             errors: Vec::new(),
+            errors_dropped: 0,
+            warned: false,
         }
     }
 
@@ -163,7 +180,11 @@ impl Pusher {
 
     /// Errors the daemon reported since the last call.
     pub fn take_errors(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.errors)
+        let mut errors = std::mem::take(&mut self.errors);
+        if self.errors_dropped > 0 {
+            errors.push(format!("and {} more errors", std::mem::take(&mut self.errors_dropped)));
+        }
+        errors
     }
 
     /// Sends what changed since the last successful flush. Connects (or
@@ -177,7 +198,10 @@ impl Pusher {
         let Some(conn) = &mut self.conn else {
             return PushState::Offline;
         };
-        let mut ok = samples.is_empty() || conn.queue(&Request::Update { samples }).is_ok();
+        let mut ok = true;
+        for chunk in samples.chunks(SAMPLES_PER_FRAME) {
+            ok = ok && conn.queue(&Request::Update { samples: chunk.to_vec() }).is_ok();
+        }
         if ok && conn.queued() > 0 {
             ok = conn.flush().is_ok();
         }
@@ -236,15 +260,22 @@ impl Pusher {
             }
         }
         self.last_attempt = Some(Instant::now());
-        let Ok(mut conn) = Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout) else {
-            return false;
+        let mut conn = match Connection::connect(&self.config.socket, Role::Collector, self.config.io_timeout) {
+            Ok(conn) => conn,
+            Err(e @ Error::Untrusted { .. }) => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    eprintln!("{}: warning: {e}", self.config.tool);
+                }
+                return false;
+            }
+            Err(_) => return false,
         };
         let mut queued = conn.queue(&Request::Hello { identity: self.identity.clone() });
         for (i, desc) in self.descs.iter().enumerate() {
             queued = queued.and_then(|_| conn.queue(&Request::Register { id: i as u32, desc: desc.clone() }));
         }
         let totals = self.total_samples();
-        for chunk in totals.chunks(8192) {
+        for chunk in totals.chunks(SAMPLES_PER_FRAME) {
             queued = queued.and_then(|_| conn.queue(&Request::Resync { samples: chunk.to_vec() }));
         }
         if queued.is_err() || conn.flush().is_err() {
@@ -268,7 +299,11 @@ impl Pusher {
                             .and_then(|i| self.descs.get(i as usize))
                             .map(|d| format!(" (series {})", d.name))
                             .unwrap_or_default();
-                        self.errors.push(format!("{message}{series}"));
+                        if self.errors.len() < MAX_ERRORS {
+                            self.errors.push(format!("{message}{series}"));
+                        } else {
+                            self.errors_dropped += 1;
+                        }
                     }
                 }
                 true

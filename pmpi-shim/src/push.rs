@@ -96,7 +96,7 @@ impl State {
     fn new() -> State {
         let socket = client::socket_path(None);
         State {
-            pusher: Pusher::new(PushConfig::new(socket, &program_name())),
+            pusher: Pusher::new(PushConfig { tool: "tau_pmpi".to_owned(), ..PushConfig::new(socket, &program_name()) }),
             series: (0..NFUNCS).map(|_| None).collect(),
             time_ns: vec![0; NFUNCS],
         }

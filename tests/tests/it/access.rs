@@ -168,3 +168,82 @@ fn another_user_cannot_hijack_series_pre_register_shared_names_or_write_self_met
         shown["victim_total"], shown["mpi_hits_total{function=\"MPI_Send\"}"]
     );
 }
+
+/// A real daemon run as uid 65534 on `dir/planted.sock`, letting root in.
+fn daemon_as_nobody(dir: &crate::util::TempDir) -> (crate::util::Running, std::path::PathBuf) {
+    let socket = dir.join("planted.sock");
+    let daemon = cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("tau_metric_proxy"))
+        .arg("-u")
+        .arg(&socket)
+        .args(["-p", "0", "--bind", "127.0.0.1", "--allow-uid", "0"])
+        .hint("setpriv (util-linux)")
+        .spawn();
+    let up = crate::util::wait_for(std::time::Duration::from_secs(10), || socket.exists().then_some(()));
+    assert!(up.is_some(), "the daemon of uid 65534 did not start");
+    (daemon, socket)
+}
+
+#[test]
+fn a_socket_planted_by_another_user_in_a_shared_directory_gets_nothing() {
+    // A directory anyone may write, like /tmp.
+    let dir = crate::util::TempDir::new("planted");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (_daemon, socket) = daemon_as_nobody(&dir);
+    let refusal = format!(
+        "refusing {}: it is served by uid 65534, neither this user (uid 0) nor the owner of a directory only that \
+         owner can write; nothing was sent",
+        socket.display()
+    );
+    tool("tau_metric_client")
+        .arg("-u")
+        .arg(&socket)
+        .arg("-l")
+        .run()
+        .assert_exit(1)
+        .assert_stderr(&format!("tau_metric_client: error: {refusal}\n"));
+    tool("tau_metric_proxy_run")
+        .arg("-u")
+        .arg(&socket)
+        .args(["--", "true"])
+        .run()
+        .assert_exit(0)
+        .assert_stderr(&format!("tau_metric_proxy_run: warning: {refusal}\n"));
+    tool("tau_strace")
+        .arg("-u")
+        .arg(&socket)
+        .arg("true")
+        .run()
+        .assert_exit(0)
+        .assert_stderr(&format!("tau_strace: warning: {refusal}\n"));
+    // The planted daemon received no frame from any of them.
+    let frames = cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("tau_metric_client"))
+        .arg("-u")
+        .arg(&socket)
+        .args(["-g", "tau_metric_proxy_frames_total,tau_metric_proxy_run_total", "-f", "txt"])
+        .run();
+    frames
+        .assert_exit(1)
+        .assert_stderr("tau_metric_client: error: no such metric in the proxy: tau_metric_proxy_run_total\n");
+    println!("a socket of uid 65534 in a shared directory: client, launcher and tau_strace sent nothing");
+}
+
+#[test]
+fn a_service_users_socket_in_its_own_directory_is_trusted() {
+    // Like the system unit's runtime directory: only its owner writes there.
+    let dir = crate::util::TempDir::new("service");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let (_daemon, socket) = daemon_as_nobody(&dir);
+    tool("tau_metric_proxy_run").arg("-u").arg(&socket).args(["--", "true"]).run().assert_exit(0).assert_stderr("");
+    let out = tool("tau_metric_client")
+        .arg("-u")
+        .arg(&socket)
+        .args(["-g", "tau_metric_proxy_run_total{operation=\"exec\"}", "-f", "txt"])
+        .run();
+    out.assert_exit(0);
+    assert!(out.stdout().ends_with(" 1\n"), "{out}");
+}

@@ -140,3 +140,117 @@ fn a_list_over_64_mib_arrives_whole() {
         t.elapsed().as_secs_f64()
     );
 }
+
+/// How a fake daemon (run by this test, so of a trusted user) misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Broken {
+    /// Accepts and then neither reads nor writes.
+    Silent,
+    /// Answers the preamble, then sends error replies as fast as it can.
+    Flood,
+    /// Sends its preamble one byte every 150 ms, then nothing more.
+    Trickle,
+}
+
+/// Serves `socket` the broken way until dropped.
+struct FakeDaemon {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeDaemon {
+    fn start(socket: &std::path::Path, how: Broken) -> FakeDaemon {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                let stopped = stopped.clone();
+                std::thread::spawn(move || {
+                    let preamble = Preamble::new(Role::Daemon).encode();
+                    let mut flood = preamble.to_vec();
+                    let error = Reply::Error { id: None, message: "x".repeat(1000) };
+                    for _ in 0..64 {
+                        encode_frame(&error, &mut flood).unwrap();
+                    }
+                    let mut first = true;
+                    while !stopped.load(Ordering::Relaxed) {
+                        let alive = match how {
+                            Broken::Silent => true,
+                            Broken::Flood => {
+                                let bytes = if first { &flood[..] } else { &flood[PREAMBLE_LEN..] };
+                                s.write_all(bytes).is_ok()
+                            }
+                            Broken::Trickle if first => preamble.iter().all(|b| {
+                                std::thread::sleep(Duration::from_millis(150));
+                                s.write_all(&[*b]).is_ok()
+                            }),
+                            Broken::Trickle => true,
+                        };
+                        first = false;
+                        if !alive {
+                            return;
+                        }
+                        if !matches!(how, Broken::Flood) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                });
+            }
+        });
+        FakeDaemon { stop }
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn collectors_facing_a_broken_daemon_end_within_a_bound() {
+    for how in [Broken::Silent, Broken::Flood, Broken::Trickle] {
+        let dir = crate::util::TempDir::new("broken");
+        let socket = dir.join("fake.sock");
+        let _fake = FakeDaemon::start(&socket, how);
+        let mut took = Vec::new();
+        for argv in [&["tau_metric_proxy_run", "--", "true"][..], &["tau_strace", "true"]] {
+            let run = crate::util::tool(argv[0]).arg("-u").arg(&socket).args(&argv[1..]).spawn();
+            let run = run.finish_within(Duration::from_secs(30));
+            run.assert_exit(0);
+            took.push(format!("{} {:.2} s", argv[0], run.took().as_secs_f64()));
+        }
+        println!("against a daemon that is {how:?}: {}", took.join(", "));
+    }
+}
+
+#[test]
+fn a_push_of_80000_changed_series_is_split_into_frames() {
+    use client::{PushConfig, PushState, Pusher};
+    const SERIES: u32 = 80_000;
+    let p = Proxy::start();
+    let mut pusher = Pusher::new(PushConfig::new(p.socket.clone(), "wide"));
+    let ids: Vec<_> =
+        (0..SERIES).map(|i| pusher.register(Desc::counter("wide_total", &[("i", &i.to_string())], "Wide"))).collect();
+    // Values of 9-byte varints: one Update of every series is over 1 MiB.
+    let step = 1u64 << 60;
+    assert_eq!(pusher.flush(), PushState::Sent, "connecting");
+    for round in 1..=3u64 {
+        for &id in &ids {
+            pusher.add(id, if round == 1 { step } else { 1 });
+        }
+        assert_eq!(pusher.flush(), PushState::Sent, "round {round}: the push must not drop the connection");
+    }
+    let last = format!("wide_total{{i=\"{}\"}}", SERIES - 1);
+    let want = (step + 2) as f64;
+    assert_eq!(p.wait_value(&last, want), want);
+    assert_eq!(p.value("tau_metric_proxy_protocol_errors_total"), 0.0);
+    println!("{SERIES} changed series per push, 3 pushes on one connection");
+}
