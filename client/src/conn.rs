@@ -105,7 +105,12 @@ impl Connection {
         }
         let theirs: [u8; PREAMBLE_LEN] = conn.inbuf[..PREAMBLE_LEN].try_into().expect("preamble length");
         conn.inbuf.drain(..PREAMBLE_LEN);
-        Preamble::decode(&theirs).map_err(Error::Handshake)?;
+        let theirs = Preamble::decode(&theirs).map_err(Error::Handshake)?;
+        // An older daemon answers in its own version: not ours, not usable.
+        if theirs.version != protocol::VERSION {
+            let mismatch = PreambleError::VersionMismatch { ours: protocol::VERSION, theirs: theirs.version };
+            return Err(Error::Handshake(mismatch));
+        }
         Ok(conn)
     }
 

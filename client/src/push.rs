@@ -86,6 +86,8 @@ pub struct Pusher {
     errors_dropped: usize,
     /// Whether the untrusted socket was reported already.
     warned: bool,
+    /// Whether a daemon welcomed this identity before.
+    welcomed: bool,
 }
 
 impl Pusher {
@@ -102,6 +104,7 @@ impl Pusher {
             errors: Vec::new(),
             errors_dropped: 0,
             warned: false,
+            welcomed: false,
         }
     }
 
@@ -294,22 +297,36 @@ impl Pusher {
         match conn.drain_ready() {
             Ok(replies) => {
                 for r in replies {
+                    if let Reply::Welcome { resumed } = r {
+                        // Welcomed before and now unknown: the daemon lost
+                        // what it counted of us (a restart without its
+                        // state), and the Resync counted our totals anew.
+                        if self.welcomed && !resumed {
+                            self.note("the proxy did not remember this collector: its totals were counted anew".into());
+                        }
+                        self.welcomed = true;
+                    }
                     if let Reply::Error { id, message } = r {
                         let series = id
                             .and_then(|i| self.descs.get(i as usize))
                             .map(|d| format!(" (series {})", d.name))
                             .unwrap_or_default();
-                        if self.errors.len() < MAX_ERRORS {
-                            self.errors.push(format!("{message}{series}"));
-                        } else {
-                            self.errors_dropped += 1;
-                        }
+                        self.note(format!("{message}{series}"));
                     }
                 }
                 true
             }
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => true,
             Err(_) => false,
+        }
+    }
+
+    /// Keeps an error for [`Pusher::take_errors`], within [`MAX_ERRORS`].
+    fn note(&mut self, error: String) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.errors_dropped += 1;
         }
     }
 

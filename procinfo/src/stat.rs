@@ -16,6 +16,20 @@ pub fn stat(pid: u32) -> Option<Stat> {
     parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Whether some thread of process `pid` has not exited: its thread-group
+/// leader may be a zombie (it called `pthread_exit`) while other threads
+/// run, and the process is then alive. `None` when `/proc/PID/task`
+/// cannot be read.
+pub fn has_live_thread(pid: u32) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let live = tasks.flatten().any(|t| {
+        let path = t.path().join("stat");
+        let stat = std::fs::read_to_string(path).ok().and_then(|s| parse(&s));
+        stat.is_some_and(|s| s.state != 'Z' && s.state != 'X')
+    });
+    Some(live)
+}
+
 /// The fields of one `/proc/PID/stat` line.
 fn parse(stat: &str) -> Option<Stat> {
     // The command name (field 2) may hold spaces and parentheses: skip past
@@ -36,6 +50,8 @@ mod tests {
         assert!(s.start_time > 0);
         assert_ne!(s.state, 'Z');
         assert_eq!(stat(u32::MAX), None);
+        assert_eq!(has_live_thread(std::process::id()), Some(true));
+        assert_eq!(has_live_thread(u32::MAX), None);
     }
 
     #[test]

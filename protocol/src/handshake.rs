@@ -3,7 +3,12 @@
 /// `b"TAUM"`: the first four bytes of every connection, in both directions.
 pub const MAGIC: [u8; 4] = *b"TAUM";
 /// Bumped on any incompatible change of [`crate::Request`] or [`crate::Reply`].
-pub const VERSION: u16 = 1;
+/// Version 2: the daemon answers `Hello` with [`crate::Reply::Welcome`].
+pub const VERSION: u16 = 2;
+/// The oldest version still understood: a daemon answers a peer of a
+/// version from here to [`VERSION`] in the peer's version (a version-1
+/// collector gets no `Welcome`); a collector or client wants its own.
+pub const MIN_VERSION: u16 = 1;
 /// Size of an encoded [`Preamble`].
 pub const PREAMBLE_LEN: usize = 8;
 
@@ -83,14 +88,15 @@ impl Preamble {
         [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], self.role.to_byte(), 0]
     }
 
-    /// Decodes and checks a peer's preamble against this build's version.
+    /// Decodes and checks a peer's preamble against the versions this
+    /// build understands ([`MIN_VERSION`] to [`VERSION`]).
     pub fn decode(bytes: &[u8; PREAMBLE_LEN]) -> Result<Preamble, PreambleError> {
         let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
         if magic != MAGIC {
             return Err(PreambleError::BadMagic(magic));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(PreambleError::VersionMismatch { ours: VERSION, theirs: version });
         }
         let role = Role::from_byte(bytes[6]).ok_or(PreambleError::BadRole(bytes[6]))?;

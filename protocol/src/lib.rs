@@ -18,7 +18,7 @@ mod handshake;
 mod message;
 
 pub use frame::{decode_frame, encode_frame, FrameError, FRAME_HEADER, MAX_FRAME};
-pub use handshake::{Preamble, PreambleError, Role, MAGIC, PREAMBLE_LEN, VERSION};
+pub use handshake::{Preamble, PreambleError, Role, MAGIC, MIN_VERSION, PREAMBLE_LEN, VERSION};
 pub use message::{Desc, DescInfo, Identity, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
 
 /// Environment variable naming the daemon's socket, honoured by every tool.

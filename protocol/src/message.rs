@@ -163,7 +163,11 @@ pub struct ValueInfo {
 /// Daemon to peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
-    /// Answer to [`Request::Hello`]; `resumed` when the identity was known.
+    /// Answer to [`Request::Hello`] (protocol version 2 on); `resumed` when
+    /// the identity was known, so what it counted is not counted again.
+    /// A collector not `resumed` after an earlier connection was forgotten
+    /// (the daemon restarted without its state): its `Resync` counts from
+    /// zero.
     Welcome { resumed: bool },
     /// A request of this connection failed; the connection stays usable.
     /// `id` names the series concerned, if any.

@@ -45,6 +45,10 @@ pub enum Refusal {
     Foreign { name: String },
     /// A name reserved for the daemon's own metrics.
     Reserved { name: String },
+    /// A new collector while [`crate::Limits::max_remembered`] collectors
+    /// whose processes still run are disconnected: none of them may be
+    /// forgotten (it would be counted twice when it comes back).
+    RememberedLimit { limit: usize },
 }
 
 /// The variant of a [`Refusal`], without its details: what the store
@@ -67,11 +71,12 @@ pub enum RefusalKind {
     LabelValueTooLong,
     Foreign,
     Reserved,
+    RememberedLimit,
 }
 
 impl RefusalKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RefusalKind; 16] = [
+    pub const ALL: [RefusalKind; 17] = [
         RefusalKind::Superseded,
         RefusalKind::IdBeyondLimit,
         RefusalKind::SparseId,
@@ -88,6 +93,7 @@ impl RefusalKind {
         RefusalKind::LabelValueTooLong,
         RefusalKind::Foreign,
         RefusalKind::Reserved,
+        RefusalKind::RememberedLimit,
     ];
 
     /// The `reason` label of `tau_metric_proxy_refusals_total`.
@@ -109,6 +115,7 @@ impl RefusalKind {
             RefusalKind::LabelValueTooLong => "label_value_too_long",
             RefusalKind::Foreign => "foreign_family",
             RefusalKind::Reserved => "reserved_name",
+            RefusalKind::RememberedLimit => "remembered_limit",
         }
     }
 
@@ -141,6 +148,7 @@ impl Refusal {
             Refusal::LabelValueTooLong { .. } => RefusalKind::LabelValueTooLong,
             Refusal::Foreign { .. } => RefusalKind::Foreign,
             Refusal::Reserved { .. } => RefusalKind::Reserved,
+            Refusal::RememberedLimit { .. } => RefusalKind::RememberedLimit,
         }
     }
 }
@@ -189,6 +197,11 @@ impl fmt::Display for Refusal {
                 write!(f, "{name} belongs to another user of this proxy: choose another metric name")
             }
             Refusal::Reserved { name } => write!(f, "{name} is reserved for the proxy's own metrics"),
+            Refusal::RememberedLimit { limit } => write!(
+                f,
+                "{limit} disconnected collectors whose processes still run are remembered: no new collector \
+                 until some come back or end (see --max-remembered)"
+            ),
         }
     }
 }
@@ -297,6 +310,11 @@ mod tests {
             RefusalKind::Reserved => (
                 Refusal::Reserved { name: s("tau_metric_proxy_frames_total") },
                 "tau_metric_proxy_frames_total is reserved for the proxy's own metrics",
+            ),
+            RefusalKind::RememberedLimit => (
+                Refusal::RememberedLimit { limit: 3 },
+                "3 disconnected collectors whose processes still run are remembered: no new collector until some \
+                 come back or end (see --max-remembered)",
             ),
         }
     }

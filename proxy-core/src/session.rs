@@ -5,10 +5,10 @@ use std::fmt;
 
 use protocol::{
     decode_frame, encode_frame, FrameError, Preamble, PreambleError, Reply, Request, Role, FRAME_HEADER, MAX_FRAME,
-    PREAMBLE_LEN,
+    PREAMBLE_LEN, VERSION,
 };
 
-use crate::refusal::IngestError;
+use crate::refusal::{IngestError, Refusal};
 use crate::store::query::UnknownSeries;
 use crate::store::{CollectorSlot, ProcessRef, SeriesId, Store};
 
@@ -35,12 +35,14 @@ enum State {
 }
 
 /// Why a session must end; the connection is closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SessionEnd {
     /// The peer broke the protocol (logged, counted).
     Protocol(Violation),
     /// The same collector connected again; this connection is stale.
     Superseded,
+    /// The collector was refused (it was told why, and comes back later).
+    Refused(Refusal),
 }
 
 /// How a peer broke the protocol.
@@ -106,6 +108,8 @@ pub struct Session {
     answer: Option<Answer>,
     /// Bound on a collector's queued replies.
     max_reply_queue: usize,
+    /// The protocol version the peer speaks (from its preamble).
+    peer_version: u16,
     dropped_replies: bool,
 }
 
@@ -125,6 +129,7 @@ impl Session {
             out: Vec::new(),
             answer: None,
             max_reply_queue: DEFAULT_MAX_REPLY_QUEUE,
+            peer_version: VERSION,
             dropped_replies: false,
         }
     }
@@ -213,10 +218,14 @@ impl Session {
             let Some(head) = self.inbuf.get(..PREAMBLE_LEN) else { return Ok(()) };
             let head: [u8; PREAMBLE_LEN] = head.try_into().expect("slice of preamble length");
             // Answer first, even on a mismatch, so the peer can say which
-            // version this daemon speaks.
-            self.out.extend_from_slice(&Preamble::new(Role::Daemon).encode());
+            // version this daemon speaks; a peer of an older version still
+            // supported is answered in its version.
+            let decoded = Preamble::decode(&head);
+            let version = decoded.as_ref().map_or(VERSION, |p| p.version);
+            self.peer_version = version;
+            self.out.extend_from_slice(&Preamble { version, role: Role::Daemon }.encode());
             self.inbuf.drain(..PREAMBLE_LEN);
-            self.state = match Preamble::decode(&head) {
+            self.state = match decoded {
                 Ok(p) if p.role == Role::Collector => State::Collector,
                 Ok(p) if p.role == Role::Query => State::Query,
                 Ok(_) => return Err(SessionEnd::Protocol(Violation::ClaimsDaemon)),
@@ -317,14 +326,19 @@ impl Session {
         match (&self.state, req) {
             (State::Collector, Request::Hello { identity }) => {
                 let (pid, program) = (identity.pid, identity.program.clone());
-                let (slot, resumed) = store.hello(identity);
-                if let Some(peer) = self.peer {
-                    store.set_process(slot, peer);
-                }
-                if let Some(uid) = self.uid {
-                    store.set_uid(slot, uid);
-                }
+                let (slot, resumed) = match store.hello_from(identity, self.peer, self.uid) {
+                    Ok(hello) => hello,
+                    Err(e) => {
+                        self.reply(&Reply::Error { id: None, message: e.refusal.to_string() });
+                        self.state = State::Done;
+                        return Err(SessionEnd::Refused(e.refusal));
+                    }
+                };
                 log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
+                // Version 2 on: the collector learns whether it was known.
+                if self.peer_version >= 2 {
+                    self.reply(&Reply::Welcome { resumed });
+                }
                 self.state = State::Pushing { slot, program, pid };
             }
             (State::Pushing { slot, .. }, Request::Register { id, desc }) => {
@@ -633,6 +647,7 @@ mod tests {
         assert_eq!(
             replies(&mut s),
             [
+                Reply::Welcome { resumed: false },
                 Reply::Error { id: Some(0), message: "gauge name \"g_total\" must not end in \"_total\"".into() },
                 Reply::Error {
                     id: Some(3),

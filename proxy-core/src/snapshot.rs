@@ -10,21 +10,26 @@
 //! that is truncated, corrupt or of an unknown version is refused whole;
 //! a series in it that cannot be restored (not a valid counter, a name
 //! the store refuses) is skipped and reported, the others are restored.
-//! Format 2 adds the owner of each family; format 1 is still read (its
-//! families are unclaimed).
+//! Format 2 adds the owner of each family; format 3 the kernel's word on
+//! each remembered collector's process (pid and start time, from the peer
+//! credentials of its connection), by which it is judged alive after a
+//! restart, not by what its identity claims. Formats 1 and 2 are still
+//! read (families unclaimed in 1; processes as claimed in both).
 
 use bincode::Options;
 use protocol::{Desc, Identity, Kind};
 use serde::{Deserialize, Serialize};
 
 use crate::refusal::Refusal;
-use crate::store::{Limits, Store};
+use crate::store::{Limits, ProcessRef, Store};
 use crate::validate::series_key;
 
 const MAGIC: &[u8; 8] = b"TAUMSTAT";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// The format before families had owners, still read.
 const FORMAT_V1: u32 = 1;
+/// The format before collectors had their kernel process, still read.
+const FORMAT_V2: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 8;
 /// Bound on a snapshot payload, far above 1,000,000 series.
 const MAX_PAYLOAD: u64 = 4 << 30;
@@ -53,6 +58,22 @@ pub(crate) struct CountedState {
 pub(crate) struct CollectorState {
     pub(crate) identity: Identity,
     pub(crate) counted: Vec<CountedState>,
+    /// Pid and start time of its process, as the kernel named it.
+    pub(crate) process: (u32, u64),
+}
+
+/// A remembered collector in formats 1 and 2: its process as claimed.
+#[derive(Deserialize)]
+struct CollectorStateV2 {
+    identity: Identity,
+    counted: Vec<CountedState>,
+}
+
+impl From<CollectorStateV2> for CollectorState {
+    fn from(c: CollectorStateV2) -> CollectorState {
+        let process = (c.identity.pid, c.identity.start_time);
+        CollectorState { identity: c.identity, counted: c.counted, process }
+    }
 }
 
 /// The persistent part of a [`Store`].
@@ -64,11 +85,19 @@ pub struct Snapshot {
     pub(crate) owners: Vec<(String, u32)>,
 }
 
-/// Format 1: the same without owners.
+/// Format 1: the same without owners nor processes.
 #[derive(Deserialize)]
 struct SnapshotV1 {
     series: Vec<SeriesState>,
-    collectors: Vec<CollectorState>,
+    collectors: Vec<CollectorStateV2>,
+}
+
+/// Format 2: without processes.
+#[derive(Deserialize)]
+struct SnapshotV2 {
+    series: Vec<SeriesState>,
+    collectors: Vec<CollectorStateV2>,
+    owners: Vec<(String, u32)>,
 }
 
 /// A series of a snapshot that was not restored, and why.
@@ -167,7 +196,7 @@ impl Snapshot {
             return Err(SnapshotError::Truncated);
         }
         let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if format != FORMAT && format != FORMAT_V1 {
+        if format != FORMAT && format != FORMAT_V1 && format != FORMAT_V2 {
             return Err(SnapshotError::Format { found: format });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -181,7 +210,13 @@ impl Snapshot {
         }
         if format == FORMAT_V1 {
             let v1: SnapshotV1 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
-            return Ok(Snapshot { series: v1.series, collectors: v1.collectors, owners: Vec::new() });
+            let collectors = v1.collectors.into_iter().map(CollectorState::from).collect();
+            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new() });
+        }
+        if format == FORMAT_V2 {
+            let v2: SnapshotV2 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
+            let collectors = v2.collectors.into_iter().map(CollectorState::from).collect();
+            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners });
         }
         options().deserialize(payload).map_err(SnapshotError::Decode)
     }
@@ -201,8 +236,9 @@ impl Store {
         }
         let collectors = self
             .collectors()
-            .map(|(identity, counted)| CollectorState {
+            .map(|(identity, process, counted)| CollectorState {
                 identity: identity.clone(),
+                process: (process.pid, process.start_time),
                 counted: counted
                     .filter(|(_, sid, _, _)| index[*sid as usize] != u32::MAX)
                     .map(|(id, sid, int, float)| CountedState { id, series: index[sid as usize], int, float })
@@ -254,7 +290,8 @@ impl Store {
             if let Some(&(id, ..)) = counted.iter().find(|(id, ..)| *id as usize >= limit) {
                 return Err(SnapshotError::IdBeyondLimit { id });
             }
-            st.restore_collector(c.identity, counted);
+            let process = ProcessRef { pid: c.process.0, start_time: c.process.1 };
+            st.restore_collector(c.identity, process, counted);
         }
         Ok((st, skipped))
     }
@@ -399,8 +436,9 @@ mod tests {
         back.set_uid(b, 1001);
         let e = back.register(b, 0, &Desc::counter("mine_total", &[], "M")).unwrap_err();
         assert_eq!(e.refusal, Refusal::Foreign { name: "mine_total".into() });
-        // Format 1: the same payload without owners.
-        let v1 = options().serialize(&(&snap.series, &snap.collectors)).unwrap();
+        // Format 1: the same payload without owners nor processes.
+        let v2: Vec<_> = snap.collectors.iter().map(|c| (&c.identity, &c.counted)).collect();
+        let v1 = options().serialize(&(&snap.series, &v2)).unwrap();
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&FORMAT_V1.to_le_bytes());
         bytes.extend_from_slice(&(v1.len() as u64).to_le_bytes());
@@ -408,10 +446,33 @@ mod tests {
         bytes.extend_from_slice(&v1);
         let old = Snapshot::from_bytes(&bytes).unwrap();
         assert!(old.owners.is_empty());
+        assert_eq!(old.collectors[0].process, (7, 3), "format 1 and 2: the process as claimed");
         let (mut back, _) = Store::restore(Limits::default(), old).unwrap();
         let (b, _) = back.hello(Identity { pid: 8, start_time: 3, nonce: 5, program: "q".into() });
         back.set_uid(b, 1001);
         back.register(b, 0, &Desc::counter("mine_total", &[], "M")).unwrap();
+    }
+
+    #[test]
+    fn restored_collectors_keep_the_kernels_process_not_their_claims() {
+        let mut st = Store::new(Limits::default());
+        let claimed = Identity { pid: 1, start_time: 0, nonce: 5, program: "liar".into() };
+        let kernel = ProcessRef { pid: 4242, start_time: 77 };
+        let (a, _) = st.hello_from(claimed.clone(), Some(kernel), None).unwrap();
+        st.register(a, 0, &Desc::counter("x_total", &[], "x")).unwrap();
+        st.disconnect(a, 1.0);
+        let (mut back, _) =
+            Store::restore(Limits::default(), Snapshot::from_bytes(&st.snapshot().to_bytes()).unwrap()).unwrap();
+        let mut asked = Vec::new();
+        back.fold_departed(
+            |p| {
+                asked.push(p);
+                true
+            },
+            2.0,
+        );
+        assert_eq!(asked, [kernel]);
+        assert!(back.hello_from(claimed, None, None).unwrap().1, "still remembered");
     }
 
     #[test]
@@ -420,7 +481,7 @@ mod tests {
         let cases = [
             (SnapshotError::BadMagic, "not a tau_metric_proxy state file (bad magic)".to_owned()),
             (SnapshotError::Truncated, "truncated: shorter than its header".to_owned()),
-            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 2".to_owned()),
+            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 3".to_owned()),
             (
                 SnapshotError::Length { payload: 3, header: 4 },
                 "truncated or padded: payload of 3 bytes, header says 4".to_owned(),

@@ -42,8 +42,9 @@ pub struct Limits {
     pub max_series: usize,
     /// Series ids one collector may register.
     pub max_series_per_collector: usize,
-    /// Disconnected collectors remembered (waiting to reconnect); beyond
-    /// it the longest-gone are folded.
+    /// Disconnected collectors remembered (waiting to reconnect). One whose
+    /// process still runs is never folded: beyond it, new collectors are
+    /// refused.
     pub max_remembered: usize,
     /// Labels one series may carry.
     pub max_labels: usize,
@@ -133,6 +134,31 @@ impl Store {
     /// (a reconnection, whose `Resync` adds only what was not yet counted).
     pub fn hello(&mut self, identity: Identity) -> (CollectorSlot, bool) {
         self.collectors.hello(identity)
+    }
+
+    /// A collector says hello on a connection whose peer the kernel named:
+    /// its process (judged alive by it, not by the identity's claims) and
+    /// its user. A new identity is refused while
+    /// [`Limits::max_remembered`] collectors wait disconnected with their
+    /// processes running: none of them may be forgotten.
+    pub fn hello_from(
+        &mut self,
+        identity: Identity,
+        process: Option<ProcessRef>,
+        uid: Option<u32>,
+    ) -> Result<(CollectorSlot, bool), IngestError> {
+        let limit = self.limits.max_remembered;
+        if !self.collectors.contains(&identity) && self.collectors.waiting() >= limit {
+            return Err(self.refuse(None, Refusal::RememberedLimit { limit }));
+        }
+        let (slot, resumed) = self.collectors.hello(identity);
+        if let Some(process) = process {
+            self.set_process(slot, process);
+        }
+        if let Some(uid) = uid {
+            self.set_uid(slot, uid);
+        }
+        Ok((slot, resumed))
     }
 
     /// Whether `slot` is still the collector's current connection.
@@ -366,10 +392,9 @@ impl Store {
     }
 
     /// Folds every disconnected collector for which `alive` says its process
-    /// is gone, then the longest-gone ones beyond
-    /// [`Limits::max_remembered`]. Returns how many were folded.
+    /// is gone, and no other. Returns how many were folded.
     pub fn fold_departed(&mut self, alive: impl FnMut(ProcessRef) -> bool, now: f64) -> usize {
-        let gone = self.collectors.departed(alive, self.limits.max_remembered);
+        let gone = self.collectors.departed(alive);
         for &i in &gone {
             self.forget(i, now);
         }
@@ -445,8 +470,8 @@ impl Store {
     /// counted of it.
     pub(crate) fn collectors(
         &self,
-    ) -> impl Iterator<Item = (&Identity, impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_)> {
-        self.collectors.iter().map(|c| (c.identity(), c.counted_ids()))
+    ) -> impl Iterator<Item = (&Identity, ProcessRef, impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_)> {
+        self.collectors.iter().map(|c| (c.identity(), c.process, c.counted_ids()))
     }
 
     /// Whether a collector of this identity is remembered.
@@ -488,8 +513,13 @@ impl Store {
     /// Re-creates a disconnected collector with what was counted of it;
     /// the caller checked that it is not known yet and that its ids are
     /// within the per-collector limit.
-    pub(crate) fn restore_collector(&mut self, identity: Identity, counted: Vec<(u32, SeriesId, u64, f64)>) {
-        self.collectors.restore(identity, counted);
+    pub(crate) fn restore_collector(
+        &mut self,
+        identity: Identity,
+        process: ProcessRef,
+        counted: Vec<(u32, SeriesId, u64, f64)>,
+    ) {
+        self.collectors.restore(identity, process, counted);
     }
 
     /// Brings [`Store::order`] up to date.

@@ -37,7 +37,8 @@ pub(crate) struct Cli {
     #[arg(long = "max-series-per-collector", value_name = "N", default_value_t = Limits::default().max_series_per_collector)]
     pub(crate) max_series_per_collector: usize,
     /// Most disconnected collectors remembered while they may reconnect;
-    /// beyond it the longest-gone are folded into the node totals
+    /// a collector whose process still runs is never forgotten, so beyond it
+    /// new collectors are refused until some come back or end
     #[arg(long = "max-remembered", value_name = "N", default_value_t = Limits::default().max_remembered)]
     pub(crate) max_remembered: usize,
     /// Most labels one series may carry; registrations with more are refused

@@ -481,6 +481,7 @@ impl Core {
             Close::Eof => log::debug!("{who} disconnected"),
             Close::Io(e) => log::debug!("{who} connection failed: {e}"),
             Close::Session(SessionEnd::Superseded) => log::debug!("{who} reconnected: closing its previous connection"),
+            Close::Session(SessionEnd::Refused(r)) => log::warn!("refused a collector: {r}"),
             Close::Session(SessionEnd::Protocol(msg)) => {
                 log::warn!("closing connection of {who}: {msg}");
                 store.internal_add(self.selfm.protocol_errors, 1, now());
@@ -556,12 +557,15 @@ impl Core {
     }
 }
 
-/// Whether the process behind a disconnected collector still runs. Where
+/// Whether the process behind a disconnected collector still runs. A
+/// zombie thread-group leader whose other threads run is alive. Where
 /// `/proc` hides it (another user's process with `hidepid`), `kill(pid, 0)`
 /// still tells: only "no such process" means it is gone.
 fn process_alive(p: ProcessRef) -> bool {
     match procinfo::stat(p.pid) {
-        Some(s) => s.state != 'Z' && (p.start_time == 0 || s.start_time == p.start_time),
+        Some(s) if p.start_time != 0 && s.start_time != p.start_time => false,
+        Some(s) if s.state == 'Z' => procinfo::has_live_thread(p.pid).unwrap_or(false),
+        Some(_) => true,
         None => !matches!(
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), None),
             Err(nix::errno::Errno::ESRCH)

@@ -126,6 +126,8 @@ pub(super) struct Collectors {
     by_identity: HashMap<IdentityKey, u32>,
     /// Collectors with a live connection.
     connected: usize,
+    /// Collectors remembered without a connection.
+    waiting: usize,
 }
 
 impl Collectors {
@@ -135,6 +137,11 @@ impl Collectors {
 
     pub(super) fn known(&self) -> usize {
         self.by_identity.len()
+    }
+
+    /// Collectors remembered without a connection.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting
     }
 
     pub(super) fn contains(&self, identity: &Identity) -> bool {
@@ -155,6 +162,7 @@ impl Collectors {
             if !c.connected {
                 c.connected = true;
                 self.connected += 1;
+                self.waiting -= 1;
             }
             return (CollectorSlot { index, epoch: c.epoch }, true);
         }
@@ -215,26 +223,21 @@ impl Collectors {
         c.connected = false;
         c.disconnected_at = now;
         self.connected -= 1;
+        self.waiting += 1;
         true
     }
 
-    /// The disconnected collectors to fold: those `alive` says are gone,
-    /// then the longest-gone beyond `max_remembered`.
-    pub(super) fn departed(&self, mut alive: impl FnMut(ProcessRef) -> bool, max_remembered: usize) -> Vec<u32> {
-        let mut waiting: Vec<(f64, u32)> = Vec::new();
+    /// The disconnected collectors to fold: those whose process `alive`
+    /// says is gone, and only those. A collector whose process still runs
+    /// is never folded, whatever their number: it would be counted twice
+    /// when it comes back (the store refuses new collectors instead).
+    pub(super) fn departed(&self, mut alive: impl FnMut(ProcessRef) -> bool) -> Vec<u32> {
         let mut gone: Vec<u32> = Vec::new();
         for (i, c) in self.slots.iter().enumerate() {
             let Some(c) = c.as_ref().filter(|c| !c.connected) else { continue };
-            if alive(c.process) {
-                waiting.push((c.disconnected_at, i as u32));
-            } else {
+            if !alive(c.process) {
                 gone.push(i as u32);
             }
-        }
-        if waiting.len() > max_remembered {
-            waiting.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let excess = waiting.len() - max_remembered;
-            gone.extend(waiting[..excess].iter().map(|(_, i)| *i));
         }
         gone
     }
@@ -244,6 +247,8 @@ impl Collectors {
         if let Some(c) = self.slots[index as usize].take() {
             if c.connected {
                 self.connected -= 1;
+            } else {
+                self.waiting -= 1;
             }
             self.by_identity.remove(&identity_key(&c.identity));
             self.free.push(index);
@@ -251,11 +256,12 @@ impl Collectors {
     }
 
     /// Re-creates a disconnected collector of an identity not known yet,
-    /// with what was counted of each id (ids already checked against the
-    /// per-collector limit).
-    pub(super) fn restore(&mut self, identity: Identity, counted: Vec<(u32, SeriesId, u64, f64)>) {
+    /// whose process the kernel named `process`, with what was counted of
+    /// each id (ids already checked against the per-collector limit).
+    pub(super) fn restore(&mut self, identity: Identity, process: ProcessRef, counted: Vec<(u32, SeriesId, u64, f64)>) {
         let (slot, _) = self.hello(identity);
         let c = self.slots[slot.index as usize].as_mut().expect("collector just created");
+        c.process = process;
         for (id, sid, int, float) in counted {
             let i = id as usize;
             c.grow(i);
@@ -267,5 +273,6 @@ impl Collectors {
         }
         c.connected = false;
         self.connected -= 1;
+        self.waiting += 1;
     }
 }

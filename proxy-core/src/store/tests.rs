@@ -119,31 +119,36 @@ fn departed_collectors_are_folded() {
 }
 
 #[test]
-fn remembered_collectors_are_capped_longest_gone_first() {
+fn live_collectors_are_never_folded_and_new_ones_wait_at_the_cap() {
     let mut st = Store::new(Limits { max_remembered: 3, ..Limits::default() });
-    for pid in 0..6 {
-        let (s, _) = st.hello(ident(pid));
-        st.set_process(s, ProcessRef { pid: 1000 + pid, start_time: 5 });
-        st.disconnect(s, f64::from(pid));
+    // Disconnections beyond the cap cannot be refused: 4 wait.
+    let slots: Vec<_> = (0..4)
+        .map(|pid| st.hello_from(ident(pid), Some(ProcessRef { pid: 1000 + pid, start_time: 5 }), None).unwrap().0)
+        .collect();
+    for (i, s) in slots.into_iter().enumerate() {
+        st.disconnect(s, i as f64);
     }
-    // All alive: only the cap folds, the three disconnected first.
+    // All alive: none is folded, beyond the cap too.
     let mut asked = Vec::new();
-    assert_eq!(
-        st.fold_departed(
-            |p| {
-                asked.push(p);
-                true
-            },
-            10.0
-        ),
-        3
+    let folded = st.fold_departed(
+        |p| {
+            asked.push(p);
+            true
+        },
+        10.0,
     );
+    assert_eq!((folded, asked.len(), st.known_collectors()), (0, 4, 4));
     assert_eq!(asked[0], ProcessRef { pid: 1000, start_time: 5 });
-    assert_eq!(st.known_collectors(), 3);
-    let (_, resumed) = st.hello(ident(5));
-    assert!(resumed, "the most recently gone is still remembered");
-    let (_, resumed) = st.hello(ident(0));
-    assert!(!resumed, "the longest gone was folded");
+    // A new collector waits; a known one comes back.
+    let refused = st.hello_from(ident(9), None, None).unwrap_err();
+    assert_eq!(refused.refusal, Refusal::RememberedLimit { limit: 3 });
+    assert_eq!(st.refusals(RefusalKind::RememberedLimit), 1);
+    let (s, resumed) = st.hello_from(ident(0), None, None).unwrap();
+    assert!(resumed, "remembered past the cap");
+    st.disconnect(s, 11.0);
+    // Once processes are gone, their collectors are folded: room is made.
+    assert_eq!(st.fold_departed(|p| p.pid < 1002, 12.0), 2);
+    assert!(!st.hello_from(ident(9), None, None).unwrap().1);
 }
 
 /// What the daemon reports as refused series: the refusals that mean a

@@ -144,14 +144,17 @@ fn each_bad_input_has_its_outcome_and_harms_no_one_else() {
             Expect::ErrorReply(message) => {
                 let mut buf = vec![0u8; 4096];
                 let mut have = Vec::new();
-                let reply = loop {
+                let mut at = PREAMBLE_LEN;
+                // The first reply that is not the Welcome to the hello.
+                let reply = 'reply: loop {
                     let n = s.read(&mut buf).unwrap();
                     assert!(n > 0, "{name}: connection closed, expected an error reply");
                     have.extend_from_slice(&buf[..n]);
-                    if let Some((r, _)) =
-                        protocol::decode_frame::<Reply>(&have[PREAMBLE_LEN.min(have.len())..]).unwrap()
-                    {
-                        break r;
+                    while let Some((r, used)) = protocol::decode_frame::<Reply>(&have[at.min(have.len())..]).unwrap() {
+                        at += used;
+                        if !matches!(r, Reply::Welcome { .. }) {
+                            break 'reply r;
+                        }
                     }
                 };
                 match reply {

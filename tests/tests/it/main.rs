@@ -37,6 +37,9 @@ mod load;
 /// Greedy local peers: pipelined queries, unread and huge replies, connection limits.
 mod peers;
 
+/// Live collectors are never forgotten: the remembered cap, zombie leaders, restored identities, Welcome.
+mod remember;
+
 /// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
 mod state;
 

@@ -31,6 +31,16 @@ impl RawPeer {
         self.stream.write_all(&buf).unwrap();
     }
 
+    /// Reads the next reply frame (within the read timeout).
+    pub fn recv(&mut self) -> protocol::Reply {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).expect("a reply frame");
+        let mut frame = len.to_vec();
+        frame.resize(4 + u32::from_le_bytes(len) as usize, 0);
+        self.stream.read_exact(&mut frame[4..]).expect("a whole reply frame");
+        protocol::decode_frame(&frame).expect("a valid reply").expect("a whole frame").0
+    }
+
     /// Writes raw bytes; a write error (daemon closed) is ignored.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes);
