@@ -88,6 +88,8 @@ pub struct Pusher {
     warned: bool,
     /// Whether a daemon welcomed this identity before.
     welcomed: bool,
+    /// Times a daemon that had welcomed us did not know us any more.
+    forgotten: u64,
 }
 
 impl Pusher {
@@ -105,6 +107,7 @@ impl Pusher {
             errors_dropped: 0,
             warned: false,
             welcomed: false,
+            forgotten: 0,
         }
     }
 
@@ -179,6 +182,14 @@ impl Pusher {
 
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
+    }
+
+    /// How many times a daemon that had welcomed this collector did not
+    /// know it any more on a reconnection (`Welcome { resumed: false }`,
+    /// a daemon restarted without its state): its totals were counted anew
+    /// from zero each time, which is right for a daemon that lost them.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// Errors the daemon reported since the last call.
@@ -302,7 +313,7 @@ impl Pusher {
                         // what it counted of us (a restart without its
                         // state), and the Resync counted our totals anew.
                         if self.welcomed && !resumed {
-                            self.note("the proxy did not remember this collector: its totals were counted anew".into());
+                            self.forgotten += 1;
                         }
                         self.welcomed = true;
                     }
