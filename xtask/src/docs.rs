@@ -76,6 +76,7 @@ fn completion_path(shell: Shell, tool: &str) -> PathBuf {
 /// `share/tau_metric_proxy/X`.
 const DEPLOY: &[&str] = &[
     "prometheus/tau_metric_proxy.rules.yml",
+    "prometheus/tau_metric_proxy.alerts.yml",
     "systemd/system/tau_metric_proxy.service",
     "systemd/system/tau_strace_service.service",
     "systemd/user/tau_metric_proxy.service",

@@ -111,6 +111,105 @@ fn the_shipped_rules_pass_promtool_and_compute_every_aggregate() {
     assert!(unit.combined().contains("function:mpi_hits:rate1m"), "{unit}");
 }
 
+/// The `promtool test rules` file for the alerts: node n1's proxy stops
+/// answering at 45 s, and at 120 s n1 refuses 4 series, n2 a connection and
+/// 2 badly named registrations; n2 refused 7 series long ago, n1's
+/// collector-limit refusals count as refused series, and another exporter's
+/// `up` is none of the alerts' business.
+const ALERTS_UNIT_TEST: &str = r#"rule_files:
+  - 'RULES'
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'up{job="tau_n1",instance="n1:1337",node="n1"}'
+        values: '1 1 1 0 0 0 0 0 0 0 0'
+      - series: 'up{job="tau_n2",instance="n2:1337",node="n2"}'
+        values: '1x10'
+      - series: 'up{job="node_exporter",instance="n1:9100"}'
+        values: '0x10'
+      - series: 'tau_metric_proxy_refused_series_total{job="tau_n1",instance="n1:1337",node="n1"}'
+        values: '0 0 0 0 0 0 0 0 4 4 4'
+      - series: 'tau_metric_proxy_refused_series_total{job="tau_n2",instance="n2:1337",node="n2"}'
+        values: '7x10'
+      - series: 'tau_metric_proxy_refused_connections_total{job="tau_n2",instance="n2:1337",node="n2"}'
+        values: '0 0 0 0 0 0 0 0 1 1 1'
+      - series: 'tau_metric_proxy_refusals_total{job="tau_n2",instance="n2:1337",node="n2",reason="invalid_name"}'
+        values: '0 0 0 0 0 0 0 0 2 2 2'
+      - series: 'tau_metric_proxy_refusals_total{job="tau_n1",instance="n1:1337",node="n1",reason="collector_limit"}'
+        values: '0 0 0 0 0 0 0 0 4 4 4'
+    alert_rule_test:
+      # Down for 30 s: pending, not yet firing.
+      - eval_time: 75s
+        alertname: TauMetricProxyDown
+        exp_alerts: []
+      - eval_time: 105s
+        alertname: TauMetricProxyRefusingSeries
+        exp_alerts: []
+      - eval_time: 150s
+        alertname: TauMetricProxyDown
+        exp_alerts:
+          - exp_labels: {severity: warning, job: tau_n1, instance: 'n1:1337', node: n1}
+            exp_annotations:
+              summary: 'tau_metric_proxy on n1 is down'
+              description: 'Prometheus has not scraped n1:1337 for a minute: the node''s MPI and syscall counters are not collected.'
+      - eval_time: 150s
+        alertname: TauMetricProxyRefusingSeries
+        exp_alerts:
+          - exp_labels: {severity: warning, job: tau_n1, instance: 'n1:1337', node: n1}
+            exp_annotations:
+              summary: 'tau_metric_proxy on n1 refuses series'
+              description: '4 series registrations refused in 5 minutes: a series limit was reached (see --max-series-per-collector and --max-series of tau_metric_proxy).'
+      - eval_time: 150s
+        alertname: TauMetricProxyRefusingConnections
+        exp_alerts:
+          - exp_labels: {severity: warning, job: tau_n2, instance: 'n2:1337', node: n2}
+            exp_annotations:
+              summary: 'tau_metric_proxy on n2 refuses connections'
+              description: '1 connections refused in 5 minutes: a user outside --allow-uid / --allow-group runs instrumented programs.'
+      - eval_time: 150s
+        alertname: TauMetricProxyRefusingCollectorData
+        exp_alerts:
+          - exp_labels: {severity: info, job: tau_n2, instance: 'n2:1337', node: n2, reason: invalid_name}
+            exp_annotations:
+              summary: 'tau_metric_proxy on n2 refuses collector data (invalid_name)'
+              description: '2 registrations or samples refused in 5 minutes for reason invalid_name.'
+"#;
+
+#[test]
+fn the_shipped_alerts_pass_promtool_and_fire_when_they_should() {
+    let alerts = deploy("prometheus/tau_metric_proxy.alerts.yml");
+    let check = promtool(&["check", "rules", alerts.to_str().unwrap()]).run();
+    check.assert_exit(0);
+    let want = format!("Checking {}\n  SUCCESS: 4 rules found", alerts.display());
+    if check.combined().trim_end() != want {
+        check.fail(format_args!("expected it to say {want:?}"));
+    }
+    let dir = TempDir::new("prom-alerts");
+    let test = dir.join("alerts_test.yml");
+    let text = ALERTS_UNIT_TEST.replace("RULES", alerts.to_str().unwrap());
+    std::fs::write(&test, &text).unwrap();
+    let unit = promtool(&["test", "rules", test.to_str().unwrap()]).run();
+    if unit.code() != Some(0) {
+        unit.fail(format_args!("expected status 0 for the test file:\n{text}"));
+    }
+    assert!(unit.combined().contains("  SUCCESS\n"), "{unit}");
+    // The unit test can fail: a wrong count, a wrong severity.
+    for (from, to, named) in [
+        ("'4 series registrations", "'5 series registrations", "TauMetricProxyRefusingSeries"),
+        ("{severity: info, job: tau_n2,", "{severity: warning, job: tau_n2,", "TauMetricProxyRefusingCollectorData"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&test, text.replacen(from, to, 1)).unwrap();
+        let unit = promtool(&["test", "rules", test.to_str().unwrap()]).run();
+        unit.assert_exit(1);
+        assert!(unit.combined().contains(named), "{unit}");
+    }
+    // Down for 75 s, n1 is firing: "no alert yet" no longer holds.
+    std::fs::write(&test, text.replacen("      - eval_time: 75s\n", "      - eval_time: 120s\n", 1)).unwrap();
+    promtool(&["test", "rules", test.to_str().unwrap()]).run().assert_exit(1);
+}
+
 /// The forms of NODES, each giving a configuration promtool accepts.
 #[test]
 fn prometheus_config_from_comma_slurm_and_hostfile_lists() {
