@@ -46,6 +46,17 @@ pub(crate) struct Cli {
     /// share/tau_metric_proxy/prometheus/tau_metric_proxy.rules.yml)
     #[arg(long = "prometheus-rules", value_name = "FILE", requires = "prometheus_config")]
     pub(crate) prometheus_rules: Option<PathBuf>,
+    /// With --prometheus-config: split the nodes over N Prometheus servers
+    /// for clusters one server cannot scrape; writes shard-0.yml ...
+    /// shard-<N-1>.yml and global.yml, which federates the shards' recording
+    /// rules, into the directory given with -o
+    #[arg(long = "shards", value_name = "N", requires = "prometheus_config", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) shards: Option<u32>,
+    /// With --shards: where the shard servers listen, one per shard in order,
+    /// in the forms of NODES with the port defaulting to 9090 [default:
+    /// localhost:9091, localhost:9092, ...]
+    #[arg(long = "shard-servers", value_name = "SERVERS", requires = "shards")]
+    pub(crate) shard_servers: Option<String>,
 }
 
 /// Output format chosen with `-f`.

@@ -4,6 +4,7 @@
 mod cli;
 mod output;
 mod promconfig;
+mod shards;
 mod track;
 
 use std::io::Write;
@@ -88,6 +89,14 @@ impl From<client::Error> for Failure {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(nodes) = &cli.prometheus_config {
+        if let Some(n) = cli.shards {
+            let Some(dir) = cli.output.as_deref() else {
+                return Err(Failure::Usage("--shards writes several files: name their directory with -o DIR".into()));
+            };
+            let files = shards::generate(nodes, n, cli.shard_servers.as_deref(), cli.prometheus_rules.as_deref())
+                .map_err(Failure::Usage)?;
+            return shards::write(dir, &files).map_err(Failure::Usage);
+        }
         let text = promconfig::generate(nodes, cli.prometheus_rules.as_deref()).map_err(Failure::Usage)?;
         return write_output(cli.output.as_deref(), &text);
     }

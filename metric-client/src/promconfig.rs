@@ -44,16 +44,24 @@ impl Target {
 /// configuration file's directory).
 pub(crate) fn generate(nodes: &str, rules: Option<&Path>) -> Result<String, String> {
     let targets = parse_nodes(nodes)?;
-    let rules = match rules {
-        Some(p) => Some(std::fs::canonicalize(p).map_err(|e| format!("cannot find rules file {}: {e}", p.display()))?),
-        None => None,
-    };
+    let rules = canonical_rules(rules)?;
     Ok(render(&targets, rules.as_deref(), &shipped_rules()))
+}
+
+/// The rules file made absolute, as Prometheus reads relative paths from
+/// the configuration file's directory.
+pub(crate) fn canonical_rules(rules: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    match rules {
+        Some(p) => {
+            Ok(Some(std::fs::canonicalize(p).map_err(|e| format!("cannot find rules file {}: {e}", p.display()))?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The rules file of this installation when it is there (`bin/../share/...`),
 /// else where a `/usr/local` installation keeps it; only shown in a comment.
-fn shipped_rules() -> String {
+pub(crate) fn shipped_rules() -> String {
     let found = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(|prefix| prefix.join(RULES_IN_PREFIX)))
@@ -105,6 +113,11 @@ pub(crate) fn parse_hostfile(text: &str) -> Result<Vec<Target>, String> {
 /// A comma list whose items may be SLURM host ranges, each with an optional
 /// `:PORT`: `node[01-04,07],gpu1:9000`.
 pub(crate) fn parse_list(list: &str) -> Result<Vec<Target>, String> {
+    parse_list_with_port(list, DEFAULT_PORT)
+}
+
+/// [`parse_list`] with another default port.
+pub(crate) fn parse_list_with_port(list: &str, default_port: u16) -> Result<Vec<Target>, String> {
     let mut all = Unique::default();
     for item in split_top_level(list)? {
         let item = item.trim();
@@ -113,7 +126,7 @@ pub(crate) fn parse_list(list: &str) -> Result<Vec<Target>, String> {
         }
         let (hosts, port) = match item.rsplit_once(':') {
             Some((h, p)) if !p.contains(']') => (h, parse_port(p)?),
-            _ => (item, DEFAULT_PORT),
+            _ => (item, default_port),
         };
         let targets = expand(hosts)?.into_iter().map(|host| Target { host, port }).collect();
         all.extend(targets)?;
@@ -246,7 +259,7 @@ fn check_host(host: &str) -> Result<(), String> {
 }
 
 /// A YAML single-quoted scalar.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -261,17 +274,7 @@ pub(crate) fn render(targets: &[Target], rules: Option<&Path>, shipped_rules: &s
     y += "#   prometheus --config.file=prometheus.yml\n";
     y += "# Each proxy is its own scrape job; the `node` label names its node.\n\n";
     y += "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\n";
-    match rules {
-        Some(path) => {
-            y += "# Job-wide and node-wide sums and rates of the MPI and syscall counters.\n";
-            y += &format!("rule_files:\n  - {}\n\n", quote(&path.display().to_string()));
-        }
-        None => {
-            y += "# Job-wide and node-wide sums and rates of the MPI and syscall counters ship\n";
-            y += "# as recording rules: add --prometheus-rules FILE, or uncomment:\n";
-            y += &format!("# rule_files:\n#   - {}\n\n", quote(shipped_rules));
-        }
-    }
+    y += &render_rules(rules, shipped_rules);
     y += "scrape_configs:\n";
     for t in targets {
         let node = t.node();
@@ -281,6 +284,22 @@ pub(crate) fn render(targets: &[Target], rules: Option<&Path>, shipped_rules: &s
         y += &format!("        labels:\n          node: {}\n", quote(&node));
     }
     y
+}
+
+/// The `rule_files` section, or where the shipped rules are in a comment.
+pub(crate) fn render_rules(rules: Option<&Path>, shipped_rules: &str) -> String {
+    match rules {
+        Some(path) => format!(
+            "# Job-wide and node-wide sums and rates of the MPI and syscall counters.\nrule_files:\n  - {}\n\n",
+            quote(&path.display().to_string())
+        ),
+        None => format!(
+            "# Job-wide and node-wide sums and rates of the MPI and syscall counters ship\n\
+             # as recording rules: add --prometheus-rules FILE, or uncomment:\n\
+             # rule_files:\n#   - {}\n\n",
+            quote(shipped_rules)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -114,8 +114,9 @@ fn the_shipped_rules_pass_promtool_and_compute_every_aggregate() {
 /// The `promtool test rules` file for the alerts: node n1's proxy stops
 /// answering at 45 s, and at 120 s n1 refuses 4 series, n2 a connection and
 /// 2 badly named registrations; n2 refused 7 series long ago, n1's
-/// collector-limit refusals count as refused series, and another exporter's
-/// `up` is none of the alerts' business.
+/// collector-limit refusals count as refused series, and the `up` of another
+/// exporter or of a shard federated by the global server is none of the
+/// alerts' business.
 const ALERTS_UNIT_TEST: &str = r#"rule_files:
   - 'RULES'
 evaluation_interval: 15s
@@ -127,6 +128,8 @@ tests:
       - series: 'up{job="tau_n2",instance="n2:1337",node="n2"}'
         values: '1x10'
       - series: 'up{job="node_exporter",instance="n1:9100"}'
+        values: '0x10'
+      - series: 'up{job="tau_federate",instance="shard0:9091",shard="0"}'
         values: '0x10'
       - series: 'tau_metric_proxy_refused_series_total{job="tau_n1",instance="n1:1337",node="n1"}'
         values: '0 0 0 0 0 0 0 0 4 4 4'
@@ -275,6 +278,30 @@ fn bad_node_lists_and_rules_files_are_one_line_errors() {
             1,
             format!("cannot find rules file {}: No such file or directory (os error 2)", missing.display()),
         ),
+        (
+            vec!["--prometheus-config", "a", "--shards", "2"],
+            1,
+            "--shards writes several files: name their directory with -o DIR".to_owned(),
+        ),
+        (
+            vec![
+                "--prometheus-config",
+                "a",
+                "--shards",
+                "3",
+                "--shard-servers",
+                "p1,p2",
+                "-o",
+                dir.path().to_str().unwrap(),
+            ],
+            1,
+            "--shard-servers names 2 servers for 3 shards".to_owned(),
+        ),
+        (
+            vec!["--prometheus-config", "a", "--shards", "0", "-o", "x"],
+            2,
+            "invalid value '0' for '--shards <N>': 0 is not in 1..=1024 (see tau_metric_client --help)".to_owned(),
+        ),
     ];
     for (args, code, message) in cases {
         client(&args)
@@ -283,7 +310,12 @@ fn bad_node_lists_and_rules_files_are_one_line_errors() {
             .assert_stdout("");
     }
     // One action at a time, and the rules only go with a configuration.
-    for args in [vec!["--prometheus-config", "a", "-l"], vec!["--prometheus-rules", "x.yml"]] {
+    for args in [
+        vec!["--prometheus-config", "a", "-l"],
+        vec!["--prometheus-rules", "x.yml"],
+        vec!["--shards", "2", "-o", "x"],
+        vec!["--prometheus-config", "a", "--shard-servers", "p1", "-o", "x"],
+    ] {
         let out = client(&args);
         out.assert_exit(2);
         assert!(out.stderr().starts_with("tau_metric_client: error: "), "{out}");

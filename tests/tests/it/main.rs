@@ -55,6 +55,9 @@ mod strace;
 /// A real Prometheus scraping proxies, configured by the generator with the shipped rules.
 mod prometheus;
 
+/// Clusters beyond one Prometheus: shard servers and a global one over proxies on loopback.
+mod shards;
+
 /// What an operator installs: the config generator and recording rules under promtool, systemd units.
 mod deploy;
 

@@ -10,6 +10,7 @@ mod http;
 mod mpi;
 mod peer;
 mod prom;
+mod promserver;
 mod proxy;
 
 pub use command::{cmd, tool, Run, Running, TestCommand};
@@ -18,6 +19,7 @@ pub(crate) use mpi::mpi_test;
 pub use mpi::{serial, Mpi, MPICH, OPENMPI};
 pub use peer::{identity, RawPeer};
 pub use prom::{deploy, generate_config, promtool, rules_file, FAMILIES};
+pub use promserver::{number, Prometheus};
 pub use proxy::Proxy;
 
 /// A binary of the workspace, from the target directory of this test run.
