@@ -1,0 +1,214 @@
+//! Unit tests of the connection state machine.
+
+use super::*;
+use crate::store::Limits;
+use protocol::{Desc, Identity, Sample, Value};
+
+fn frames(reqs: &[Request]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in reqs {
+        encode_frame(r, &mut out).unwrap();
+    }
+    out
+}
+
+/// Every reply queued, after as many turns as the session has work.
+fn replies_of(s: &mut Session, st: &mut Store) -> Vec<Reply> {
+    let mut buf = Vec::new();
+    loop {
+        s.turn(st).unwrap();
+        buf.append(s.output());
+        if !s.has_work() {
+            break;
+        }
+    }
+    s.output().append(&mut buf);
+    replies(s)
+}
+
+fn replies(s: &mut Session) -> Vec<Reply> {
+    let mut out = Vec::new();
+    let buf = std::mem::take(s.output());
+    let mut at = PREAMBLE_LEN.min(buf.len());
+    while let Some((r, used)) = decode_frame::<Reply>(&buf[at..]).unwrap() {
+        out.push(r);
+        at += used;
+    }
+    out
+}
+
+fn collector_bytes(reqs: &[Request]) -> Vec<u8> {
+    let mut b = Preamble::new(Role::Collector).encode().to_vec();
+    b.extend(frames(reqs));
+    b
+}
+
+#[test]
+fn byte_by_byte_feeding_gives_the_same_result() {
+    let id = Identity { pid: 1, start_time: 0, nonce: 9, program: "p".into() };
+    let bytes = collector_bytes(&[
+        Request::Hello { identity: id },
+        Request::Register { id: 0, desc: Desc::counter("x_total", &[], "x") },
+        Request::Update { samples: vec![Sample { id: 0, value: Value::Int(7) }] },
+    ]);
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::new();
+    let mut tally = Tally::default();
+    for b in &bytes {
+        s.feed(std::slice::from_ref(b), &mut st, 1.0, &mut tally).unwrap();
+    }
+    assert_eq!(st.get(&["x_total".into()]).unwrap()[0].value, 7.0);
+    assert_eq!((tally.frames, tally.bytes), (3, (bytes.len() - PREAMBLE_LEN) as u64));
+    assert_eq!(s.describe(), "collector p (pid 1)");
+}
+
+#[test]
+fn liveness_follows_the_kernel_not_the_claimed_pid() {
+    let claimed = Identity { pid: 1, start_time: 0, nonce: 3, program: "liar".into() };
+    let bytes = collector_bytes(&[Request::Hello { identity: claimed }]);
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::for_peer(ProcessRef { pid: 4242, start_time: 77 });
+    s.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+    s.disconnect(&mut st, 2.0);
+    let mut asked = Vec::new();
+    let folded = st.fold_departed(
+        |p| {
+            asked.push(p);
+            false
+        },
+        3.0,
+    );
+    assert_eq!((folded, asked), (1, vec![ProcessRef { pid: 4242, start_time: 77 }]));
+}
+
+#[test]
+fn large_replies_are_split_and_marked() {
+    let mut st = Store::new(Limits::default());
+    let (slot, _) = st.hello(Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() });
+    let long = "v".repeat(1000);
+    for i in 0..300 {
+        let labels = [("i", i.to_string()), ("l", long.clone()), ("m", long.clone()), ("n", long.clone())];
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        st.register(slot, i, &Desc::counter("x_total", &labels, "x")).unwrap();
+    }
+    let mut s = Session::new();
+    let mut b = Preamble::new(Role::Query).encode().to_vec();
+    b.extend(frames(&[Request::Values]));
+    s.feed(&b, &mut st, 1.0, &mut Tally::default()).unwrap();
+    let r = replies_of(&mut s, &mut st);
+    assert!(r.len() > 1, "{} frames", r.len());
+    let mut total = 0;
+    for (i, reply) in r.iter().enumerate() {
+        let Reply::Values { values, last, .. } = reply else { panic!("{reply:?}") };
+        assert_eq!(*last, i + 1 == r.len());
+        total += values.len();
+    }
+    assert_eq!(total, 300);
+}
+
+#[test]
+fn pipelined_queries_are_served_one_frame_per_turn_as_replies_drain() {
+    let mut st = Store::new(Limits::default());
+    let (slot, _) = st.hello(Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() });
+    let long = "v".repeat(1000);
+    for i in 0..1000 {
+        st.register(slot, i, &Desc::counter("x_total", &[("i", &i.to_string()), ("l", &long)], "x")).unwrap();
+    }
+    let mut s = Session::new();
+    let mut b = Preamble::new(Role::Query).encode().to_vec();
+    b.extend(frames(&vec![Request::Values; 100]));
+    s.feed(&b, &mut st, 1.0, &mut Tally::default()).unwrap();
+    assert!(s.output().len() == PREAMBLE_LEN && s.has_work() && !s.wants_input());
+    // Without reading: one frame, then nothing more however many turns.
+    let mut turns = 0;
+    while s.has_work() {
+        s.turn(&mut st).unwrap();
+        turns += 1;
+    }
+    assert!(turns <= 2, "{turns} turns: a frame's worth, then the peer must read");
+    for _ in 0..10 {
+        s.turn(&mut st).unwrap();
+    }
+    let queued = s.output().len();
+    assert!(queued < 2 * REPLY_CHUNK_BYTES, "{queued} bytes queued");
+    assert!(!s.wants_input(), "a peer that does not read is not read");
+    // Reading: every answer whole and in order, one frame per turn.
+    let r = replies_of(&mut s, &mut st);
+    let mut answers = 0;
+    let mut in_answer = 0;
+    for reply in &r {
+        let Reply::Values { values, last, .. } = reply else { panic!("{reply:?}") };
+        in_answer += values.len();
+        if *last {
+            assert_eq!(in_answer, 1000);
+            (answers, in_answer) = (answers + 1, 0);
+        }
+    }
+    assert_eq!(answers, 100);
+    assert!(r.len() >= 400, "each answer of about 1 MB comes in several frames: {}", r.len());
+    assert!(s.wants_input() && !s.has_work());
+}
+
+#[test]
+fn out_of_order_frames_end_the_session() {
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::new();
+    let b = collector_bytes(&[Request::List]);
+    assert_eq!(
+        s.feed(&b, &mut st, 1.0, &mut Tally::default()),
+        Err(SessionEnd::Protocol(Violation::OutOfOrder { request: "List", state: "collector-before-hello" }))
+    );
+}
+
+#[test]
+fn each_violation_keeps_its_message() {
+    let cases = [
+        (Violation::Preamble(PreambleError::BadRole(7)), "refused: unknown peer role 7"),
+        (Violation::ClaimsDaemon, "peer claims to be a daemon"),
+        (Violation::Frame(FrameError::Oversized(1 << 21)), "frame of 2097152 bytes exceeds the limit of 1048576 bytes"),
+        (
+            Violation::OutOfOrder { request: "List", state: "collector-before-hello" },
+            "out-of-order frame: List is not valid in state collector-before-hello",
+        ),
+    ];
+    for (v, text) in cases {
+        assert_eq!(v.to_string(), text);
+    }
+}
+
+#[test]
+fn bad_preambles_end_the_session() {
+    let mut st = Store::new(Limits::default());
+    let end = |bytes: &[u8], st: &mut Store| Session::new().feed(bytes, st, 1.0, &mut Tally::default());
+    assert_eq!(end(&Preamble::new(Role::Daemon).encode(), &mut st), Err(SessionEnd::Protocol(Violation::ClaimsDaemon)));
+    assert!(matches!(
+        end(b"HTTP/1.1", &mut st),
+        Err(SessionEnd::Protocol(Violation::Preamble(PreambleError::BadMagic(_))))
+    ));
+}
+
+#[test]
+fn refusals_reach_the_peer_as_their_text() {
+    let id = Identity { pid: 1, start_time: 0, nonce: 9, program: "p".into() };
+    let bytes = collector_bytes(&[
+        Request::Hello { identity: id },
+        Request::Register { id: 0, desc: Desc::gauge("g_total", &[], "") },
+        Request::Update {
+            samples: vec![Sample { id: 3, value: Value::Int(1) }, Sample { id: 4, value: Value::Int(1) }],
+        },
+    ]);
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::new();
+    s.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+    assert_eq!(
+        replies(&mut s),
+        [
+            Reply::Welcome { resumed: false },
+            Reply::Error { id: Some(0), message: "gauge name \"g_total\" must not end in \"_total\"".into() },
+            Reply::Error {
+                id: Some(3),
+                message: "update for a series id that was not registered (and 1 more errors in this request)".into()
+            },
+        ]
+    );
+}
