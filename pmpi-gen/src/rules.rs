@@ -369,7 +369,7 @@ pub(crate) fn expand_for(rule: &str, proto: &Proto, header: &Header, args: Args)
 }
 
 /// One placeholder of a rule over a Fortran entry point's arguments, read
-/// through `crate::fortran` (the shim's readers of Fortran arguments).
+/// through the readers of Fortran arguments in the shim's own `fortran` module.
 fn fortran_arg(
     c: char,
     n: usize,
