@@ -15,7 +15,7 @@ use crate::counts::Row;
 use crate::service::Remote;
 use crate::stop::Stop;
 use crate::sys::{self, Pid};
-use crate::{fail, task_ids, Failure};
+use crate::{fail, spawn_stopped, task_ids, Failure};
 
 /// How often the end of the last traced thread is looked for.
 const POLL: Duration = Duration::from_millis(5);
@@ -86,13 +86,7 @@ pub(crate) fn mark_process(engine: &mut bpf::Engine, pid: Pid) -> Result<usize, 
 pub(crate) fn run(marker: &mut dyn Marker, plan: &sys::SpawnPlan) -> Result<i32, Failure> {
     // The child stops itself before its execve (outside any call, its
     // kill returned): marked then, it is counted from the execve on.
-    let pid = sys::spawn_stopped(plan).map_err(|e| fail(1, format!("cannot fork: {e}")))?;
-    let status = sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
-    match Stop::decode(status) {
-        Stop::Exited(c) => return Err(fail(c, "the command failed before it started".into())),
-        Stop::Killed(s) => return Err(fail(128 + s, "the command was killed before it started".into())),
-        _ => {}
-    }
+    let pid = spawn_stopped(plan)?;
     if let Err(e) = marker.mark(pid, false) {
         let _ = sys::kill(pid, libc::SIGKILL);
         let _ = sys::wait_pid(pid);

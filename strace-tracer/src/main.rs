@@ -409,13 +409,7 @@ fn command_env(edits: &[OsString]) -> Vec<(OsString, OsString)> {
 
 /// Forks the command stopped before its `execve`, seizes it, lets it go.
 fn start_command(plan: &sys::SpawnPlan, options: u32) -> Result<Pid, Failure> {
-    let pid = sys::spawn_stopped(plan).map_err(|e| fail(1, format!("cannot fork: {e}")))?;
-    let status = sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
-    match Stop::decode(status) {
-        Stop::Exited(c) => return Err(fail(c, "the command failed before it started".into())),
-        Stop::Killed(s) => return Err(fail(128 + s, "the command was killed before it started".into())),
-        _ => {}
-    }
+    let pid = spawn_stopped(plan)?;
     if let Err(e) = sys::seize(pid, options) {
         let _ = sys::kill(pid, libc::SIGKILL);
         return Err(fail(1, format!("cannot trace the command: {e}")));
@@ -423,6 +417,19 @@ fn start_command(plan: &sys::SpawnPlan, options: u32) -> Result<Pid, Failure> {
     // The child is in a group-stop from its own SIGSTOP: end it. The
     // resulting stops are handled by the main loop like any other.
     let _ = sys::kill(pid, libc::SIGCONT);
+    Ok(pid)
+}
+
+/// Forks the command, stopped by itself before its `execve`; fails with the
+/// command's own status when it ended before that stop.
+pub(crate) fn spawn_stopped(plan: &sys::SpawnPlan) -> Result<Pid, Failure> {
+    let pid = sys::spawn_stopped(plan).map_err(|e| fail(1, format!("cannot fork: {e}")))?;
+    let status = sys::wait_stopped(pid).map_err(|e| fail(1, format!("cannot wait for the command: {e}")))?;
+    match Stop::decode(status) {
+        Stop::Exited(c) => return Err(fail(c, "the command failed before it started".into())),
+        Stop::Killed(s) => return Err(fail(128 + s, "the command was killed before it started".into())),
+        _ => {}
+    }
     Ok(pid)
 }
 
