@@ -17,6 +17,7 @@
 
 mod expose;
 pub mod fuzzing;
+mod job_record;
 mod refusal;
 mod session;
 mod snapshot;
@@ -24,6 +25,7 @@ mod store;
 mod validate;
 
 pub use expose::{render, render_scrape, Format, Scrape};
+pub use job_record::{CollectorRecord, JobRecord, SeriesValue};
 pub use refusal::{IngestError, Refusal, RefusalKind};
 pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_REPLY_QUEUE};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
