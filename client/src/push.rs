@@ -4,7 +4,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use protocol::{Desc, Identity, Kind, Reply, Request, Role, Sample, Value};
+use protocol::{Desc, Identity, JobTag, Kind, Reply, Request, Role, Sample, Value};
 
 use crate::conn::{Connection, Error};
 
@@ -33,6 +33,9 @@ pub struct PushConfig {
     /// Minimum time between two connection attempts while the daemon is
     /// unreachable, so an absent daemon costs nothing measurable.
     pub retry_every: Duration,
+    /// The job to report in place of the one this process's environment
+    /// names (see [`crate::own_job`]); its rank is still the environment's.
+    pub job: Option<String>,
 }
 
 impl PushConfig {
@@ -43,6 +46,7 @@ impl PushConfig {
             tool: program.to_owned(),
             io_timeout: Duration::from_millis(200),
             retry_every: Duration::from_millis(500),
+            job: None,
         }
     }
 }
@@ -76,6 +80,8 @@ enum Slot {
 pub struct Pusher {
     config: PushConfig,
     identity: Identity,
+    /// The job and rank this process reports, if any.
+    job: Option<JobTag>,
     descs: Vec<Desc>,
     slots: Vec<Slot>,
     conn: Option<Connection>,
@@ -96,9 +102,11 @@ impl Pusher {
     /// A pusher that has not tried to connect yet.
     pub fn new(config: PushConfig) -> Pusher {
         let identity = own_identity(&config.program);
+        let job = own_job_tag(config.job.clone());
         Pusher {
             config,
             identity,
+            job,
             descs: Vec::new(),
             slots: Vec::new(),
             conn: None,
@@ -113,6 +121,11 @@ impl Pusher {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The job and rank this process reports.
+    pub fn job(&self) -> Option<&JobTag> {
+        self.job.as_ref()
     }
 
     /// Declares a series. Counters start at 0; integer updates go through
@@ -257,6 +270,7 @@ impl Pusher {
     /// connection without saying goodbye on the parent's behalf.
     pub fn reset_after_fork(&mut self) {
         self.identity = own_identity(&self.config.program);
+        self.job = own_job_tag(self.config.job.clone());
         self.conn = None;
         self.last_attempt = None;
         for slot in &mut self.slots {
@@ -284,7 +298,12 @@ impl Pusher {
             }
             Err(_) => return false,
         };
-        let mut queued = conn.queue(&Request::Hello { identity: self.identity.clone() });
+        let identity = self.identity.clone();
+        let hello = match &self.job {
+            Some(job) => Request::JobHello { identity, job: job.clone() },
+            None => Request::Hello { identity },
+        };
+        let mut queued = conn.queue(&hello);
         for (i, desc) in self.descs.iter().enumerate() {
             queued = queued.and_then(|_| conn.queue(&Request::Register { id: i as u32, desc: desc.clone() }));
         }
@@ -387,6 +406,16 @@ fn own_identity(program: &str) -> Identity {
     Identity { pid, start_time, nonce: random_u64(), program: program.to_owned() }
 }
 
+/// The job `given` (with the environment's rank), else the one this
+/// process's environment and ancestors name.
+fn own_job_tag(given: Option<String>) -> Option<JobTag> {
+    let found = crate::own_job();
+    match given {
+        Some(id) => Some(JobTag { id, rank: found.and_then(|j| j.rank) }),
+        None => found,
+    }
+}
+
 fn random_u64() -> u64 {
     // RandomState is seeded from the OS's random source.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -404,6 +433,16 @@ mod tests {
         let me = procinfo::stat(std::process::id()).expect("own stat");
         assert_eq!((p.identity().pid, p.identity().start_time), (std::process::id(), me.start_time));
         assert!(me.start_time > 0);
+    }
+
+    #[test]
+    fn a_job_given_in_the_config_is_the_identitys() {
+        let mut cfg = PushConfig::new("/nonexistent".into(), "t");
+        cfg.job = Some("given-7".into());
+        let mut p = Pusher::new(cfg);
+        assert_eq!(p.job().map(|j| j.id.as_str()), Some("given-7"));
+        p.reset_after_fork();
+        assert_eq!(p.job().map(|j| j.id.as_str()), Some("given-7"), "a forked child keeps it");
     }
 
     #[test]

@@ -15,6 +15,8 @@ Wrapper to run commands instrumented for the tau_metric_proxy.
 -s: enable strace profiling (requires tau_strace beside this command or in path)
 -S [PID]: attach tau_strace to a running process id (COMMAND is ignored, no MPI instrum)
 -u [PATH]: specify path to tau_metric_proxy push gateway UNIX socket
+-j [ID]: count the command as part of job ID (else TAU_METRIC_PROXY_JOB,
+         the scheduler's job, or the MPI launcher's)
 -v: enable verbose output
 -h: show this help
 
@@ -39,6 +41,9 @@ pub(crate) struct Cli {
     /// path to the push gateway UNIX socket
     #[arg(short = 'u', value_name = "PATH")]
     pub(crate) unix: Option<PathBuf>,
+    /// count the command as part of job ID
+    #[arg(short = 'j', value_name = "ID", value_parser = job_id)]
+    pub(crate) job: Option<String>,
     /// verbose output
     #[arg(short = 'v')]
     pub(crate) verbose: bool,
@@ -48,4 +53,9 @@ pub(crate) struct Cli {
     /// the command to run
     #[arg(last = true, value_name = "COMMAND")]
     pub(crate) command: Vec<OsString>,
+}
+
+/// A job id as [`protocol::check_job_id`] allows it.
+fn job_id(id: &str) -> Result<String, String> {
+    protocol::check_job_id(id).map(|()| id.to_owned())
 }

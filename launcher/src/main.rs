@@ -23,7 +23,7 @@ pub(crate) fn say(what: &str) {
 fn main() {
     let cli: Cli = client::parse_args(TOOL);
     let socket = client::socket_path(cli.unix.clone());
-    let config = run::Config { socket, verbose: cli.verbose };
+    let config = run::Config { socket, verbose: cli.verbose, job: cli.job.clone() };
     let code = match (cli.attach, cli.command.is_empty()) {
         (Some(pid), _) => {
             if !cli.command.is_empty() {

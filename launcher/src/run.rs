@@ -21,9 +21,20 @@ use crate::TOOL;
 pub(crate) struct Config {
     pub(crate) socket: PathBuf,
     pub(crate) verbose: bool,
+    /// `-j`: the job of the command and of every collector it starts.
+    pub(crate) job: Option<String>,
 }
 
 impl Config {
+    /// What the command and the tracer inherit: the socket, and the job.
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = vec![(protocol::SOCKET_ENV.into(), self.socket.clone().into())];
+        if let Some(job) = &self.job {
+            env.push((protocol::JOB_ENV.into(), job.into()));
+        }
+        env
+    }
+
     fn say(&self, what: &str) {
         if self.verbose {
             crate::say(what);
@@ -39,6 +50,7 @@ const FORWARDED: [i32; 6] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2]
 fn count_run(config: &Config, operation: &str) {
     let mut cfg = PushConfig::new(config.socket.clone(), TOOL);
     cfg.io_timeout = Duration::from_millis(500);
+    cfg.job = config.job.clone();
     let mut pusher = Pusher::new(cfg);
     let id = pusher.register(Desc::counter(
         "tau_metric_proxy_run_total",
@@ -68,7 +80,7 @@ fn tracer() -> Result<PathBuf, String> {
 /// Runs `command` instrumented; returns the exit code to leave with.
 pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: bool) -> i32 {
     count_run(config, "exec");
-    let env: Vec<(OsString, OsString)> = vec![(protocol::SOCKET_ENV.into(), config.socket.clone().into())];
+    let env = config.env();
     // The PMPI preload is for the command only, never for tau_strace.
     let mut mpi_env: Vec<(OsString, OsString)> = Vec::new();
     if mpi {
@@ -123,7 +135,7 @@ pub(crate) fn attach(config: &Config, pid: i32) -> i32 {
         }
     };
     let mut cmd = Command::new(&tracer);
-    cmd.arg("-u").arg(&config.socket);
+    cmd.arg("-u").arg(&config.socket).envs(config.env());
     if config.verbose {
         cmd.arg("-v");
     }

@@ -9,4 +9,4 @@
 
 mod stat;
 
-pub use stat::{has_live_thread, stat, Stat};
+pub use stat::{comm, has_live_thread, stat, Stat};

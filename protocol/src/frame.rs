@@ -81,7 +81,7 @@ pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Desc, Identity, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
+    use crate::{Desc, Identity, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
 
     fn samples() -> Vec<Request> {
         vec![
@@ -99,7 +99,29 @@ mod tests {
             Request::Values,
             Request::Get { names: vec!["a".into(), "b{c=\"d\"}".into()] },
             Request::Changes { since: 12 },
+            Request::JobHello {
+                identity: Identity { pid: 42, start_time: 7, nonce: 1, program: "a.out".into() },
+                job: JobTag { id: "4242.0".into(), rank: Some(3) },
+            },
         ]
+    }
+
+    #[test]
+    fn the_requests_of_older_versions_keep_their_bytes() {
+        // What a version-1 or -2 collector sends: variant index, then the
+        // identity's fields as varints and a length-prefixed name.
+        let mut buf = Vec::new();
+        let identity = Identity { pid: 42, start_time: 7, nonce: 1, program: "ab".into() };
+        encode_frame(&Request::Hello { identity }, &mut buf).unwrap();
+        assert_eq!(buf, [7, 0, 0, 0, 0, 42, 7, 1, 2, b'a', b'b']);
+        buf.clear();
+        encode_frame(&Request::Changes { since: 12 }, &mut buf).unwrap();
+        assert_eq!(buf, [2, 0, 0, 0, 8, 12]);
+        buf.clear();
+        let job = JobTag { id: "j".into(), rank: None };
+        let identity = Identity { pid: 42, start_time: 7, nonce: 1, program: "ab".into() };
+        encode_frame(&Request::JobHello { identity, job }, &mut buf).unwrap();
+        assert_eq!(buf, [10, 0, 0, 0, 9, 42, 7, 1, 2, b'a', b'b', 1, b'j', 0]);
     }
 
     #[test]
@@ -210,7 +232,7 @@ mod tests {
             if round % 2 == 0 {
                 // bias towards valid tags to get deeper into the decoder
                 if let Some(b) = f.get_mut(FRAME_HEADER) {
-                    *b %= 9;
+                    *b %= 10;
                 }
             }
             if let Ok(Some(_)) = decode_frame::<Request>(&f) {

@@ -4,10 +4,13 @@
 pub const MAGIC: [u8; 4] = *b"TAUM";
 /// Bumped on any incompatible change of [`crate::Request`] or [`crate::Reply`].
 /// Version 2: the daemon answers `Hello` with [`crate::Reply::Welcome`].
-pub const VERSION: u16 = 2;
+/// Version 3: a collector of a job says [`crate::Request::JobHello`].
+pub const VERSION: u16 = 3;
 /// The oldest version still understood: a daemon answers a peer of a
 /// version from here to [`VERSION`] in the peer's version (a version-1
-/// collector gets no `Welcome`); a collector or client wants its own.
+/// collector gets no `Welcome`; versions 1 and 2 never name a job, their
+/// requests are a prefix of version 3's); a collector or client wants its
+/// own.
 pub const MIN_VERSION: u16 = 1;
 /// Size of an encoded [`Preamble`].
 pub const PREAMBLE_LEN: usize = 8;

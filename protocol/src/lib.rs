@@ -19,12 +19,52 @@ mod message;
 
 pub use frame::{decode_frame, encode_frame, FrameError, FRAME_HEADER, MAX_FRAME};
 pub use handshake::{Preamble, PreambleError, Role, MAGIC, MIN_VERSION, PREAMBLE_LEN, VERSION};
-pub use message::{Desc, DescInfo, Identity, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
+pub use message::{Desc, DescInfo, Identity, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
 
 /// Environment variable naming the daemon's socket, honoured by every tool.
 pub const SOCKET_ENV: &str = "TAU_METRIC_PROXY";
 
+/// Environment variable naming the job of a command and its collectors.
+pub const JOB_ENV: &str = "TAU_METRIC_PROXY_JOB";
+
+/// Longest job id, in bytes.
+pub const MAX_JOB_ID: usize = 128;
+
+/// Whether `id` may name a job: 1 to [`MAX_JOB_ID`] bytes of printable
+/// ASCII other than `"` and `\\`, so it is the same text in a log line, a
+/// label value and a file name (`/` is refused too).
+pub fn check_job_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("a job id cannot be empty".to_owned());
+    }
+    if id.len() > MAX_JOB_ID {
+        return Err(format!("a job id has at most {MAX_JOB_ID} bytes, not {}", id.len()));
+    }
+    match id.chars().find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | '/')) {
+        Some(c) => Err(format!("a job id holds printable ASCII but not {c:?}")),
+        None => Ok(()),
+    }
+}
+
 /// The socket path used when neither a flag nor [`SOCKET_ENV`] names one.
 pub fn default_socket_path(uid: u32) -> String {
     format!("/tmp/tau_metric_proxy.{uid}.unix")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_short_printable_words() {
+        for good in ["4242", "4242.0", "f2Xbc9", "hydra-812-77103", &"x".repeat(MAX_JOB_ID)] {
+            assert_eq!(check_job_id(good), Ok(()), "{good}");
+        }
+        assert_eq!(check_job_id(""), Err("a job id cannot be empty".to_owned()));
+        assert_eq!(check_job_id(&"x".repeat(129)), Err("a job id has at most 128 bytes, not 129".to_owned()));
+        assert_eq!(check_job_id("a b"), Err("a job id holds printable ASCII but not ' '".to_owned()));
+        assert_eq!(check_job_id("a\"b"), Err("a job id holds printable ASCII but not '\"'".to_owned()));
+        assert_eq!(check_job_id("../x"), Err("a job id holds printable ASCII but not '/'".to_owned()));
+        assert_eq!(check_job_id("é"), Err("a job id holds printable ASCII but not 'é'".to_owned()));
+    }
 }

@@ -17,6 +17,17 @@ pub struct Identity {
     pub program: String,
 }
 
+/// The job a collector belongs to (protocol version 3 on), apart from its
+/// [`Identity`]: it is not part of what makes a process unique, and the
+/// identity keeps the shape that state files and older peers use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobTag {
+    /// The job id (see [`crate::check_job_id`] for what it may hold).
+    pub id: String,
+    /// The process's MPI rank in its job, when its launcher tells it.
+    pub rank: Option<u32>,
+}
+
 /// Counter or gauge, as Prometheus defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -139,6 +150,11 @@ pub enum Request {
     /// Query: the series whose value changed after `generation`, which is
     /// the generation returned by an earlier [`Reply::Values`] (0: all).
     Changes { since: u64 },
+    /// Version 3: the first frame of a collector that belongs to a job, in
+    /// place of [`Request::Hello`] (which stays the hello of a collector of
+    /// no job). New variants go last, so the encoding of the older ones,
+    /// which version-1 and -2 peers send, is unchanged.
+    JobHello { identity: Identity, job: JobTag },
 }
 
 /// A series description as listed to clients.

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use protocol::{
-    decode_frame, encode_frame, FrameError, Preamble, PreambleError, Reply, Request, Role, FRAME_HEADER, MAX_FRAME,
-    PREAMBLE_LEN, VERSION,
+    decode_frame, encode_frame, FrameError, Identity, JobTag, Preamble, PreambleError, Reply, Request, Role,
+    FRAME_HEADER, MAX_FRAME, PREAMBLE_LEN, VERSION,
 };
 
 use crate::refusal::{IngestError, Refusal};
@@ -56,6 +56,8 @@ pub enum Violation {
     Frame(FrameError),
     /// A request that is not valid in the session's state.
     OutOfOrder { request: &'static str, state: &'static str },
+    /// A `JobHello` whose job id [`protocol::check_job_id`] refuses.
+    BadJob(String),
 }
 
 impl fmt::Display for Violation {
@@ -67,6 +69,7 @@ impl fmt::Display for Violation {
             Violation::OutOfOrder { request, state } => {
                 write!(f, "out-of-order frame: {request} is not valid in state {state}")
             }
+            Violation::BadJob(e) => write!(f, "bad job id: {e}"),
         }
     }
 }
@@ -324,22 +327,10 @@ impl Session {
             }
         }
         match (&self.state, req) {
-            (State::Collector, Request::Hello { identity }) => {
-                let (pid, program) = (identity.pid, identity.program.clone());
-                let (slot, resumed) = match store.hello_from(identity, self.peer, self.uid) {
-                    Ok(hello) => hello,
-                    Err(e) => {
-                        self.reply(&Reply::Error { id: None, message: e.refusal.to_string() });
-                        self.state = State::Done;
-                        return Err(SessionEnd::Refused(e.refusal));
-                    }
-                };
-                log::debug!("collector {program} (pid {pid}) {}", if resumed { "reconnected" } else { "connected" });
-                // Version 2 on: the collector learns whether it was known.
-                if self.peer_version >= 2 {
-                    self.reply(&Reply::Welcome { resumed });
-                }
-                self.state = State::Pushing { slot, program, pid };
+            (State::Collector, Request::Hello { identity }) => self.hello(store, identity, None)?,
+            (State::Collector, Request::JobHello { identity, job }) => {
+                protocol::check_job_id(&job.id).map_err(|e| SessionEnd::Protocol(Violation::BadJob(e)))?;
+                self.hello(store, identity, Some(job))?;
             }
             (State::Pushing { slot, .. }, Request::Register { id, desc }) => {
                 if let Err(e) = store.register(*slot, id, &desc) {
@@ -380,6 +371,31 @@ impl Session {
         Ok(())
     }
 
+    /// A collector says who it is, and of which job.
+    fn hello(&mut self, store: &mut Store, identity: Identity, job: Option<JobTag>) -> Result<(), SessionEnd> {
+        let (pid, program) = (identity.pid, identity.program.clone());
+        let (slot, resumed) = match store.hello_from(identity, self.peer, self.uid) {
+            Ok(hello) => hello,
+            Err(e) => {
+                self.reply(&Reply::Error { id: None, message: e.refusal.to_string() });
+                self.state = State::Done;
+                return Err(SessionEnd::Refused(e.refusal));
+            }
+        };
+        let job = match job {
+            Some(JobTag { id, rank: Some(rank) }) => format!(", job {id} rank {rank}"),
+            Some(JobTag { id, rank: None }) => format!(", job {id}"),
+            None => String::new(),
+        };
+        log::debug!("collector {program} (pid {pid}) {}{job}", if resumed { "reconnected" } else { "connected" });
+        // Version 2 on: the collector learns whether it was known.
+        if self.peer_version >= 2 {
+            self.reply(&Reply::Welcome { resumed });
+        }
+        self.state = State::Pushing { slot, program, pid };
+        Ok(())
+    }
+
     fn errors(&mut self, errors: Vec<IngestError>) {
         let Some(first) = errors.first() else { return };
         let message = if errors.len() > 1 {
@@ -407,6 +423,7 @@ impl Session {
 fn request_name(r: &Request) -> &'static str {
     match r {
         Request::Hello { .. } => "Hello",
+        Request::JobHello { .. } => "JobHello",
         Request::Register { .. } => "Register",
         Request::Update { .. } => "Update",
         Request::Resync { .. } => "Resync",

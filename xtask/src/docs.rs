@@ -39,6 +39,12 @@ const ENVIRONMENT: &str = "\
 \\fBTAU_METRIC_PROXY\\fR
 Path of the daemon's UNIX socket, used when \\fB\\-u\\fR is not given.
 Without it, the socket is \\fI/tmp/tau_metric_proxy.<uid>.unix\\fR.
+.TP
+\\fBTAU_METRIC_PROXY_JOB\\fR
+The job a command's collectors report (\\fBtau_metric_proxy_run \\-j\\fR sets it).
+Without it: \\fBSLURM_JOB_ID\\fR (with \\fBSLURM_STEP_ID\\fR as \\fIID.STEP\\fR), \\fBPBS_JOBID\\fR,
+\\fBLSB_JOBID\\fR, \\fBFLUX_JOB_ID\\fR, Open MPI's \\fBPMIX_NAMESPACE\\fR, or under MPICH's Hydra
+its per-node proxy process, an id that holds on one node only.
 ";
 
 const SEE_ALSO: &str = "\
@@ -134,7 +140,7 @@ mod tests {
         // Each page names its tool and documents its real flags.
         let flags = [
             ("tau_metric_proxy", &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state"][..]),
-            ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u"][..]),
+            ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u", "\\-j"][..]),
             ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix"][..]),
             ("tau_metric_client", &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list"][..]),
         ];

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::Limits;
-use protocol::{Desc, Identity, Sample, Value};
+use protocol::{Desc, Identity, JobTag, Sample, Value};
 
 fn frames(reqs: &[Request]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -211,4 +211,38 @@ fn refusals_reach_the_peer_as_their_text() {
             },
         ]
     );
+}
+
+#[test]
+fn a_job_hello_with_a_bad_job_id_ends_the_session_before_anything_is_kept() {
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::new();
+    let identity = Identity { pid: 1, start_time: 0, nonce: 9, program: "p".into() };
+    let job = JobTag { id: "a b".into(), rank: Some(0) };
+    let end = s.feed(&collector_bytes(&[Request::JobHello { identity, job }]), &mut st, 1.0, &mut Tally::default());
+    let bad = Violation::BadJob("a job id holds printable ASCII but not ' '".into());
+    assert_eq!(bad.to_string(), "bad job id: a job id holds printable ASCII but not ' '");
+    assert_eq!(end, Err(SessionEnd::Protocol(bad)));
+    assert_eq!(st.known_collectors(), 0);
+}
+
+#[test]
+fn peers_of_versions_1_and_2_are_served_in_their_version() {
+    for (version, welcome) in [(1, false), (2, true), (3, true)] {
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::new();
+        let mut bytes = Preamble { version, role: Role::Collector }.encode().to_vec();
+        let identity = Identity { pid: 1, start_time: 0, nonce: 9, program: "old".into() };
+        bytes.extend(frames(&[
+            Request::Hello { identity },
+            Request::Register { id: 0, desc: Desc::counter("x_total", &[], "x") },
+            Request::Update { samples: vec![Sample { id: 0, value: Value::Int(7) }] },
+        ]));
+        s.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+        let theirs: [u8; PREAMBLE_LEN] = s.output()[..PREAMBLE_LEN].try_into().unwrap();
+        assert_eq!(Preamble::decode(&theirs), Ok(Preamble { version, role: Role::Daemon }));
+        let want = if welcome { vec![Reply::Welcome { resumed: false }] } else { vec![] };
+        assert_eq!(replies(&mut s), want, "version {version}");
+        assert_eq!(st.get(&["x_total".into()]).unwrap()[0].value, 7.0, "version {version}");
+    }
 }

@@ -66,3 +66,6 @@ mod mpi;
 
 /// The PMPI shim and Fortran (mpif.h, use mpi, use mpi_f08), C and Fortran mixed, Open MPI's MPIX persistent collectives.
 mod mpi_fortran;
+
+/// Jobs: the job and rank of every collector, from `-j`, schedulers and plain `mpirun`.
+mod jobs;
