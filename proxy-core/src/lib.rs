@@ -27,7 +27,7 @@ mod validate;
 pub use expose::{render, render_scrape, Format, Scrape};
 pub use job_record::{CollectorRecord, JobRecord, SeriesValue};
 pub use refusal::{IngestError, Refusal, RefusalKind};
-pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_REPLY_QUEUE};
+pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_FRAME, DEFAULT_MAX_REPLY_QUEUE};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
 pub use store::query::UnknownSeries;
 pub use store::{CollectorSlot, Limits, ProcessRef, SeriesId, Store, RESERVED_PREFIX};

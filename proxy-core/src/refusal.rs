@@ -49,6 +49,15 @@ pub enum Refusal {
     /// whose processes still run are disconnected: none of them may be
     /// forgotten (it would be counted twice when it comes back).
     RememberedLimit { limit: usize },
+    /// A UNIX connection beyond the daemon's `--max-connections`: closed
+    /// as soon as it is accepted.
+    ConnectionLimit { limit: usize },
+    /// A frame longer than the connection's read buffer may hold
+    /// (`--max-frame`): the connection is closed.
+    FrameLimit { len: usize, limit: usize },
+    /// A reply to a collector that already leaves this many bytes of
+    /// replies unread (`--max-reply-queue`): the reply is dropped.
+    ReplyQueueLimit { limit: usize },
 }
 
 /// The variant of a [`Refusal`], without its details: what the store
@@ -72,11 +81,14 @@ pub enum RefusalKind {
     Foreign,
     Reserved,
     RememberedLimit,
+    ConnectionLimit,
+    FrameLimit,
+    ReplyQueueLimit,
 }
 
 impl RefusalKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RefusalKind; 17] = [
+    pub const ALL: [RefusalKind; 20] = [
         RefusalKind::Superseded,
         RefusalKind::IdBeyondLimit,
         RefusalKind::SparseId,
@@ -94,6 +106,9 @@ impl RefusalKind {
         RefusalKind::Foreign,
         RefusalKind::Reserved,
         RefusalKind::RememberedLimit,
+        RefusalKind::ConnectionLimit,
+        RefusalKind::FrameLimit,
+        RefusalKind::ReplyQueueLimit,
     ];
 
     /// The `reason` label of `tau_metric_proxy_refusals_total`.
@@ -116,6 +131,9 @@ impl RefusalKind {
             RefusalKind::Foreign => "foreign_family",
             RefusalKind::Reserved => "reserved_name",
             RefusalKind::RememberedLimit => "remembered_limit",
+            RefusalKind::ConnectionLimit => "connection_limit",
+            RefusalKind::FrameLimit => "frame_limit",
+            RefusalKind::ReplyQueueLimit => "reply_queue_limit",
         }
     }
 
@@ -149,6 +167,9 @@ impl Refusal {
             Refusal::Foreign { .. } => RefusalKind::Foreign,
             Refusal::Reserved { .. } => RefusalKind::Reserved,
             Refusal::RememberedLimit { .. } => RefusalKind::RememberedLimit,
+            Refusal::ConnectionLimit { .. } => RefusalKind::ConnectionLimit,
+            Refusal::FrameLimit { .. } => RefusalKind::FrameLimit,
+            Refusal::ReplyQueueLimit { .. } => RefusalKind::ReplyQueueLimit,
         }
     }
 }
@@ -202,6 +223,15 @@ impl fmt::Display for Refusal {
                 "{limit} disconnected collectors whose processes still run are remembered: no new collector \
                  until some come back or end (see --max-remembered)"
             ),
+            Refusal::ConnectionLimit { limit } => {
+                write!(f, "{limit} connections are open: no more until some close (see --max-connections)")
+            }
+            Refusal::FrameLimit { len, limit } => {
+                write!(f, "frame of {len} bytes exceeds this proxy's limit of {limit} bytes (see --max-frame)")
+            }
+            Refusal::ReplyQueueLimit { limit } => {
+                write!(f, "{limit} bytes of replies are unread: further replies are dropped (see --max-reply-queue)")
+            }
         }
     }
 }
@@ -240,7 +270,11 @@ pub(crate) struct RefusalCounts([u64; RefusalKind::ALL.len()]);
 
 impl RefusalCounts {
     pub(crate) fn add(&mut self, kind: RefusalKind) {
-        self.0[kind as usize] += 1;
+        self.add_many(kind, 1);
+    }
+
+    pub(crate) fn add_many(&mut self, kind: RefusalKind, n: u64) {
+        self.0[kind as usize] += n;
     }
 
     pub(crate) fn get(&self, kind: RefusalKind) -> u64 {
@@ -315,6 +349,18 @@ mod tests {
                 Refusal::RememberedLimit { limit: 3 },
                 "3 disconnected collectors whose processes still run are remembered: no new collector until some \
                  come back or end (see --max-remembered)",
+            ),
+            RefusalKind::ConnectionLimit => (
+                Refusal::ConnectionLimit { limit: 4 },
+                "4 connections are open: no more until some close (see --max-connections)",
+            ),
+            RefusalKind::FrameLimit => (
+                Refusal::FrameLimit { len: 300, limit: 256 },
+                "frame of 300 bytes exceeds this proxy's limit of 256 bytes (see --max-frame)",
+            ),
+            RefusalKind::ReplyQueueLimit => (
+                Refusal::ReplyQueueLimit { limit: 64 },
+                "64 bytes of replies are unread: further replies are dropped (see --max-reply-queue)",
             ),
         }
     }

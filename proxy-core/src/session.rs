@@ -8,13 +8,17 @@ use protocol::{
     FRAME_HEADER, MAX_FRAME, PREAMBLE_LEN, VERSION,
 };
 
-use crate::refusal::{IngestError, Refusal};
+use crate::refusal::{IngestError, Refusal, RefusalKind};
 use crate::store::query::UnknownSeries;
 use crate::store::{CollectorSlot, ProcessRef, SeriesId, Store};
 
 /// A collector's replies (errors about its own requests) it does not read
 /// are dropped beyond this many queued bytes, by default.
-pub const DEFAULT_MAX_REPLY_QUEUE: usize = 4 << 20;
+pub const DEFAULT_MAX_REPLY_QUEUE: usize = 256 << 10;
+/// Longest frame a peer may send, by default: what the read buffer of a
+/// connection holds at most beyond one read. The collectors' frames are
+/// far shorter (8192 samples are at most 123 KiB).
+pub const DEFAULT_MAX_FRAME: usize = 256 << 10;
 /// Target payload of one reply frame, well below the frame limit (a single
 /// series, bounded by the name rules, always fits); also how far a query
 /// answer is produced ahead of what the peer has read.
@@ -111,9 +115,13 @@ pub struct Session {
     answer: Option<Answer>,
     /// Bound on a collector's queued replies.
     max_reply_queue: usize,
+    /// Longest frame the peer may send.
+    max_frame: usize,
     /// The protocol version the peer speaks (from its preamble).
     peer_version: u16,
-    dropped_replies: bool,
+    /// Replies dropped because the peer does not read them, not yet
+    /// taken by [`Session::take_dropped_replies`].
+    dropped_replies: u64,
 }
 
 impl Default for Session {
@@ -132,14 +140,23 @@ impl Session {
             out: Vec::new(),
             answer: None,
             max_reply_queue: DEFAULT_MAX_REPLY_QUEUE,
+            max_frame: DEFAULT_MAX_FRAME,
             peer_version: VERSION,
-            dropped_replies: false,
+            dropped_replies: 0,
         }
     }
 
     /// Sets the bound beyond which a collector's unread replies are dropped.
     pub fn with_max_reply_queue(mut self, bytes: usize) -> Session {
         self.max_reply_queue = bytes;
+        self
+    }
+
+    /// Sets the longest frame the peer may send (at most the protocol's
+    /// `MAX_FRAME`): a longer one ends the session, counted as a
+    /// [`RefusalKind::FrameLimit`].
+    pub fn with_max_frame(mut self, bytes: usize) -> Session {
+        self.max_frame = bytes.min(MAX_FRAME);
         self
     }
 
@@ -165,7 +182,7 @@ impl Session {
     pub fn has_work(&self) -> bool {
         matches!(self.state, State::Query)
             && self.out.len() < REPLY_CHUNK_BYTES
-            && (self.answer.is_some() || frame_ready(&self.inbuf))
+            && (self.answer.is_some() || frame_ready(&self.inbuf, self.max_frame))
     }
 
     /// Whether the connection should be read now. Collectors always are
@@ -175,7 +192,7 @@ impl Session {
     pub fn wants_input(&self) -> bool {
         match self.state {
             State::Preamble | State::Query => {
-                self.answer.is_none() && !frame_ready(&self.inbuf) && self.out.len() < REPLY_CHUNK_BYTES
+                self.answer.is_none() && !frame_ready(&self.inbuf, self.max_frame) && self.out.len() < REPLY_CHUNK_BYTES
             }
             _ => true,
         }
@@ -186,10 +203,23 @@ impl Session {
         self.out.len()
     }
 
-    /// Whether replies were dropped because the peer does not read them
-    /// (reported once).
-    pub fn take_dropped_replies(&mut self) -> bool {
+    /// How many replies were dropped because the peer does not read them
+    /// since the last call.
+    pub fn take_dropped_replies(&mut self) -> u64 {
         std::mem::take(&mut self.dropped_replies)
+    }
+
+    /// Refuses a frame announced at `at` of the input longer than the
+    /// session's limit, counting the refusal (one longer than the
+    /// protocol's limit is the decoder's protocol error).
+    fn check_frame_len(&self, at: usize, store: &mut Store) -> Result<(), SessionEnd> {
+        let Some(header) = self.inbuf.get(at..at + FRAME_HEADER) else { return Ok(()) };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len <= self.max_frame || len > MAX_FRAME {
+            return Ok(());
+        }
+        store.count_refusals(RefusalKind::FrameLimit, 1);
+        Err(SessionEnd::Refused(Refusal::FrameLimit { len, limit: self.max_frame }))
     }
 
     /// Whether the peer pushes metrics (as opposed to querying, or not
@@ -236,10 +266,13 @@ impl Session {
             };
         }
         if matches!(self.state, State::Query) {
-            return Ok(());
+            return self.check_frame_len(0, store);
         }
         let mut at = 0;
         let result = loop {
+            if let Err(e) = self.check_frame_len(at, store) {
+                break Err(e);
+            }
             let (req, used) = match decode_frame::<Request>(&self.inbuf[at..]) {
                 Ok(Some(d)) => d,
                 Ok(None) => break Ok(()),
@@ -269,6 +302,7 @@ impl Session {
             return Ok(());
         }
         if self.answer.is_none() {
+            self.check_frame_len(0, store)?;
             let (req, used) = match decode_frame::<Request>(&self.inbuf) {
                 Ok(Some(d)) => d,
                 Ok(None) => return Ok(()),
@@ -409,7 +443,7 @@ impl Session {
     fn reply(&mut self, reply: &Reply) {
         // A query client's answers are produced as it reads, never dropped.
         if !matches!(self.state, State::Query) && self.out.len() > self.max_reply_queue {
-            self.dropped_replies = true;
+            self.dropped_replies += 1;
             return;
         }
         if let Err(e) = encode_frame(reply, &mut self.out) {
@@ -445,12 +479,12 @@ fn state_name(s: &State) -> &'static str {
     }
 }
 
-/// Whether `buf` starts with a whole frame, or with a length prefix that
-/// decoding will refuse.
-fn frame_ready(buf: &[u8]) -> bool {
+/// Whether `buf` starts with a whole frame, or with a length prefix over
+/// `limit` that will be refused.
+fn frame_ready(buf: &[u8], limit: usize) -> bool {
     let Some(header) = buf.get(..FRAME_HEADER) else { return false };
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    len > MAX_FRAME || buf.len() >= FRAME_HEADER + len
+    len > limit || buf.len() >= FRAME_HEADER + len
 }
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub struct Limits {
     pub max_labels: usize,
     /// Bytes of one label value.
     pub max_label_value_length: usize,
+    /// How far past its registered ids a collector may choose a new id:
+    /// ids are meant to be dense (0, 1, 2, ...), and the per-collector
+    /// tables are sized by the largest id.
+    pub max_id_gap: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +64,7 @@ impl Default for Limits {
             max_remembered: 100_000,
             max_labels: 16,
             max_label_value_length: 1024,
+            max_id_gap: 1024,
         }
     }
 }
@@ -118,6 +123,13 @@ impl Store {
         self.collectors.known()
     }
 
+    /// Counts `n` refusals of `kind` made outside the store (a connection
+    /// refused, a frame too long, replies dropped), so that every refusal
+    /// shows in one place.
+    pub fn count_refusals(&mut self, kind: RefusalKind, n: u64) {
+        self.refusals.add_many(kind, n);
+    }
+
     /// Refusals of `kind` returned to collectors by [`Store::register`],
     /// [`Store::update`] and [`Store::resync`] (one per refused sample).
     pub fn refusals(&self, kind: RefusalKind) -> u64 {
@@ -168,8 +180,8 @@ impl Store {
 
     /// Binds the collector's `id` to the series `desc` names, creating it.
     pub fn register(&mut self, slot: CollectorSlot, id: u32, desc: &Desc) -> Result<SeriesId, IngestError> {
-        let limit = self.limits.max_series_per_collector;
-        let checked = self.collectors.current_mut(slot).map(|c| (c.check_id(id, limit), c.uid));
+        let (limit, gap) = (self.limits.max_series_per_collector, self.limits.max_id_gap);
+        let checked = self.collectors.current_mut(slot).map(|c| (c.check_id(id, limit, gap), c.uid));
         let uid = checked.as_ref().ok().and_then(|(_, uid)| *uid);
         let sid = match checked {
             Err(r) => Err((None, r)),

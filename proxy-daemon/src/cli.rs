@@ -47,6 +47,24 @@ pub(crate) struct Cli {
     /// Longest label value, in bytes; registrations with a longer one are refused
     #[arg(long = "max-label-value-length", value_name = "BYTES", default_value_t = Limits::default().max_label_value_length)]
     pub(crate) max_label_value_length: usize,
+    /// How far past its registered series ids a collector may choose a new
+    /// one (ids must be dense: per-collector tables are sized by the largest)
+    #[arg(long = "max-id-gap", value_name = "N", default_value_t = Limits::default().max_id_gap)]
+    pub(crate) max_id_gap: usize,
+    /// Most UNIX connections open at once (collectors, query clients and
+    /// connections before their preamble); further ones are closed at once
+    #[arg(long = "max-connections", value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_connections: u64,
+    /// Longest frame a UNIX peer may send, in bytes (what one connection's
+    /// read buffer holds); a peer sending a longer one is disconnected
+    #[arg(long = "max-frame", value_name = "BYTES", default_value_t = proxy_core::DEFAULT_MAX_FRAME as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=protocol::MAX_FRAME as u64))]
+    pub(crate) max_frame: u64,
+    /// Bytes of replies a collector may leave unread; further replies to it
+    /// are dropped
+    #[arg(long = "max-reply-queue", value_name = "BYTES", default_value_t = proxy_core::DEFAULT_MAX_REPLY_QUEUE as u64,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub(crate) max_reply_queue: u64,
     /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
@@ -76,6 +94,27 @@ impl Cli {
             max_remembered: self.max_remembered,
             max_labels: self.max_labels,
             max_label_value_length: self.max_label_value_length,
+            max_id_gap: self.max_id_gap,
         }
     }
+
+    /// The bounds of the UNIX connections the flags set.
+    pub(crate) fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_connections: self.max_connections as usize,
+            max_frame: self.max_frame as usize,
+            max_reply_queue: self.max_reply_queue as usize,
+        }
+    }
+}
+
+/// What bounds the memory of the UNIX connections, in all and each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Connections open at once.
+    pub(crate) max_connections: usize,
+    /// Longest frame a peer may send.
+    pub(crate) max_frame: usize,
+    /// Unread reply bytes queued for a collector.
+    pub(crate) max_reply_queue: usize,
 }

@@ -47,6 +47,7 @@ fn init_logging(cli: &Cli) {
 fn run(cli: Cli) -> Result<(), String> {
     // Series, collectors and labels, as the --max-* flags bound them.
     let limits = cli.limits();
+    let conn_limits = cli.conn_limits();
     let path = client::socket_path(cli.unix);
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
@@ -88,6 +89,7 @@ fn run(cli: Cli) -> Result<(), String> {
         store,
         selfm,
         access,
+        conn_limits,
         cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval))),
     )
     .and_then(|s| s.run());

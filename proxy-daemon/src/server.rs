@@ -12,6 +12,7 @@ use protocol::Desc;
 use proxy_core::{ProcessRef, RefusalKind, SeriesId, Session, SessionEnd, Store, Tally};
 
 use crate::access::Access;
+use crate::cli::ConnLimits;
 use crate::conn::{self, Slab, Verdict};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -111,6 +112,8 @@ struct Peer {
     read_blocked: bool,
     /// The peer closed its side; a query client still gets its answers.
     eof: bool,
+    /// Dropping its unread replies was logged.
+    drop_logged: bool,
 }
 
 type Conn = conn::Conn<UnixStream, Peer>;
@@ -143,6 +146,11 @@ struct Core {
     /// Per-wakeup tallies added to the self metrics in one go.
     tally: Tally,
     access: Access,
+    limits: ConnLimits,
+    /// Connections refused at the connection limit since the last log line
+    /// about them, and when that line was written.
+    refused_at_limit: u64,
+    limit_logged_at: Option<std::time::Instant>,
     /// `--state`: the file, how often to save it, and when it was saved.
     state: Option<StateFile>,
     /// Series refusals already added to the self metric.
@@ -171,6 +179,7 @@ impl Server {
         store: Arc<Mutex<Store>>,
         selfm: SelfMetrics,
         access: Access,
+        limits: ConnLimits,
         state: Option<(std::path::PathBuf, Duration)>,
     ) -> Result<Server, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
@@ -190,6 +199,9 @@ impl Server {
                 selfm,
                 tally: Tally::default(),
                 access,
+                limits,
+                refused_at_limit: 0,
+                limit_logged_at: None,
                 refused_reported: 0,
                 refusals_reported: [0; RefusalKind::ALL.len()],
                 ready: VecDeque::new(),
@@ -254,6 +266,10 @@ impl Server {
         let accepted = conn::accept_all(
             || self.listener.accept().map(|(stream, _)| stream),
             |stream| {
+                if self.conns.len() >= self.core.limits.max_connections {
+                    self.core.refuse_at_limit();
+                    return;
+                }
                 let Some(peer) = self.core.admit(&stream) else { return };
                 if let Err(e) = self.conns.insert(registry, stream, peer) {
                     log::warn!("cannot register a connection: {e}");
@@ -306,6 +322,19 @@ impl Server {
 }
 
 impl Core {
+    /// A connection beyond `--max-connections`: closed (by the caller
+    /// dropping it), counted, and logged at most once a second.
+    fn refuse_at_limit(&mut self) {
+        self.store.lock().count_refusals(RefusalKind::ConnectionLimit, 1);
+        self.refused_at_limit += 1;
+        if self.limit_logged_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let refusal = proxy_core::Refusal::ConnectionLimit { limit: self.limits.max_connections };
+            log::warn!("refused {} connection(s): {refusal}", self.refused_at_limit);
+            self.refused_at_limit = 0;
+            self.limit_logged_at = Some(std::time::Instant::now());
+        }
+    }
+
     /// Checks a new connection's peer: the state of its connection, or
     /// `None` when it is refused.
     fn admit(&mut self, stream: &UnixStream) -> Option<Peer> {
@@ -330,10 +359,14 @@ impl Core {
         let pid = peer.pid as u32;
         let process = ProcessRef { pid, start_time: procinfo::stat(pid).map_or(0, |s| s.start_time) };
         Some(Peer {
-            session: Session::for_peer(process).with_uid(peer.uid),
+            session: Session::for_peer(process)
+                .with_uid(peer.uid)
+                .with_max_frame(self.limits.max_frame)
+                .with_max_reply_queue(self.limits.max_reply_queue),
             queued: false,
             read_blocked: false,
             eof: false,
+            drop_logged: false,
         })
     }
 
@@ -450,8 +483,16 @@ impl Core {
     /// while some are left.
     fn flush(&mut self, conn: &mut Conn) -> Verdict<Close> {
         let session = &mut conn.state.session;
-        if session.take_dropped_replies() {
-            log::warn!("{} does not read its replies; dropping them", session.describe());
+        let dropped = session.take_dropped_replies();
+        if dropped > 0 {
+            self.store.lock().count_refusals(RefusalKind::ReplyQueueLimit, dropped);
+            if !std::mem::replace(&mut conn.state.drop_logged, true) {
+                log::warn!(
+                    "{} does not read its replies; dropping them beyond {} bytes (see --max-reply-queue)",
+                    session.describe(),
+                    self.limits.max_reply_queue
+                );
+            }
         }
         let collector = session.is_collector();
         let out = session.output();
@@ -481,6 +522,9 @@ impl Core {
             Close::Eof => log::debug!("{who} disconnected"),
             Close::Io(e) => log::debug!("{who} connection failed: {e}"),
             Close::Session(SessionEnd::Superseded) => log::debug!("{who} reconnected: closing its previous connection"),
+            Close::Session(SessionEnd::Refused(r @ proxy_core::Refusal::FrameLimit { .. })) => {
+                log::warn!("closing connection of {who}: {r}")
+            }
             Close::Session(SessionEnd::Refused(r)) => log::warn!("refused a collector: {r}"),
             Close::Session(SessionEnd::Protocol(msg)) => {
                 log::warn!("closing connection of {who}: {msg}");

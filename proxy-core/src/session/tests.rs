@@ -246,3 +246,45 @@ fn peers_of_versions_1_and_2_are_served_in_their_version() {
         assert_eq!(st.get(&["x_total".into()]).unwrap()[0].value, 7.0, "version {version}");
     }
 }
+
+#[test]
+fn frames_over_the_sessions_limit_end_it_and_are_counted() {
+    let hello = Request::Hello { identity: Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() } };
+    let get = Request::Get { names: vec!["n".repeat(90)] };
+    for (role, first) in [(Role::Collector, hello), (Role::Query, get)] {
+        let mut st = Store::new(Limits::default());
+        let mut s = Session::new().with_max_frame(100);
+        let mut b = Preamble::new(role).encode().to_vec();
+        let fits = frames(&[first]);
+        assert!(fits.len() - 4 <= 100, "the first frame is within the limit");
+        b.extend(fits);
+        // The next frame announces 101 bytes: refused before it arrives whole.
+        b.extend(101u32.to_le_bytes());
+        b.extend([0u8; 10]);
+        let mut result = s.feed(&b, &mut st, 1.0, &mut Tally::default());
+        while result.is_ok() && s.has_work() {
+            result = s.turn(&mut st);
+            s.output().clear();
+        }
+        let refusal = Refusal::FrameLimit { len: 101, limit: 100 };
+        assert_eq!(result, Err(SessionEnd::Refused(refusal.clone())), "{role:?}");
+        assert_eq!(st.refusals(RefusalKind::FrameLimit), 1);
+        assert_eq!(refusal.to_string(), "frame of 101 bytes exceeds this proxy's limit of 100 bytes (see --max-frame)");
+    }
+}
+
+#[test]
+fn a_collectors_unread_replies_are_dropped_beyond_its_queue_and_counted() {
+    let mut st = Store::new(Limits::default());
+    let mut s = Session::new().with_max_reply_queue(300);
+    let mut reqs = vec![Request::Hello { identity: Identity { pid: 1, start_time: 0, nonce: 1, program: "p".into() } }];
+    // Each update of an unregistered id earns an error reply of ~50 bytes.
+    reqs.extend((0..40).map(|i| Request::Update { samples: vec![Sample { id: i, value: Value::Int(1) }] }));
+    s.feed(&collector_bytes(&reqs), &mut st, 1.0, &mut Tally::default()).unwrap();
+    let kept = replies(&mut s).len() as u64;
+    let dropped = s.take_dropped_replies();
+    println!("reply queue of 300 bytes: {kept} replies kept, {dropped} dropped");
+    assert!(kept > 1 && dropped > 0);
+    assert_eq!(kept + dropped, 41, "the welcome and 40 errors, each kept or dropped");
+    assert_eq!(s.take_dropped_replies(), 0, "taken once");
+}

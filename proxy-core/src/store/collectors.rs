@@ -8,11 +8,6 @@ use protocol::Identity;
 use super::series::SeriesId;
 use crate::refusal::Refusal;
 
-/// How far past its registered ids a collector may choose a new id: ids
-/// are meant to be dense (0, 1, 2, ...), and the per-collector tables are
-/// sized by the largest id.
-pub(crate) const MAX_ID_GAP: usize = 1024;
-
 /// A connected collector, as handed to the connection that speaks for it.
 /// The epoch changes whenever the same collector connects again, so a stale
 /// connection can no longer change anything.
@@ -58,14 +53,15 @@ pub(super) struct Collector {
 }
 
 impl Collector {
-    /// Checks that `id` may be bound under a per-collector `limit`; returns
-    /// whether it is a new id (not bound yet).
-    pub(super) fn check_id(&self, id: u32, limit: usize) -> Result<bool, Refusal> {
+    /// Checks that `id` may be bound under a per-collector `limit`, at most
+    /// `max_gap` past the ids so far; returns whether it is a new id (not
+    /// bound yet).
+    pub(super) fn check_id(&self, id: u32, limit: usize, max_gap: usize) -> Result<bool, Refusal> {
         if id as usize >= limit {
             return Err(Refusal::IdBeyondLimit { id, limit });
         }
-        if id as usize > self.ids.len() + MAX_ID_GAP {
-            return Err(Refusal::SparseId { id, max_gap: MAX_ID_GAP });
+        if id as usize > self.ids.len().saturating_add(max_gap) {
+            return Err(Refusal::SparseId { id, max_gap });
         }
         let fresh = self.ids.get(id as usize).is_none_or(|s| s.is_none());
         if fresh && self.registered >= limit {

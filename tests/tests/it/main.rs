@@ -37,6 +37,9 @@ mod load;
 /// Greedy local peers: pipelined queries, unread and huge replies, connection limits.
 mod peers;
 
+/// The UNIX side's memory bounds: connections, read buffers, reply queues, id gaps.
+mod limits;
+
 /// Live collectors are never forgotten: the remembered cap, zombie leaders, restored identities, Welcome.
 mod remember;
 
