@@ -46,8 +46,7 @@ fn init_logging(cli: &Cli) {
 
 fn run(cli: Cli) -> Result<(), String> {
     // Series, collectors and labels, as the --max-* flags bound them.
-    let limits = cli.limits();
-    let conn_limits = cli.conn_limits();
+    let (limits, conn_limits) = (cli.limits(), cli.conn_limits());
     let path = client::socket_path(cli.unix);
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
