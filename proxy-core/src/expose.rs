@@ -83,6 +83,22 @@ impl Scrape {
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
+
+    /// The series of family `name`, in exposition order, each as its key
+    /// (`name{labels}`, see [`crate::labels_of_key`]) and its value in
+    /// exposition units (seconds, bytes); none when the family has none.
+    pub fn family<'a>(&'a self, name: &str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+        let layout = &*self.layout;
+        let range = layout.families.iter().find(|f| f.name == name).map_or(0..0, |f| f.range.clone());
+        range.map(move |k| {
+            let start = if k == 0 { 0 } else { layout.ends[k - 1] };
+            let value = match self.values[k] {
+                Val::Int(i) => i as f64,
+                Val::Float(v) => v,
+            };
+            (&layout.text[start..layout.ends[k]], value)
+        })
+    }
 }
 
 impl Store {
@@ -240,6 +256,24 @@ mod tests {
              # TYPE odd gauge\n\
              odd{path=\"C:\\\\dir\\n\\\"x\\\"\"} -0.25\n"
         );
+    }
+
+    #[test]
+    fn a_family_of_a_scrape_is_its_keys_and_values_in_exposition_units() {
+        let mut scrape = Scrape::default();
+        store().scrape(&mut scrape);
+        let hits: Vec<(&str, f64)> = scrape.family("mpi_hits_total").collect();
+        assert_eq!(
+            hits,
+            [("mpi_hits_total{function=\"MPI_Bcast\"}", 3.0), ("mpi_hits_total{function=\"MPI_Send\"}", u64::MAX as f64)]
+        );
+        let time: Vec<(&str, f64)> = scrape.family("mpi_time_total").collect();
+        assert_eq!(time, [("mpi_time_total{function=\"MPI_Send\"}", 1.234567891)]);
+        assert_eq!(scrape.family("odd").map(|(k, _)| crate::labels_of_key(k)).collect::<Vec<_>>(), [vec![(
+            "path".to_owned(),
+            "C:\\dir\n\"x\"".to_owned()
+        )]]);
+        assert_eq!(scrape.family("no_such_family").count(), 0);
     }
 
     #[test]

@@ -31,4 +31,4 @@ pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_FRAME, DEFA
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
 pub use store::query::UnknownSeries;
 pub use store::{CollectorSlot, Limits, ProcessRef, SeriesId, Store, RESERVED_PREFIX};
-pub use validate::{series_key, validate_desc, NameError};
+pub use validate::{labels_of_key, series_key, validate_desc, NameError};

@@ -138,7 +138,7 @@ pub fn series_key(desc: &Desc) -> String {
 }
 
 /// The labels of a key made by [`series_key`], unescaped, in its order.
-pub(crate) fn labels_of_key(key: &str) -> Vec<(String, String)> {
+pub fn labels_of_key(key: &str) -> Vec<(String, String)> {
     let Some(open) = key.find('{') else { return Vec::new() };
     let mut labels = Vec::new();
     let mut rest = &key[open + 1..];

@@ -1,20 +1,18 @@
-//! The HTTP endpoint Prometheus scrapes: `/metrics`, `/metrics/` and `/`.
+//! The HTTP endpoint: `/metrics` (and `/metrics/`) for Prometheus, the live
+//! page at `/` (files under `/page/`) and `/api/values`, the JSON it polls.
 //!
-//! A small HTTP/1.1 server on its own mio loop and thread. It is written
-//! here rather than taken from a crate because the endpoint faces the
-//! network (port 1337 on every address by default) and must bound what a
-//! client can make it hold: request heads are limited in size (414, 431),
-//! a request head must arrive within a timeout (408), and a client that
-//! never finishes its request costs one buffer, never a thread. Only GET
-//! and HEAD are served; keep-alive and pipelining are supported, as
-//! Prometheus keeps its scrape connections open.
-//!
-//! A scrape copies the values out under the store's lock and formats them
-//! without it; the page (gzip-compressed when the scraper accepts it) is
-//! shared by every connection sending it, and reused while nothing but
-//! the scrape counters changed, for at most [`REUSE`]. Connections are
-//! limited per client address; at a limit, the least recently active
-//! connection gives its place to the new one.
+//! A small HTTP/1.1 server on its own mio loop and thread, written here
+//! rather than taken from a crate because the endpoint faces the network
+//! (port 1337 on every address by default) and must bound what a client can
+//! make it hold: request heads are limited in size (414, 431) and must
+//! arrive within a timeout (408); a client that never finishes its request
+//! costs one buffer, never a thread. GET and HEAD only, with keep-alive and
+//! pipelining, as Prometheus keeps its scrape connections open. A scrape
+//! copies the values out under the store's lock and formats them without it;
+//! the page (gzip-compressed when the scraper accepts it) is shared by every
+//! connection sending it and reused while nothing but the scrape counters
+//! changed, for at most [`REUSE`]. Connections are limited per client
+//! address; at a limit, the least recently active one makes room.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +29,13 @@ use proxy_core::{render_scrape, Format, Scrape, Store};
 use crate::conn::{self, Slab, Verdict};
 use crate::server::{now, SelfMetrics};
 
+mod api;
+mod assets;
 mod parse;
 mod response;
 
 use parse::{Head, Next};
-use response::{error, write_response, Body, Response, INDEX};
+use response::{error, write_response, Body, Response};
 
 /// The loop's own tokens; connections' come after.
 const LISTENER: Token = Token(0);
@@ -96,6 +96,8 @@ impl Http {
                 scrape: Scrape::default(),
                 text: String::new(),
                 pages: Default::default(),
+                assets: assets::load(),
+                node: node_name(),
             },
             stop: stop.clone(),
         };
@@ -188,6 +190,10 @@ struct Endpoint {
     text: String,
     /// The last page of each format, plain and gzip.
     pages: [Option<Page>; 4],
+    /// The live page's files.
+    assets: Vec<assets::Asset>,
+    /// This node's name, as the API shows it.
+    node: String,
 }
 
 impl HttpServer {
@@ -348,7 +354,7 @@ impl Endpoint {
             return Response {
                 status: 405,
                 content_type: "text/plain; charset=utf-8",
-                extra: "Allow: GET, HEAD\r\n",
+                extra: "Allow: GET, HEAD\r\n".into(),
                 body: Body::Bytes(b"only GET and HEAD are supported\n".to_vec()),
             };
         }
@@ -364,16 +370,34 @@ impl Endpoint {
                     ),
                     _ => (Body::Page(self.page(format, false)), VARY),
                 };
-                Response { status: 200, content_type: format.content_type(), extra, body }
+                Response { status: 200, content_type: format.content_type(), extra: extra.into(), body }
             }
-            "/" => Response {
-                status: 200,
-                content_type: "text/html; charset=utf-8",
-                extra: "",
-                body: Body::Bytes(INDEX.as_bytes().to_vec()),
+            "/api/values" => self.api_values(head),
+            path => match self.assets.iter().find(|a| a.path == path) {
+                Some(asset) => asset.response(head.gzip, head.if_none_match),
+                None => error(404, "not found: try /metrics"),
             },
-            _ => error(404, "not found: try /metrics"),
         }
+    }
+
+    /// `/api/values`: the values copied out under the store's lock, like
+    /// a scrape (which it is not: nothing is counted), the JSON written
+    /// after it. A HEAD reads nothing.
+    fn api_values(&mut self, head: &Head<'_>) -> Response {
+        if !head.query.is_empty() {
+            return error(400, "/api/values takes no parameters");
+        }
+        let body = if head.method == "HEAD" {
+            Body::Unrendered
+        } else {
+            let counts = {
+                let mut st = self.store.lock();
+                st.scrape(&mut self.scrape);
+                api::Counts { collectors: st.connected_collectors(), series: st.series_count() }
+            };
+            Body::Bytes(api::to_json(&api::values(&self.scrape, counts, &self.node, now())))
+        };
+        Response { status: 200, content_type: "application/json", extra: "Cache-Control: no-store\r\n".into(), body }
     }
 
     /// Counts a scrape and returns its page: the last one of this kind if
@@ -520,4 +544,9 @@ fn respond_and_close(c: &mut Client, resp: Response) {
     c.write_progress = Instant::now();
     c.close_after = true;
     c.inbuf.clear();
+}
+
+/// The node's name, as the kernel knows it.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
 }

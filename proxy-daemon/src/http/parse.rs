@@ -85,6 +85,8 @@ const MAX_HEADERS: usize = 128;
 pub(super) struct Head<'a> {
     pub(super) method: &'a str,
     pub(super) path: &'a str,
+    /// What follows `?` in the target, empty without one.
+    pub(super) query: &'a str,
     pub(super) http11: bool,
     pub(super) accept: Option<&'a str>,
     /// `Connection` says `close` (any token of its list).
@@ -93,6 +95,8 @@ pub(super) struct Head<'a> {
     conn_keep_alive: bool,
     /// `Accept-Encoding` accepts gzip (q above 0, by name or `*`).
     pub(super) gzip: bool,
+    /// `If-None-Match`, as sent.
+    pub(super) if_none_match: Option<&'a str>,
     pub(super) has_body: bool,
 }
 
@@ -127,14 +131,17 @@ pub(super) fn parse(head: &[u8]) -> Result<Head<'_>, Refusal> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(refuse(400, "malformed request line"));
     };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut h = Head {
         method,
-        path: target.split('?').next().unwrap_or(""),
+        path,
+        query,
         http11: version == 1,
         accept: None,
         conn_close: false,
         conn_keep_alive: false,
         gzip: false,
+        if_none_match: None,
         has_body: false,
     };
     for header in req.headers.iter() {
@@ -150,6 +157,8 @@ pub(super) fn parse(head: &[u8]) -> Result<Head<'_>, Refusal> {
             }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             h.gzip = accepts_gzip(value);
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            h.if_none_match = Some(value);
         } else if (name.eq_ignore_ascii_case("content-length") && value != "0")
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
@@ -213,11 +222,14 @@ mod tests {
 
     #[test]
     fn request_heads_are_parsed_strictly() {
-        let h = parse(b"GET /metrics?x=1 HTTP/1.1\r\nAccept: a/b\r\nConnection: close\r\n\r\n").ok().unwrap();
+        let h = parse(b"GET /metrics?x=1 HTTP/1.1\r\nAccept: a/b\r\nConnection: close\r\nIf-None-Match: \"e\"\r\n\r\n")
+            .ok()
+            .unwrap();
         assert_eq!(
-            (h.method, h.path, h.http11, h.accept, h.keep_alive()),
-            ("GET", "/metrics", true, Some("a/b"), false)
+            (h.method, h.path, h.query, h.http11, h.accept, h.keep_alive(), h.if_none_match),
+            ("GET", "/metrics", "x=1", true, Some("a/b"), false, Some("\"e\""))
         );
+        assert_eq!(parse(b"GET /a HTTP/1.1\r\n\r\n").ok().map(|h| (h.path, h.query)), Some(("/a", "")));
         let status = |head: &str| parse(head.as_bytes()).err().map(|r| (r.status, r.message));
         assert_eq!(status("GET /\r\n\r\n"), Some((400, "malformed request line")));
         assert_eq!(status("NONSENSE\r\n\r\n"), Some((400, "malformed request line")));

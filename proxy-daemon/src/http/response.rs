@@ -1,12 +1,8 @@
 //! Responses of the HTTP endpoint and their bytes on the wire.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The page served at `/`.
-pub(super) const INDEX: &str = "<!DOCTYPE html>\n<html><head><title>tau_metric_proxy</title></head>\n\
-<body><h1>tau_metric_proxy</h1>\n<p>Node-local aggregating gateway for Prometheus.</p>\n\
-<p><a href=\"/metrics\">Metrics</a></p>\n</body></html>\n";
 
 /// What a response carries.
 #[derive(Debug)]
@@ -15,7 +11,8 @@ pub(super) enum Body {
     Bytes(Vec<u8>),
     /// A rendered page, shared by every connection sending it.
     Page(Arc<[u8]>),
-    /// The head of a page that is not rendered (HEAD): no length.
+    /// The head of a page that is not rendered (HEAD), or of a 304: no
+    /// length, no body.
     Unrendered,
 }
 
@@ -25,13 +22,14 @@ pub(super) struct Response {
     pub(super) status: u16,
     pub(super) content_type: &'static str,
     /// Extra header lines, each ending in CRLF.
-    pub(super) extra: &'static str,
+    pub(super) extra: Cow<'static, str>,
     pub(super) body: Body,
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        304 => "Not Modified",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -48,7 +46,7 @@ pub(super) fn error(status: u16, message: &str) -> Response {
     Response {
         status,
         content_type: "text/plain; charset=utf-8",
-        extra: "",
+        extra: Cow::Borrowed(""),
         body: Body::Bytes(format!("{message}\n").into_bytes()),
     }
 }

@@ -19,6 +19,9 @@ mod daemon;
 /// The HTTP endpoint: formats, content negotiation, promtool, status codes.
 mod http;
 
+/// The live page at `/` and its JSON API, in headless Chromium against a real MPI run.
+mod page;
+
 /// The HTTP endpoint under load: many scrapers, slow readers, per-address limits.
 mod http_load;
 

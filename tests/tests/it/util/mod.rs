@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod browser;
 mod command;
 mod http;
 mod mpi;
@@ -13,6 +14,7 @@ mod prom;
 mod promserver;
 mod proxy;
 
+pub use browser::{attribute, first_column, target_file, Browser};
 pub use command::{cmd, tool, Run, Running, TestCommand};
 pub use http::{http_get, http_raw};
 pub(crate) use mpi::mpi_test;

@@ -1,0 +1,190 @@
+//! The live page at `/` and the JSON it polls: files, cache headers, the
+//! API's exact answers, and the page itself in headless Chromium against a
+//! daemon fed by a real MPI run, with a screenshot left for a person.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use protocol::{Desc, Request, Role, Sample, Scale, Value};
+use serde_json::json;
+
+use crate::util::{
+    attribute, first_column, http_get, http_raw, identity, mpi_test, target_file, wait_for, Browser, Proxy, RawPeer,
+    TempDir,
+};
+
+/// The bytes of a file of the page's folder, as committed.
+fn page_file(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proxy-daemon/page").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The head of the response to `request`, whatever its body.
+fn response_head(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read HTTP response");
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    String::from_utf8(raw[..end].to_vec()).expect("UTF-8 head")
+}
+
+/// `/api/values` parsed.
+fn api_values(p: &Proxy) -> serde_json::Value {
+    let r = http_get(p.port, "/api/values", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("/api/values is not JSON: {e}: {}", r.body))
+}
+
+#[test]
+fn page_files_are_embedded_and_revalidated_by_entity_tag() {
+    let p = Proxy::start();
+    let r = http_get(p.port, "/", None);
+    assert_eq!((r.status, r.header("Content-Type")), (200, Some("text/html; charset=utf-8")));
+    assert_eq!(r.body.as_bytes(), page_file("index.html"));
+    assert!(r.body.contains("<a href=\"/metrics\">Metrics</a>"));
+    assert_eq!(r.header("Cache-Control"), Some("no-cache"));
+    assert!(r.header("Content-Security-Policy").is_some_and(|v| v.starts_with("default-src 'self'")));
+    let etag = r.header("ETag").expect("an ETag").to_owned();
+    // Revalidation: 304 without a body while the daemon is the same.
+    let again = http_raw(p.port, &format!("GET / HTTP/1.0\r\nIf-None-Match: {etag}\r\n\r\n"));
+    assert_eq!((again.status, again.body.as_str(), again.header("ETag")), (304, "", Some(etag.as_str())));
+    let other = http_raw(p.port, "GET / HTTP/1.0\r\nIf-None-Match: \"something-else\"\r\n\r\n");
+    assert_eq!(other.status, 200);
+    // Every file the page loads comes from the daemon, byte for byte.
+    for (path, file, kind) in [
+        ("/page/page.js", "page.js", "text/javascript; charset=utf-8"),
+        ("/page/page.css", "page.css", "text/css; charset=utf-8"),
+        ("/page/uPlot.iife.min.js", "uplot/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+        ("/page/uPlot.min.css", "uplot/uPlot.min.css", "text/css; charset=utf-8"),
+        ("/page/uPlot.LICENSE.txt", "uplot/LICENSE", "text/plain; charset=utf-8"),
+    ] {
+        let r = http_get(p.port, path, None);
+        assert_eq!((r.status, r.header("Content-Type")), (200, Some(kind)), "{path}");
+        assert_eq!(r.body.as_bytes(), page_file(file), "{path}");
+        assert!(r.body.len() > 100, "{path}");
+    }
+    // Compressed for a browser that accepts it, under another tag.
+    let head = response_head(p.port, "GET /page/uPlot.iife.min.js HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert!(head.contains("\r\nContent-Encoding: gzip"), "{head}");
+    assert!(head.contains("-gz\""), "{head}");
+    let r = http_get(p.port, "/page/nothing.js", None);
+    assert_eq!((r.status, r.body.as_str()), (404, "not found: try /metrics\n"));
+}
+
+#[test]
+fn api_values_are_the_node_totals_by_function_and_syscall_and_change_nothing() {
+    let p = Proxy::start();
+    let mut c = RawPeer::connect(&p.socket, Role::Collector);
+    c.send(&Request::Hello { identity: identity("page") });
+    let descs = [
+        Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "calls"),
+        Desc::counter("mpi_size_total", &[("function", "MPI_Send")], "bytes"),
+        Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "seconds").with_scale(Scale::Nano),
+        Desc::counter("mpi_hits_total", &[("function", "MPI_Barrier")], "calls"),
+        Desc::counter("strace_hits_total", &[("scall", "read")], "calls"),
+        Desc::counter("strace_errors_total", &[("scall", "read")], "errors"),
+        Desc::counter("strace_size_total", &[("scall", "read")], "bytes"),
+    ];
+    for (i, d) in descs.into_iter().enumerate() {
+        c.send(&Request::Register { id: i as u32, desc: d });
+    }
+    let values = [12, 4096, 2_500_000_001, 3, 7, 2, 65536];
+    c.send(&Request::Update {
+        samples: values.iter().enumerate().map(|(i, &v)| Sample { id: i as u32, value: Value::Int(v) }).collect(),
+    });
+    assert_eq!(p.wait_value("strace_size_total{scall=\"read\"}", 65536.0), 65536.0);
+    let before = http_get(p.port, "/metrics", None);
+    let r = http_get(p.port, "/api/values", None);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("Cache-Control"), Some("no-store"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert_eq!(
+        v["mpi"],
+        json!({"MPI_Barrier": {"hits": 3}, "MPI_Send": {"hits": 12, "size": 4096, "time": 2.500000001}})
+    );
+    assert_eq!(v["syscalls"], json!({"read": {"hits": 7, "size": 65536, "errors": 2}}));
+    assert_eq!(v["collectors"], 1);
+    // Every series of the node, the proxy's own included, as /metrics shows them.
+    let samples = before.body.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(v["series"].as_u64(), Some(samples as u64), "{}", before.body);
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(v["node"], node.trim());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((v["time"].as_f64().unwrap() - now).abs() < 60.0, "{v}");
+    // Asking changes nothing: no scrape counted, no value moved.
+    for _ in 0..3 {
+        api_values(&p);
+    }
+    let head = http_raw(p.port, "HEAD /api/values HTTP/1.0\r\n\r\n");
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    http_get(p.port, "/metrics", None);
+    // Two scrapes of /metrics, none of the API (the page of the second one
+    // may be the first's, reused: ask the store itself).
+    assert_eq!(p.value("tau_metric_proxy_scrapes_total{format=\"text\"}"), 2.0);
+    let after = api_values(&p);
+    assert_eq!((&after["mpi"], &after["syscalls"]), (&v["mpi"], &v["syscalls"]));
+    let r = http_get(p.port, "/api/values?job=1", None);
+    assert_eq!((r.status, r.body.as_str()), (400, "/api/values takes no parameters\n"));
+}
+
+/// The syscall names the page's table shows first: most time first (then
+/// most calls, then by name), as many as the table has rows.
+fn top_by_time(totals: &serde_json::Value, n: usize) -> Vec<String> {
+    let mut all: Vec<(&String, f64, f64)> = totals
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(name, t)| (name, t["time"].as_f64().unwrap_or(0.0), t["hits"].as_f64().unwrap_or(0.0)))
+        .collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.total_cmp(&a.2)).then(a.0.cmp(b.0)));
+    all.into_iter().take(n).map(|(name, _, _)| name.clone()).collect()
+}
+
+mpi_test! {
+    /// A real MPI run on 3 ranks and a traced command feed the daemon; the
+    /// page, in headless Chromium, shows their functions and syscalls and
+    /// draws its charts. The screenshot stays under target/page/.
+    fn openmpi_live_page_in_a_browser_shows_a_real_mpi_run, mpich_live_page_in_a_browser_shows_a_real_mpi_run(mpi) {
+        let p = Proxy::start();
+        // Syscalls of a command that is over: the page's table must show
+        // exactly the API's top ones.
+        p.tool("tau_metric_proxy_run").args(["-s", "--", "cat", "/etc/hostname"]).run().assert_success();
+        wait_for(Duration::from_secs(10), || (p.value("strace_hits_total{scall=\"execve\"}") > 0.0).then_some(()))
+            .expect("the traced command's syscalls reach the daemon");
+        let dir = TempDir::new("page-mpi");
+        let stop = dir.join("stop");
+        let ranks = mpi.mpirun(3, Some(&p.socket), &[mpi.program("mpi_page").as_os_str(), stop.as_os_str()]).spawn();
+        wait_for(Duration::from_secs(30), || (p.value("mpi_hits_total{function=\"MPI_Barrier\"}") > 10.0).then_some(()))
+            .expect("the ranks' calls reach the daemon");
+        let url = format!("http://127.0.0.1:{}/", p.port);
+        let browser = Browser::new();
+        let dom = browser.dom(&url, Duration::from_secs(10));
+        let syscalls_now = api_values(&p)["syscalls"].clone();
+        let mpi_functions = first_column(&dom, "mpi");
+        let mut sorted = mpi_functions.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            ["MPI_Allreduce", "MPI_Barrier", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Init", "MPI_Recv", "MPI_Send"],
+            "{dom}"
+        );
+        assert_eq!(first_column(&dom, "syscalls"), top_by_time(&syscalls_now, 12), "{dom}");
+        for chart in ["mpi-chart", "syscalls-chart"] {
+            let points: usize = attribute(&dom, chart, "data-points").and_then(|n| n.parse().ok()).unwrap_or(0);
+            assert!(points > 0, "{chart} drew no points:\n{dom}");
+            println!("{chart}: {points} points drawn");
+        }
+        assert!(dom.contains("collectors connected"), "{dom}");
+        let png = target_file(&format!("page/live-page-{}.png", mpi.name));
+        browser.screenshot(&url, Duration::from_secs(20), &png);
+        println!("screenshot of the live page: {}", png.display());
+        std::fs::write(&stop, "").unwrap();
+        let out = ranks.finish_within(Duration::from_secs(60));
+        out.assert_success();
+        assert!(out.stdout().starts_with("mpi_page: ") && out.stdout().ends_with(" laps on 3 ranks\n"), "{out}");
+    }
+}
