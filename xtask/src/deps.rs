@@ -9,7 +9,8 @@ use std::process::Command;
 /// and `<linux/bpf.h>` for the eBPF engine), gfortran (the MPI Fortran
 /// wrappers `mpif90` the shim's build asks for the Fortran MPI libraries,
 /// and the Fortran test programs), clang and libbpf's headers
-/// (`strace-tracer/build.rs` compiles the eBPF engine's C program).
+/// (`strace-tracer/build.rs` compiles the eBPF engine's C program), and
+/// chromium (the live page's test opens it in a real, headless browser).
 pub(crate) const PACKAGES: &[&str] = &[
     "openmpi-bin",
     "libopenmpi-dev",
@@ -24,6 +25,7 @@ pub(crate) const PACKAGES: &[&str] = &[
     "gfortran",
     "clang",
     "libbpf-dev",
+    "chromium",
 ];
 
 fn installed(pkg: &str) -> bool {
