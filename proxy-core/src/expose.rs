@@ -265,14 +265,17 @@ mod tests {
         let hits: Vec<(&str, f64)> = scrape.family("mpi_hits_total").collect();
         assert_eq!(
             hits,
-            [("mpi_hits_total{function=\"MPI_Bcast\"}", 3.0), ("mpi_hits_total{function=\"MPI_Send\"}", u64::MAX as f64)]
+            [
+                ("mpi_hits_total{function=\"MPI_Bcast\"}", 3.0),
+                ("mpi_hits_total{function=\"MPI_Send\"}", u64::MAX as f64)
+            ]
         );
         let time: Vec<(&str, f64)> = scrape.family("mpi_time_total").collect();
         assert_eq!(time, [("mpi_time_total{function=\"MPI_Send\"}", 1.234567891)]);
-        assert_eq!(scrape.family("odd").map(|(k, _)| crate::labels_of_key(k)).collect::<Vec<_>>(), [vec![(
-            "path".to_owned(),
-            "C:\\dir\n\"x\"".to_owned()
-        )]]);
+        assert_eq!(
+            scrape.family("odd").map(|(k, _)| crate::labels_of_key(k)).collect::<Vec<_>>(),
+            [vec![("path".to_owned(), "C:\\dir\n\"x\"".to_owned())]]
+        );
         assert_eq!(scrape.family("no_such_family").count(), 0);
     }
 
