@@ -21,7 +21,7 @@ pub(crate) const SHARED: [(&str, Scale, &str); 10] = [
     (
         "strace_lost_calls_total",
         Scale::One,
-        "System calls not counted by the eBPF engine: its map of syscall numbers outside the tables was full",
+        "System calls not counted: the tracer's room for syscall numbers outside the tables was full",
     ),
     ("tau_metric_proxy_run_total", Scale::One, "Number of launch with the tau_metric_proxy_run command"),
 ];

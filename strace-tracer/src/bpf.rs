@@ -6,12 +6,14 @@
 //! or the process dies: the kernel then detaches the programs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use aya::maps::{Array, HashMap as BpfMap, MapData};
 use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use crate::counts::{Lost, Row};
+use crate::counts::{Bounds, Lost, Row};
 use crate::syscall::{self, Abi, Bytes, Catalog, Slot, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/count.bpf.o"));
@@ -33,9 +35,10 @@ const PROGRAMS: [(&str, &str); 5] = [
     ("on_exit", "sched_process_exit"),
 ];
 const BTF: &str = "/sys/kernel/btf/vmlinux";
-/// `max_entries` of the `threads` and `rare` maps in `bpf/count.bpf.c`.
-const MAX_THREADS: u64 = 65536;
-const MAX_RARE: u64 = 256;
+/// `max_entries` of the `threads` map unless `--max-threads` says otherwise.
+pub(crate) const MAX_THREADS: u32 = 65536;
+/// `max_entries` of the `rare` map in `bpf/count.bpf.c`.
+pub(crate) const MAX_RARE: u64 = 256;
 
 /// A thread as the program keeps it (`struct thread`).
 type Thread = [u64; 4];
@@ -71,6 +74,9 @@ pub(crate) struct Engine {
     // Holds the programs and their links: dropping it detaches them.
     _ebpf: Ebpf,
     threads: BpfMap<MapData, u32, Thread>,
+    /// Threads that found the map full when marked from here (the kernel
+    /// counts those its fork program could not add).
+    refused: Arc<AtomicU64>,
     reader: Option<Reader>,
 }
 
@@ -79,8 +85,10 @@ pub(crate) struct Reader {
     state: Array<MapData, State>,
     rare: BpfMap<MapData, [u64; 2], [u64; 4]>,
     catalog: Catalog,
+    refused: Arc<AtomicU64>,
     /// Threads not followed and calls not counted, as last read.
     lost: Lost,
+    bounds: Bounds,
 }
 
 /// `flags[slot]` for every slot: bytes rule and whether it is counted.
@@ -107,8 +115,9 @@ fn flags(catalog: &Catalog, only: Option<&[Slot]>) -> Vec<u8> {
 
 impl Engine {
     /// Loads and attaches the engine, counting every syscall or only those
-    /// of `only`. The error is one line saying why it cannot run.
-    pub(crate) fn load(only: Option<&[Slot]>) -> Result<Engine, String> {
+    /// of `only`, following at most `max_threads` threads at once. The error
+    /// is one line saying why it cannot run.
+    pub(crate) fn load(only: Option<&[Slot]>, max_threads: u32) -> Result<Engine, String> {
         if let Some(why) = unavailable() {
             return Err(why);
         }
@@ -121,6 +130,7 @@ impl Engine {
             .btf(Some(&btf))
             .override_global("flags", flags, true)
             .override_global("rare_counted", &rare_counted, true)
+            .map_max_entries("threads", max_threads)
             .load(OBJECT)
             .map_err(|e| format!("the kernel refused the eBPF programs: {}", chain(&e)))?;
         for (name, tracepoint) in PROGRAMS {
@@ -136,13 +146,23 @@ impl Engine {
         let threads = BpfMap::try_from(take(&mut ebpf, "threads")?).map_err(|e| format!("map threads: {e}"))?;
         let state = Array::try_from(take(&mut ebpf, ".bss")?).map_err(|e| format!("map .bss: {e}"))?;
         let rare = BpfMap::try_from(take(&mut ebpf, "rare")?).map_err(|e| format!("map rare: {e}"))?;
-        let reader = Reader { state, rare, catalog, lost: Lost::default() };
-        Ok(Engine { _ebpf: ebpf, threads, reader: Some(reader) })
+        let refused = Arc::new(AtomicU64::new(0));
+        let bounds = Bounds { bpf: true, threads: max_threads.into(), numbers: MAX_RARE };
+        let reader = Reader { state, rare, catalog, refused: refused.clone(), lost: Lost::default(), bounds };
+        Ok(Engine { _ebpf: ebpf, threads, refused, reader: Some(reader) })
     }
 
-    /// Counts thread `tid` from now on (and what it creates).
+    /// Counts thread `tid` from now on (and what it creates); a thread
+    /// that finds the map full is counted as lost.
     pub(crate) fn trace(&mut self, tid: u32) -> Result<(), String> {
-        self.threads.insert(tid, [0u64; 4], 0).map_err(|e| format!("cannot trace thread {tid}: {}", chain(&e)))
+        match self.threads.insert(tid, [0u64; 4], 0) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot trace thread {tid}: {}", chain(&e))),
+        }
     }
 
     /// Stops counting thread `tid` (one that is gone).
@@ -201,27 +221,19 @@ impl Reader {
             let abi = ABIS.get((key[0] & 0xffff_ffff) as usize).copied().unwrap_or(Abi::X86_64);
             add(&mut self.catalog, abi, key[1], &c);
         }
-        let lost = Lost { threads: state[SLOTS * 4], calls: state[SLOTS * 4 + 1] };
-        // Each map is said full once, when it first refuses something.
-        if lost.threads > 0 && self.lost.threads == 0 {
-            log::warn!(
-                "eBPF map full: {MAX_THREADS} threads followed, further ones are not counted \
-                 (strace_lost_threads_total)"
-            );
-        }
-        if lost.calls > 0 && self.lost.calls == 0 {
-            log::warn!(
-                "eBPF map full: {MAX_RARE} syscall numbers outside the tables counted, calls of further ones \
-                 are not (strace_lost_calls_total)"
-            );
-        }
-        self.lost = lost;
+        let refused = self.refused.load(Ordering::Relaxed);
+        self.lost = Lost { threads: state[SLOTS * 4] + refused, calls: state[SLOTS * 4 + 1] };
         rows.into_values().collect()
     }
 
     /// What the maps could not hold, as of the last [`Reader::snapshot`].
     pub(crate) fn lost(&self) -> Lost {
         self.lost
+    }
+
+    /// The maps' sizes.
+    pub(crate) fn bounds(&self) -> Bounds {
+        self.bounds
     }
 }
 

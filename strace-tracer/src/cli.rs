@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[command(
     name = "tau_strace",
     version,
-    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID\n       tau_strace [-v] --serve SOCKET"
+    override_usage = "tau_strace [OPTIONS] -- COMMAND [ARGS]...\n       tau_strace [OPTIONS] -p PID\n       tau_strace [-v] [--max-threads N] --serve SOCKET"
 )]
 pub(crate) struct Cli {
     /// Unix socket of tau_metric_proxy [default: $TAU_METRIC_PROXY, else
@@ -33,6 +33,14 @@ pub(crate) struct Cli {
     /// user could ptrace.
     #[arg(long, value_name = "SOCKET", conflicts_with_all = ["pid", "command", "only", "env", "service"])]
     pub(crate) serve: Option<PathBuf>,
+    /// eBPF engine: follow at most N threads at once (the size of its
+    /// thread map, in kernel memory) [default: 65536]. Further threads, and
+    /// what they create, are not counted but counted in
+    /// strace_lost_threads_total and said once. The ptrace engine follows
+    /// every thread and refuses this option. With --serve: the most a
+    /// request may ask for [default: 65536].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub(crate) max_threads: Option<u32>,
     /// Log which engine counts (and why, with auto), attaches, detaches and
     /// the state of the link to the proxy.
     #[arg(short, long)]

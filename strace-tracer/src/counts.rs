@@ -12,9 +12,10 @@ use protocol::{Desc, Kind, Scale};
 
 use crate::syscall::{Catalog, Slot};
 
-/// Room for `syscall_N` names beyond the tables; numbers past it are not
-/// counted (a tracee would need this many distinct invalid numbers).
-const EXTRA_SLOTS: usize = 1024;
+/// Room for `syscall_N` names beyond the tables (ptrace engine): the calls
+/// of further numbers are counted as lost (a tracee would need this many
+/// distinct invalid numbers).
+pub(crate) const EXTRA_SLOTS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Cell {
@@ -41,6 +42,8 @@ pub(crate) struct Counts {
     cells: Box<[Cell]>,
     /// Calls completed, all syscalls together.
     total: AtomicU64,
+    /// Calls completed whose number found no room (beyond the extra slots).
+    lost_calls: AtomicU64,
     /// Name and I/O flag per slot, extended when unknown numbers appear.
     names: Mutex<Vec<(String, bool)>>,
 }
@@ -50,6 +53,7 @@ impl Counts {
         Counts {
             cells: (0..known + EXTRA_SLOTS).map(|_| Cell::default()).collect(),
             total: AtomicU64::new(0),
+            lost_calls: AtomicU64::new(0),
             names: Mutex::new(Vec::new()),
         }
     }
@@ -63,10 +67,12 @@ impl Counts {
         }
     }
 
-    /// Adds one completed call. Only the tracing thread writes, so plain
+    /// Adds one completed call; a call without a slot (its number found no
+    /// room) is counted as lost. Only the tracing thread writes, so plain
     /// load/store pairs suffice (no locked read-modify-write).
     pub(crate) fn record(&self, slot: Slot, bytes: u64, ns: u64, failed: bool) {
         let Some(c) = self.cells.get(slot as usize) else {
+            self.lost_calls.store(self.lost_calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return;
         };
         let add = |a: &AtomicU64, v: u64| a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
@@ -85,6 +91,12 @@ impl Counts {
     /// Calls completed so far, all syscalls together.
     pub(crate) fn total_hits(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// What could not be counted: calls of numbers beyond the extra slots
+    /// (the ptrace engine follows every thread).
+    pub(crate) fn lost(&self) -> Lost {
+        Lost { threads: 0, calls: self.lost_calls.load(Ordering::Relaxed) }
     }
 
     /// Totals of every syscall seen at least once.
@@ -110,15 +122,60 @@ impl Counts {
     }
 }
 
-/// What the eBPF engine's bounded maps could not hold.
+/// What an engine's bounded tables could not hold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Lost {
-    /// Threads not followed: the thread map was full when they were created.
+    /// Threads not followed: the eBPF engine's thread map was full when
+    /// they were created (or marked).
     pub(crate) threads: u64,
-    /// Calls not counted: the map of numbers outside the tables was full
+    /// Calls not counted: the room for numbers outside the tables was full
     /// when their number first came.
     pub(crate) calls: u64,
 }
+
+/// The bounds an engine counts within, as its notices name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// Whether they are the eBPF engine's maps (else the ptrace engine's
+    /// table of names).
+    pub(crate) bpf: bool,
+    /// Threads followed at once (`--max-threads`, eBPF engine).
+    pub(crate) threads: u64,
+    /// Distinct numbers outside the tables that are counted.
+    pub(crate) numbers: u64,
+}
+
+impl Bounds {
+    /// The ptrace engine's: every thread, [`EXTRA_SLOTS`] numbers.
+    pub(crate) fn ptrace() -> Bounds {
+        Bounds { bpf: false, threads: u64::MAX, numbers: EXTRA_SLOTS as u64 }
+    }
+}
+
+/// The lines saying that a bound was reached, once each: those of the
+/// losses that `now` has and `before` had not.
+pub(crate) fn loss_notices(before: Lost, now: Lost, bounds: Bounds) -> Vec<String> {
+    let map = if bounds.bpf { "eBPF map full: " } else { "" };
+    let mut lines = Vec::new();
+    if now.threads > 0 && before.threads == 0 {
+        lines.push(format!(
+            "eBPF thread map full (--max-threads {}): further threads are not counted (strace_lost_threads_total)",
+            bounds.threads
+        ));
+    }
+    if now.calls > 0 && before.calls == 0 {
+        lines.push(format!(
+            "{map}{} syscall numbers outside the tables counted, calls of further ones are not \
+             (strace_lost_calls_total)",
+            bounds.numbers
+        ));
+    }
+    lines
+}
+
+/// The help of `strace_lost_calls_total` (the proxy declares the same).
+const LOST_CALLS_HELP: &str =
+    "System calls not counted: the tracer's room for syscall numbers outside the tables was full";
 
 /// Series ids of one syscall in the pusher.
 struct Ids {
@@ -137,27 +194,30 @@ pub(crate) struct Exporter {
     /// `strace_lost_threads_total` and `strace_lost_calls_total`,
     /// registered with the first loss.
     lost: [Option<MetricId>; 2],
+    /// The losses already said.
+    said: Lost,
 }
 
 impl Exporter {
     pub(crate) fn new(pusher: Pusher) -> Exporter {
-        Exporter { pusher, ids: std::collections::HashMap::new(), lost: [None, None] }
+        Exporter { pusher, ids: std::collections::HashMap::new(), lost: [None, None], said: Lost::default() }
     }
 
-    /// Copies the eBPF engine's losses (what its full maps refused) into
-    /// the pusher; each series appears with its first loss.
-    pub(crate) fn update_lost(&mut self, lost: Lost) {
+    /// Copies an engine's losses (what its full tables refused) into the
+    /// pusher; each series appears with its first loss, which is said once
+    /// on stderr, naming the bound reached.
+    pub(crate) fn update_lost(&mut self, lost: Lost, bounds: Bounds) {
+        for line in loss_notices(self.said, lost, bounds) {
+            log::warn!("{line}");
+        }
+        self.said = Lost { threads: self.said.threads.max(lost.threads), calls: self.said.calls.max(lost.calls) };
         let series = [
             (
                 "strace_lost_threads_total",
                 "Threads not followed by the eBPF engine: its thread map was full",
                 lost.threads,
             ),
-            (
-                "strace_lost_calls_total",
-                "System calls not counted by the eBPF engine: its map of syscall numbers outside the tables was full",
-                lost.calls,
-            ),
+            ("strace_lost_calls_total", LOST_CALLS_HELP, lost.calls),
         ];
         for (id, (name, help, total)) in self.lost.iter_mut().zip(series) {
             if total == 0 {
@@ -257,9 +317,30 @@ mod tests {
     }
 
     #[test]
-    fn slots_beyond_capacity_are_ignored() {
+    fn calls_beyond_capacity_are_counted_as_lost() {
         let c = Counts::new(0);
         c.record((EXTRA_SLOTS + 5) as Slot, 1, 1, true);
+        c.record(crate::syscall::LOST, 1, 1, false);
         assert!(c.snapshot().is_empty());
+        assert_eq!(c.lost(), Lost { threads: 0, calls: 2 });
+    }
+
+    #[test]
+    fn each_bound_reached_is_said_once_naming_it() {
+        let bpf = Bounds { bpf: true, threads: 3, numbers: 256 };
+        let none = Lost::default();
+        assert_eq!(loss_notices(none, none, bpf), Vec::<String>::new());
+        assert_eq!(
+            loss_notices(none, Lost { threads: 2, calls: 0 }, bpf),
+            ["eBPF thread map full (--max-threads 3): further threads are not counted (strace_lost_threads_total)"]
+        );
+        assert_eq!(
+            loss_notices(Lost { threads: 2, calls: 0 }, Lost { threads: 5, calls: 0 }, bpf),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            loss_notices(none, Lost { threads: 0, calls: 1 }, Bounds::ptrace()),
+            ["1024 syscall numbers outside the tables counted, calls of further ones are not (strace_lost_calls_total)"]
+        );
     }
 }

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bpf;
-use crate::counts::Row;
-use crate::service::Remote;
+use crate::service::{Remote, Totals};
 use crate::stop::Stop;
 use crate::sys::{self, Pid};
 use crate::{fail, spawn_stopped, task_ids, Failure};
@@ -42,17 +41,19 @@ impl Marker for bpf::Engine {
     }
 }
 
-/// The node service marks and counts; the totals arrive in `rows`.
+/// The node service marks and counts; the totals arrive in `totals`.
 pub(crate) struct ViaService {
     pub(crate) socket: PathBuf,
     pub(crate) only: Vec<String>,
-    pub(crate) rows: Arc<Mutex<Vec<Row>>>,
+    pub(crate) max_threads: u32,
+    pub(crate) totals: Arc<Mutex<Totals>>,
     pub(crate) remote: Option<Remote>,
 }
 
 impl Marker for ViaService {
     fn mark(&mut self, pid: Pid, _whole: bool) -> Result<(), String> {
-        self.remote = Some(Remote::request(&self.socket, pid, &self.only, self.rows.clone())?);
+        let remote = Remote::request(&self.socket, pid, &self.only, self.max_threads, self.totals.clone())?;
+        self.remote = Some(remote);
         Ok(())
     }
     fn any_traced(&self) -> bool {

@@ -8,6 +8,7 @@ mod bpf;
 mod cli;
 mod counts;
 mod engine;
+mod push;
 mod sched;
 mod serve;
 mod service;
@@ -23,19 +24,17 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cli::Cli;
-use counts::{Counts, Exporter, Lost, Row};
+use counts::{Bounds, Counts};
+use push::Source;
 use stop::Stop;
 use sys::Pid;
 use syscall::{Catalog, Info, Slot};
 use tracer::{Action, Inspect, Outcome, Tracer};
 
-/// Time between two looks at the tracer's scheduling statistics.
-const GOVERN_EVERY: Duration = Duration::from_millis(20);
 /// Signals that make `tau_strace` detach (attach mode) or that it passes on
 /// to the command (run mode).
 const TERMINATING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
@@ -118,7 +117,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     };
     if let Some(socket) = &cli.serve {
         sys::catch_signals(&TERMINATING, &[]).map_err(|e| fail(1, format!("cannot install signal handlers: {e}")))?;
-        return serve::serve(socket);
+        return serve::serve(socket, cli.max_threads.unwrap_or(bpf::MAX_THREADS));
     }
     let counts = Arc::new(Counts::new(catalog.len()));
     let socket = client::socket_path(cli.socket.clone());
@@ -145,7 +144,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
     };
     let counted_elsewhere = |marker: &mut dyn engine::Marker, source: Source| -> Result<i32, Failure> {
         let plan = plan(None)?;
-        let pusher = start_pusher(&cli, source, &socket, false)?;
+        let pusher = push::start(source, &socket, Duration::from_millis(cli.interval), false)?;
         let _ = sys::mask_signals(&unblock, false);
         let result = match (cli.pid, &plan) {
             (Some(pid), _) => engine::attach(marker, pid),
@@ -161,9 +160,17 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             return counted_elsewhere(&mut *engine, source);
         }
         Choice::Service(socket) => {
-            let rows = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let mut marker = engine::ViaService { socket, only: cli.only.clone(), rows: rows.clone(), remote: None };
-            return counted_elsewhere(&mut marker, Source::Service(rows));
+            let totals = Arc::new(std::sync::Mutex::new(service::Totals::default()));
+            let max_threads = cli.max_threads.unwrap_or(bpf::MAX_THREADS);
+            let mut marker = engine::ViaService {
+                socket,
+                only: cli.only.clone(),
+                max_threads,
+                totals: totals.clone(),
+                remote: None,
+            };
+            let bounds = Bounds { bpf: true, threads: max_threads.into(), numbers: bpf::MAX_RARE };
+            return counted_elsewhere(&mut marker, Source::Service(totals, bounds));
         }
         Choice::Ptrace => {}
     }
@@ -195,7 +202,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
     };
 
-    let pusher = start_pusher(&cli, Source::Ptrace(counts), &socket, !cli.no_idle_sched)?;
+    let pusher = push::start(Source::Ptrace(counts), &socket, Duration::from_millis(cli.interval), !cli.no_idle_sched)?;
     let _ = sys::mask_signals(&unblock, false);
 
     let code = trace(tracer, attached);
@@ -216,6 +223,9 @@ enum Choice {
 /// node service's, else (with auto) ptrace.
 fn choose_engine(cli: &Cli, only: Option<&[Slot]>) -> Result<Choice, Failure> {
     if cli.engine == cli::Engine::Ptrace {
+        if cli.max_threads.is_some() {
+            return Err(usage("--max-threads sizes the eBPF engine's thread map: ptrace follows every thread".into()));
+        }
         log::info!("engine: ptrace (--engine ptrace)");
         return Ok(Choice::Ptrace);
     }
@@ -223,7 +233,7 @@ fn choose_engine(cli: &Cli, only: Option<&[Slot]>) -> Result<Choice, Failure> {
         cli::Engine::Bpf => "--engine bpf",
         _ => "auto",
     };
-    let local = match bpf::Engine::load(only) {
+    let local = match bpf::Engine::load(only, cli.max_threads.unwrap_or(bpf::MAX_THREADS)) {
         Ok(e) => {
             let reason = if why == "auto" { "auto: this process can load the eBPF engine" } else { why };
             log::info!("engine: bpf ({reason})");
@@ -240,119 +250,10 @@ fn choose_engine(cli: &Cli, only: Option<&[Slot]>) -> Result<Choice, Failure> {
     if cli.engine == cli::Engine::Bpf {
         return Err(fail(1, format!("--engine bpf: cannot count with eBPF: {no_service}")));
     }
-    log::info!("engine: ptrace (auto: eBPF unavailable: {no_service})");
+    let threads =
+        if cli.max_threads.is_some() { "; --max-threads does not apply: ptrace follows every thread" } else { "" };
+    log::info!("engine: ptrace (auto: eBPF unavailable: {no_service}{threads})");
     Ok(Choice::Ptrace)
-}
-
-/// Where the pushed totals come from.
-enum Source {
-    /// The ptrace engine's counters, written by the tracing thread.
-    Ptrace(Arc<Counts>),
-    /// The eBPF engine's maps.
-    Bpf(Box<bpf::Reader>),
-    /// What the node service sent last.
-    Service(Arc<std::sync::Mutex<Vec<Row>>>),
-}
-
-impl Source {
-    fn snapshot(&mut self) -> Vec<Row> {
-        match self {
-            Source::Ptrace(counts) => counts.snapshot(),
-            Source::Bpf(reader) => reader.snapshot(),
-            Source::Service(rows) => rows.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        }
-    }
-
-    /// What the eBPF engine's maps could not hold, as of the last snapshot.
-    fn lost(&self) -> Lost {
-        match self {
-            Source::Bpf(reader) => reader.lost(),
-            Source::Ptrace(_) | Source::Service(_) => Lost::default(),
-        }
-    }
-
-    fn total_hits(&self) -> u64 {
-        match self {
-            Source::Ptrace(counts) => counts.total_hits(),
-            Source::Bpf(_) | Source::Service(_) => 0,
-        }
-    }
-}
-
-/// The push thread, and how to stop it after a last push.
-struct PushThread {
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl PushThread {
-    fn finish(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-fn start_pusher(cli: &Cli, source: Source, socket: &Path, idle_sched: bool) -> Result<PushThread, Failure> {
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let main_tid = sys::gettid();
-    let push_every = Duration::from_millis(cli.interval);
-    let socket = socket.to_owned();
-    let exporter = Exporter::new(client::Pusher::new(client::PushConfig::new(socket.clone(), "tau_strace")));
-    let thread = std::thread::Builder::new()
-        .name("push".into())
-        .spawn(move || push_loop(exporter, source, &stop_rx, main_tid, &socket, idle_sched, push_every))
-        .map_err(|e| fail(1, format!("cannot start the push thread: {e}")))?;
-    Ok(PushThread { stop: stop_tx, thread })
-}
-
-/// Pushes the totals every `push_every` and once more at the end. Also
-/// re-interrupts the tracing thread while a signal it has not yet handled
-/// is pending (it may have arrived just before a blocking wait).
-fn push_loop(
-    mut exporter: Exporter,
-    mut source: Source,
-    stop: &mpsc::Receiver<()>,
-    main_tid: Pid,
-    socket: &Path,
-    idle_sched: bool,
-    push_every: Duration,
-) {
-    // Set from here so that this thread keeps the normal policy and can
-    // always rescue a starved tracer.
-    let mut governor = if idle_sched { sched::start(main_tid, source.total_hits()) } else { None };
-    let mut online = false;
-    let mut last_push = Instant::now();
-    loop {
-        // A starved SCHED_IDLE tracer stalls the tracee: check it more
-        // often than we push.
-        let tick = if governor.is_some() { GOVERN_EVERY.min(push_every) } else { push_every };
-        let done = !matches!(stop.recv_timeout(tick), Err(mpsc::RecvTimeoutError::Timeout));
-        if !done && sys::signal_pending() {
-            let _ = sys::tgkill_self(main_tid, libc::SIGTERM);
-        }
-        if let Some(g) = &mut governor {
-            sched::tick(g, main_tid, source.total_hits());
-        }
-        if !done && last_push.elapsed() < push_every {
-            continue;
-        }
-        last_push = Instant::now();
-        exporter.update(&source.snapshot());
-        exporter.update_lost(source.lost());
-        if done {
-            if exporter.finish() == client::PushState::Sent {
-                log::info!("final counts pushed to tau_metric_proxy on {}", socket.display());
-            } else {
-                log::info!("tau_metric_proxy not reachable on {}: final counts not pushed", socket.display());
-            }
-            return;
-        }
-        let now_online = exporter.flush() == client::PushState::Sent;
-        if now_online != online {
-            log::info!("{} tau_metric_proxy on {}", if now_online { "pushing to" } else { "lost" }, socket.display());
-            online = now_online;
-        }
-    }
 }
 
 fn spawn_plan(

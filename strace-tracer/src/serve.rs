@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::{encode_row, MAX_LINE};
+use crate::counts::{loss_notices, Lost};
+use crate::service::{encode_lost, encode_row, MAX_LINE};
 use crate::sys::{self, Pid};
 use crate::syscall::{Catalog, Slot};
 use crate::{bpf, fail, Failure};
@@ -33,8 +34,9 @@ pub(crate) struct Peer {
     pub(crate) gid: u32,
 }
 
-/// Serves until SIGINT or SIGTERM.
-pub(crate) fn serve(socket: &Path) -> Result<i32, Failure> {
+/// Serves until SIGINT or SIGTERM; a request may ask for a thread map of
+/// at most `max_threads` entries (`--max-threads`).
+pub(crate) fn serve(socket: &Path, max_threads: u32) -> Result<i32, Failure> {
     if let Some(why) = bpf::unavailable() {
         return Err(fail(1, format!("--serve: cannot offer the eBPF engine: {why}")));
     }
@@ -57,7 +59,7 @@ pub(crate) fn serve(socket: &Path) -> Result<i32, Failure> {
                     continue;
                 }
                 let spawned = std::thread::Builder::new().name("client".into()).spawn(move || {
-                    serve_one(stream);
+                    serve_one(stream, max_threads);
                     busy.fetch_sub(1, Ordering::SeqCst);
                 });
                 if spawned.is_err() {
@@ -90,7 +92,7 @@ fn bind(socket: &Path) -> Result<UnixListener, Failure> {
     Ok(listener)
 }
 
-fn serve_one(stream: UnixStream) {
+fn serve_one(stream: UnixStream, max_threads: u32) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let peer = match sys::peer_cred(stream.as_raw_fd()) {
@@ -107,11 +109,11 @@ fn serve_one(stream: UnixStream) {
         return;
     }
     let mut out = &stream;
-    match grant(peer, line.trim_end()) {
+    match grant(peer, line.trim_end(), max_threads) {
         Ok((engine, pid)) => {
             log::info!("counting process {pid} for uid {} (pid {})", peer.uid, peer.pid);
             if out.write_all(b"ok\n").is_ok() {
-                stream_totals(engine, &stream);
+                stream_totals(engine, &stream, peer, pid);
             }
             log::info!("done with process {pid} for uid {}", peer.uid);
         }
@@ -122,11 +124,23 @@ fn serve_one(stream: UnixStream) {
     }
 }
 
-/// Checks a request and starts counting; the error is the reason given.
-fn grant(peer: Peer, request: &str) -> Result<(bpf::Engine, Pid), String> {
+/// Checks a request and starts counting, with a thread map of at most
+/// `max_threads` entries; the error is the reason given.
+fn grant(peer: Peer, request: &str, max_threads: u32) -> Result<(bpf::Engine, Pid), String> {
     let words: Vec<&str> = request.split(' ').collect();
-    let ["trace", pid, only] = words[..] else {
-        return Err(format!("not a request: {request:?}"));
+    let (pid, only, threads) = match words[..] {
+        ["trace", pid, only] => (pid, only, bpf::MAX_THREADS.min(max_threads)),
+        ["trace", pid, only, threads] => {
+            let n = threads.parse().ok().filter(|&n: &u32| n > 0);
+            let n = n.ok_or_else(|| format!("not a number of threads: {threads:?}"))?;
+            if n > max_threads {
+                return Err(format!(
+                    "--max-threads {n}: this node service follows at most {max_threads} threads per request"
+                ));
+            }
+            (pid, only, n)
+        }
+        _ => return Err(format!("not a request: {request:?}")),
     };
     let pid: Pid = pid.parse().ok().filter(|&p| p > 0).ok_or_else(|| format!("not a process id: {pid:?}"))?;
     let catalog = Catalog::new();
@@ -139,7 +153,8 @@ fn grant(peer: Peer, request: &str) -> Result<(bpf::Engine, Pid), String> {
         ),
     };
     may_trace(peer, pid)?;
-    let mut engine = bpf::Engine::load(only.as_deref()).map_err(|why| format!("cannot count with eBPF: {why}"))?;
+    let mut engine =
+        bpf::Engine::load(only.as_deref(), threads).map_err(|why| format!("cannot count with eBPF: {why}"))?;
     crate::engine::mark_process(&mut engine, pid)?;
     // Checked again once marked: a process that ended and whose id was
     // taken meanwhile by someone else's is not counted.
@@ -209,16 +224,24 @@ fn descends_from(mut pid: Pid, ancestor: Pid) -> bool {
 }
 
 /// Sends the totals every period until the tree is gone (then a last time
-/// and `done`) or the user hangs up.
-fn stream_totals(mut engine: bpf::Engine, stream: &UnixStream) {
+/// and `done`) or the user hangs up. A full map is also said once in the
+/// service's log, naming the request.
+fn stream_totals(mut engine: bpf::Engine, stream: &UnixStream, peer: Peer, pid: Pid) {
     let Some(mut reader) = engine.take_reader() else {
         return;
     };
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut out = stream;
+    let mut said = Lost::default();
     loop {
         let last = !engine.any_traced();
         let mut text: String = reader.snapshot().iter().map(encode_row).collect();
+        let lost = reader.lost();
+        for line in loss_notices(said, lost, reader.bounds()) {
+            log::warn!("process {pid} for uid {}: {line}", peer.uid);
+        }
+        said = lost;
+        text.push_str(&encode_lost(lost));
         text.push_str(if last { "snap\ndone\n" } else { "snap\n" });
         if out.write_all(text.as_bytes()).is_err() || last {
             return;

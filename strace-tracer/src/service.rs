@@ -6,11 +6,14 @@
 //! the user's `tau_strace` pushes to the proxy as usual.
 //!
 //! One request per connection, in text lines:
-//! - client: `trace PID ONLY` (`ONLY`: `-`, or the `--only` names joined by commas);
+//! - client: `trace PID ONLY MAX_THREADS` (`ONLY`: `-`, or the `--only`
+//!   names joined by commas; `MAX_THREADS`: `--max-threads`, which a
+//!   request of an older client leaves out);
 //! - service: `ok`, or `refused REASON` and the end;
 //! - then, every push period, the totals: `row NAME IO HITS BYTES NS ERRORS`
-//!   lines closed by `snap`, and after the last traced thread ended, a last
-//!   block and `done`.
+//!   lines, once something was lost `lost THREADS CALLS` (what the engine's
+//!   full maps refused, see `counts::Lost`), closed by `snap`; after the
+//!   last traced thread ended, a last block and `done`.
 //!
 //! Closing the connection ends the counting: the service drops the engine.
 
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::counts::Row;
+use crate::counts::{Lost, Row};
 
 /// Where the service listens unless told otherwise.
 pub(crate) const DEFAULT_SOCKET: &str = "/run/tau_strace/service.unix";
@@ -40,6 +43,26 @@ pub(crate) fn socket_path(flag: Option<&Path>) -> PathBuf {
 /// Whether a service answers on `socket`.
 pub(crate) fn reachable(socket: &Path) -> bool {
     UnixStream::connect(socket).is_ok()
+}
+
+/// What the service sent last: the totals and the losses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) lost: Lost,
+}
+
+/// The losses as a line (none when nothing was lost).
+pub(crate) fn encode_lost(l: Lost) -> String {
+    if l == Lost::default() {
+        return String::new();
+    }
+    format!("lost {} {}\n", l.threads, l.calls)
+}
+
+fn decode_lost(line: &str) -> Option<Lost> {
+    let (threads, calls) = line.strip_prefix("lost ")?.split_once(' ')?;
+    Some(Lost { threads: threads.parse().ok()?, calls: calls.parse().ok()? })
 }
 
 /// One row as a line.
@@ -63,7 +86,7 @@ fn decode_row(line: &str) -> Option<Row> {
 }
 
 /// A counting granted by the service, whose totals a thread of its own
-/// copies into the rows given to [`Remote::request`].
+/// copies into the [`Totals`] given to [`Remote::request`].
 pub(crate) struct Remote {
     done: Arc<AtomicBool>,
     // Kept open: closing it ends the counting.
@@ -72,20 +95,21 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// Asks the service on `socket` to count process `pid` (and what it
-    /// creates), all syscalls or only those of `only`. The error is the
-    /// one line to show.
+    /// creates), all syscalls or only those of `only`, following at most
+    /// `max_threads` threads at once. The error is the one line to show.
     pub(crate) fn request(
         socket: &Path,
         pid: i32,
         only: &[String],
-        rows: Arc<Mutex<Vec<Row>>>,
+        max_threads: u32,
+        totals: Arc<Mutex<Totals>>,
     ) -> Result<Remote, String> {
         let stream =
             UnixStream::connect(socket).map_err(|e| format!("no node service on {}: {e}", socket.display()))?;
         stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
         let only = if only.is_empty() { "-".to_owned() } else { only.join(",") };
         (&stream)
-            .write_all(format!("trace {pid} {only}\n").as_bytes())
+            .write_all(format!("trace {pid} {only} {max_threads}\n").as_bytes())
             .map_err(|e| format!("node service on {}: {e}", socket.display()))?;
         let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
         let mut line = String::new();
@@ -100,10 +124,10 @@ impl Remote {
         let _ = reader.get_ref().set_read_timeout(None);
         let done = Arc::new(AtomicBool::new(false));
         {
-            let (rows, done) = (rows.clone(), done.clone());
+            let done = done.clone();
             std::thread::Builder::new()
                 .name("service".into())
-                .spawn(move || read_totals(reader, &rows, &done))
+                .spawn(move || read_totals(reader, &totals, &done))
                 .map_err(|e| format!("cannot start the service reader: {e}"))?;
         }
         Ok(Remote { done, _stream: stream })
@@ -116,8 +140,8 @@ impl Remote {
     }
 }
 
-fn read_totals(mut reader: BufReader<UnixStream>, rows: &Mutex<Vec<Row>>, done: &AtomicBool) {
-    let mut block = Vec::new();
+fn read_totals(mut reader: BufReader<UnixStream>, totals: &Mutex<Totals>, done: &AtomicBool) {
+    let mut block = Totals::default();
     let mut line = String::new();
     loop {
         line.clear();
@@ -127,11 +151,13 @@ fn read_totals(mut reader: BufReader<UnixStream>, rows: &Mutex<Vec<Row>>, done: 
         }
         let l = line.trim_end();
         if l == "snap" {
-            *rows.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut block);
+            *totals.lock().unwrap_or_else(|e| e.into_inner()) = std::mem::take(&mut block);
         } else if l == "done" {
             break;
         } else if let Some(r) = decode_row(l) {
-            block.push(r);
+            block.rows.push(r);
+        } else if let Some(lost) = decode_lost(l) {
+            block.lost = lost;
         }
     }
     done.store(true, Ordering::SeqCst);
@@ -147,6 +173,11 @@ mod tests {
         assert_eq!(decode_row(encode_row(&r).trim_end()), Some(r));
         assert_eq!(decode_row("row read 1 2 3"), None);
         assert_eq!(decode_row("rows read 1 2 3 4 5"), None);
+        let l = Lost { threads: 5, calls: 121 };
+        assert_eq!(encode_lost(l), "lost 5 121\n");
+        assert_eq!(decode_lost(encode_lost(l).trim_end()), Some(l));
+        assert_eq!(encode_lost(Lost::default()), "");
+        assert_eq!(decode_lost("lost 5"), None);
     }
 
     #[test]

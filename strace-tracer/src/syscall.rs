@@ -143,6 +143,9 @@ pub(crate) fn mmsghdr_layout(abi: Abi) -> (usize, usize) {
 /// Index of a counted name; the same name in several ABIs shares a slot.
 pub(crate) type Slot = u32;
 const NO_SLOT: Slot = Slot::MAX;
+/// The slot of a number for which no `syscall_N` slot was left (see
+/// [`Catalog::limit_unknown`]): its calls are counted as lost.
+pub(crate) const LOST: Slot = Slot::MAX - 1;
 
 /// Maps (ABI, number) to a counter slot in constant time. Numbers without
 /// a name get a `syscall_N` slot on first sight.
@@ -155,6 +158,8 @@ pub(crate) struct Catalog {
     i386: Vec<Slot>,
     x32_high: Vec<Slot>,
     unknown: HashMap<(Option<Abi>, u64), Slot>,
+    /// How many `syscall_N` slots may be created.
+    max_unknown: usize,
 }
 
 impl Catalog {
@@ -167,6 +172,7 @@ impl Catalog {
             i386: Vec::new(),
             x32_high: Vec::new(),
             unknown: HashMap::new(),
+            max_unknown: usize::MAX,
         };
         c.x86_64 = X86_64.iter().map(|n| c.intern(n)).collect();
         c.i386 = I386.iter().map(|n| c.intern(n)).collect();
@@ -198,11 +204,18 @@ impl Catalog {
     }
 
     pub(crate) fn is_io(&self, slot: Slot) -> bool {
-        self.bytes[slot as usize] != Bytes::None
+        self.bytes_rule(slot) != Bytes::None
     }
 
     pub(crate) fn bytes_rule(&self, slot: Slot) -> Bytes {
-        self.bytes[slot as usize]
+        self.bytes.get(slot as usize).copied().unwrap_or(Bytes::None)
+    }
+
+    /// At most `n` numbers without a name get a `syscall_N` slot; further
+    /// ones get [`LOST`], so that a tracee calling ever new invalid numbers
+    /// cannot make the tracer grow without bound.
+    pub(crate) fn limit_unknown(&mut self, n: usize) {
+        self.max_unknown = n;
     }
 
     pub(crate) fn slot_of_name(&self, name: &str) -> Option<Slot> {
@@ -210,7 +223,8 @@ impl Catalog {
     }
 
     /// The slot counting this syscall; new `syscall_N` slots are created
-    /// for numbers without a name.
+    /// for numbers without a name, as long as the limit allows (else
+    /// [`LOST`]).
     pub(crate) fn slot(&mut self, arch: u32, nr: u64) -> Slot {
         let abi = classify(arch, nr);
         let known = match abi {
@@ -226,6 +240,9 @@ impl Catalog {
                 let key = (abi.map(|a| a.0), abi.map_or(nr, |a| a.1));
                 if let Some(&s) = self.unknown.get(&key) {
                     return s;
+                }
+                if self.unknown.len() >= self.max_unknown {
+                    return LOST;
                 }
                 let s = self.intern(&format!("syscall_{}", key.1));
                 self.unknown.insert(key, s);
@@ -337,6 +354,21 @@ mod tests {
         assert_eq!(c.name(hole), "syscall_400");
         let other = c.slot(0x1234, 7);
         assert_eq!(c.name(other), "syscall_7");
+    }
+
+    #[test]
+    fn unknown_numbers_beyond_the_limit_are_lost_and_add_no_slot() {
+        let mut c = Catalog::new();
+        c.limit_unknown(2);
+        let a = c.slot(AUDIT_ARCH_X86_64, 1000);
+        // The same name in another ABI shares the slot, but takes room.
+        assert_eq!(c.slot(AUDIT_ARCH_I386, 1000), a);
+        let len = c.len();
+        assert_eq!(c.slot(AUDIT_ARCH_X86_64, 1001), LOST);
+        assert_eq!(c.len(), len);
+        assert_eq!(c.slot(AUDIT_ARCH_X86_64, 1000), a, "numbers already named keep their slot");
+        assert_eq!(c.slot(AUDIT_ARCH_X86_64, 0), c.slot_of_name("read").unwrap(), "known names are never lost");
+        assert_eq!(c.bytes_rule(LOST), Bytes::None);
     }
 
     #[test]

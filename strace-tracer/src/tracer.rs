@@ -83,7 +83,7 @@ pub(crate) struct Tracer {
 
 impl Tracer {
     pub(crate) fn new(
-        catalog: Catalog,
+        mut catalog: Catalog,
         counts: Arc<Counts>,
         main: Pid,
         seccomp: bool,
@@ -96,6 +96,7 @@ impl Tracer {
             }
             v
         });
+        catalog.limit_unknown(crate::counts::EXTRA_SLOTS);
         counts.publish_names(&catalog);
         Tracer { catalog, counts, threads: HashMap::new(), seccomp, only, main, outcome: None }
     }

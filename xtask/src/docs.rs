@@ -141,7 +141,7 @@ mod tests {
         let flags = [
             ("tau_metric_proxy", &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state"][..]),
             ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u", "\\-j"][..]),
-            ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix"][..]),
+            ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix", "\\-\\-max\\-threads"][..]),
             ("tau_metric_client", &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list"][..]),
         ];
         for (tool, wanted) in flags {

@@ -120,6 +120,41 @@ fn attach_with_only_counts_just_those_calls_and_sigterm_detaches(engine: Engine)
     let _ = target.wait();
 }
 
+/// `-p PID` with fewer `--max-threads` than the process has threads: the
+/// threads are marked in `/proc` order, the main thread first, and the one
+/// that finds the map full is counted as lost (eBPF engine only).
+#[test]
+fn attach_beyond_max_threads_follows_the_first_and_counts_the_others_as_lost() {
+    let dir = TempDir::new("strace-attach-max-threads");
+    let prog = compile(&dir, "strace_attach", false);
+    let progress = dir.join("progress");
+    let mut target = Command::new(&prog).arg(&progress).arg("1500").spawn().expect("start target");
+    assert!(wait_for(Duration::from_secs(10), || (lines_in(&progress) > 2).then_some(())).is_some());
+    let proxy = Proxy::start();
+    let tracer = proxy
+        .tool("tau_strace")
+        .arg(Engine::Bpf.flag())
+        .args(["--max-threads", "1", "-p", &target.id().to_string()])
+        .spawn();
+    // The main thread's writes are counted; the sleeper's getppid never is.
+    let v = wait_for(Duration::from_secs(10), || {
+        let v = proxy.values();
+        (family(&v, "strace_hits_total").get("write").copied().unwrap_or(0) >= 5).then_some(v)
+    })
+    .expect("the main thread's writes counted");
+    assert_eq!(v.get("strace_lost_threads_total"), Some(&1.0), "{v:?}");
+    assert_eq!(family(&v, "strace_hits_total").get("getppid"), None, "{v:?}");
+    tracer.signal(Signal::SIGINT);
+    tracer.finish_within(Duration::from_secs(10)).assert_exit(0).assert_stderr(
+        "[WARN ] eBPF thread map full (--max-threads 1): further threads are not counted \
+         (strace_lost_threads_total)\n",
+    );
+    assert_eq!(target.try_wait().expect("wait target"), None, "target still alive");
+    assert_eq!(family(&proxy.values(), "strace_hits_total").get("getppid"), None);
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
 engine_tests!(
     attach_counts_every_thread_and_ctrl_c_detaches_cleanly,
     attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was_ignored,

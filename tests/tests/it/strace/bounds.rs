@@ -1,52 +1,99 @@
-//! The eBPF engine's limits: a full map is counted and said, never a
-//! crash, and its programs are in the kernel only while something is
-//! traced (gone when `tau_strace` exits, even by SIGKILL).
+//! The engines' limits: a full table is counted and said once, never a
+//! crash, the other counts exact (numbers outside the syscall tables under
+//! both engines, threads beyond `--max-threads` under eBPF); and the eBPF
+//! engine's programs are in the kernel only while something is traced
+//! (gone when `tau_strace` exits, even by SIGKILL).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{compare, family, Engine};
-use crate::util::{compile, tool, wait_for, Running, TempDir};
+use super::{compare, family, tau_strace, Engine};
+use crate::util::{compile, tool, wait_for, Proxy, Running, TempDir};
 
-/// `strace_unknown` calls each number from 1000 to 1400 once. The eBPF
+/// `strace_unknown` calls each number from 1000 to 2099 once. The eBPF
 /// engine has slots for numbers below 1024; its map for the others holds
-/// 256 numbers (1024..=1279), so the calls of 1280..=1400 are lost.
+/// 256 numbers (1024..=1279), so the calls of 1280..=2099 are lost. The
+/// ptrace engine names 1024 numbers outside the tables (1000..=2023).
 const FIRST: u64 = 1000;
-const LAST: u64 = 1400;
-const MAP_FULL: &str = "[WARN ] eBPF map full: 256 syscall numbers outside the tables counted, calls of further ones \
-                        are not (strace_lost_calls_total)\n";
+pub(super) const LAST: u64 = 2099;
+pub(super) const BPF_NUMBERS_FULL: &str = "[WARN ] eBPF map full: 256 syscall numbers outside the tables counted, \
+                                           calls of further ones are not (strace_lost_calls_total)\n";
+const PTRACE_NUMBERS_FULL: &str = "[WARN ] 1024 syscall numbers outside the tables counted, calls of further ones \
+                                   are not (strace_lost_calls_total)\n";
 
-fn more_unknown_numbers_than_the_map_holds_are_counted_and_said(engine: Engine) {
-    // Exit status, output and the named calls' counts and errors against
-    // strace -f -c are checked by compare.
-    let (out, v) = compare(engine, "strace_unknown", false, &[], &[]);
-    out.assert_exit(3).assert_stdout(&format!("{} numbers failed with ENOSYS\n", LAST - FIRST + 1));
-    let hits = family(&v, "strace_hits_total");
-    let errors = family(&v, "strace_errors_total");
+/// The last number each engine names `syscall_N`, the rest being lost.
+pub(super) fn unknown_counted_up_to(engine: Engine) -> u64 {
+    match engine {
+        Engine::Bpf => 1279,
+        Engine::Ptrace => FIRST + 1023,
+    }
+}
+
+/// Checks the `syscall_N` series and `strace_lost_calls_total` of a run of
+/// `strace_unknown` counted within the bounds of `engine`.
+pub(super) fn assert_unknown_numbers(engine: Engine, v: &BTreeMap<String, f64>) {
+    let hits = family(v, "strace_hits_total");
+    let errors = family(v, "strace_errors_total");
     let unknown: BTreeMap<u64, u64> =
         hits.iter().filter_map(|(k, n)| Some((k.strip_prefix("syscall_")?.parse().ok()?, *n))).collect();
-    let counted_up_to = match engine {
-        Engine::Bpf => {
-            out.assert_stderr(MAP_FULL);
-            assert_eq!(v.get("strace_lost_calls_total"), Some(&((LAST - 1279) as f64)), "{v:?}");
-            1279
-        }
-        Engine::Ptrace => {
-            // ptrace names every number it sees: nothing is lost.
-            out.assert_stderr("");
-            assert_eq!(v.get("strace_lost_calls_total"), None, "{v:?}");
-            LAST
-        }
-    };
+    let counted_up_to = unknown_counted_up_to(engine);
     let want: BTreeMap<u64, u64> = (FIRST..=counted_up_to).map(|n| (n, 1)).collect();
     assert_eq!(unknown, want, "syscall_N series");
     for n in FIRST..=counted_up_to {
         assert_eq!(errors.get(&format!("syscall_{n}")), Some(&1), "syscall_{n} failed with ENOSYS");
     }
+    assert_eq!(v.get("strace_lost_calls_total"), Some(&((LAST - counted_up_to) as f64)), "{v:?}");
     assert_eq!(v.get("strace_lost_threads_total"), None, "{v:?}");
     println!("{engine:?}: {} of {} unknown numbers counted", unknown.len(), LAST - FIRST + 1);
+}
+
+fn more_unknown_numbers_than_there_is_room_for_are_counted_as_lost_and_said(engine: Engine) {
+    // Exit status, output and the named calls' counts and errors against
+    // strace -f -c are checked by compare.
+    let (out, v) = compare(engine, "strace_unknown", false, &[], &[]);
+    out.assert_exit(3).assert_stdout(&format!("{} numbers failed with ENOSYS\n", LAST - FIRST + 1));
+    out.assert_stderr(match engine {
+        Engine::Bpf => BPF_NUMBERS_FULL,
+        Engine::Ptrace => PTRACE_NUMBERS_FULL,
+    });
+    assert_unknown_numbers(engine, &v);
+}
+
+/// What `tau_strace --max-threads 3` says when `strace_many_threads`'s
+/// third thread (the main one and the first two it created are followed)
+/// finds the map full.
+pub(super) const THREADS_FULL: &str = "[WARN ] eBPF thread map full (--max-threads 3): further threads are not \
+                                       counted (strace_lost_threads_total)\n";
+
+/// Checks the counts of `strace_many_threads` counted with `--max-threads
+/// 3`: its main thread and threads 1 and 2 exactly, threads 3 to 6 lost.
+pub(super) fn assert_three_threads_followed(v: &BTreeMap<String, f64>) {
+    assert_eq!(v.get("strace_lost_threads_total"), Some(&4.0), "threads 3 to 6 are lost: {v:?}");
+    assert_eq!(v.get("strace_hits_total{scall=\"clone3\"}"), Some(&6.0), "the main thread's six clone3: {v:?}");
+    // 50 each from threads 1 and 2.
+    assert_eq!(v.get("strace_hits_total{scall=\"getppid\"}"), Some(&100.0), "{v:?}");
+    // 1 and 2 bytes from threads 1 and 2, "6 threads done\n" from the main one.
+    assert_eq!(v.get("strace_hits_total{scall=\"write\"}"), Some(&3.0), "{v:?}");
+    assert_eq!(v.get("strace_size_total{scall=\"write\"}"), Some(&18.0), "{v:?}");
+    assert_eq!(v.get("strace_lost_calls_total"), None, "{v:?}");
+}
+
+#[test]
+fn threads_beyond_max_threads_are_counted_as_lost_and_said_once() {
+    let dir = TempDir::new("strace-max-threads");
+    let prog = compile(&dir, "strace_many_threads", false);
+    let proxy = Proxy::start();
+    let out = tau_strace(Engine::Bpf, &proxy.socket, &["--max-threads", "3"], &prog, &[]);
+    out.assert_exit(0).assert_stdout("6 threads done\n").assert_stderr(THREADS_FULL);
+    proxy.wait_value("strace_lost_threads_total", 4.0);
+    assert_three_threads_followed(&proxy.values());
+    // The ptrace engine follows every thread: the option is refused there.
+    tau_strace(Engine::Ptrace, &proxy.socket, &["--max-threads", "3"], &prog, &[]).assert_exit(2).assert_stderr(
+        "tau_strace: error: --max-threads sizes the eBPF engine's thread map: ptrace follows every thread \
+         (see tau_strace --help)\n",
+    );
 }
 
 /// The BPF programs held open by process `pid`: id -> `prog_type`, from
@@ -152,4 +199,4 @@ fn ebpf_programs_are_loaded_only_while_tau_strace_runs() {
     assert!(ended.is_some(), "the command {command} released after its tracer was killed did not end");
 }
 
-engine_tests!(more_unknown_numbers_than_the_map_holds_are_counted_and_said);
+engine_tests!(more_unknown_numbers_than_there_is_room_for_are_counted_as_lost_and_said);

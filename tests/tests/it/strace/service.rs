@@ -2,14 +2,18 @@
 //! unprivileged user (uid 65534, switched to with `setpriv`, which needs
 //! root as in CI): that user gets eBPF counts for their own program through
 //! it, exact against `strace -f -c`, and is refused another user's process
-//! with the reason; the systemd unit that runs it passes `systemd-analyze
-//! verify`.
+//! with the reason; what the service's full maps lose reaches that user
+//! (counted and said once by the user's `tau_strace`); the systemd unit
+//! that runs it passes `systemd-analyze verify`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{family, named, strace_counts_as, wait_hits};
+use super::bounds::{
+    assert_three_threads_followed, assert_unknown_numbers, unknown_counted_up_to, BPF_NUMBERS_FULL, LAST, THREADS_FULL,
+};
+use super::{family, named, strace_counts_as, wait_hits, Engine};
 use crate::util::{bin, cmd, compile, deploy, tool, wait_for, Proxy, Run, Running, TempDir};
 
 const USER: u32 = 65534;
@@ -56,8 +60,7 @@ fn tau_strace_as_user(args: &[&str], socket: &Path, proxy: &Path) -> Run {
 #[test]
 fn a_user_gets_ebpf_counts_for_their_own_program_through_the_service() {
     let service = Service::start();
-    let proxy = Proxy::start_with(&["--allow-uid", &USER.to_string()]);
-    std::fs::set_permissions(proxy.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let proxy = proxy_for_user();
     let dir = TempDir::new("strace-service-prog");
     // Writable by the user, for strace's summary.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -84,6 +87,41 @@ fn a_user_gets_ebpf_counts_for_their_own_program_through_the_service() {
         .assert_exit(0)
         .assert_stderr("");
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 400.0), 400.0);
+}
+
+/// A proxy the unprivileged user may push to.
+fn proxy_for_user() -> Proxy {
+    let proxy = Proxy::start_with(&["--allow-uid", &USER.to_string()]);
+    std::fs::set_permissions(proxy.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    proxy
+}
+
+#[test]
+fn what_the_services_full_maps_lose_reaches_the_user() {
+    let service = Service::start();
+    let dir = open(TempDir::new("strace-service-lost"));
+    // Threads beyond --max-threads, which the user's request carries.
+    let prog = compile(&dir, "strace_many_threads", false);
+    let proxy = proxy_for_user();
+    let out =
+        tau_strace_as_user(&["--max-threads", "3", "--", prog.to_str().expect("path")], &service.socket, &proxy.socket);
+    out.assert_exit(0).assert_stdout("6 threads done\n").assert_stderr(THREADS_FULL);
+    proxy.wait_value("strace_lost_threads_total", 4.0);
+    assert_three_threads_followed(&proxy.values());
+    // Numbers outside the tables beyond the service's map.
+    let prog = compile(&dir, "strace_unknown", false);
+    let proxy = proxy_for_user();
+    let out = tau_strace_as_user(&["--", prog.to_str().expect("path")], &service.socket, &proxy.socket);
+    out.assert_exit(3).assert_stderr(BPF_NUMBERS_FULL);
+    proxy.wait_value("strace_lost_calls_total", (LAST - unknown_counted_up_to(Engine::Bpf)) as f64);
+    assert_unknown_numbers(Engine::Bpf, &proxy.values());
+    // The service's thread maps are bounded by its own --max-threads.
+    tau_strace_as_user(&["--max-threads", "65537", "--", "true"], &service.socket, &proxy.socket)
+        .assert_exit(1)
+        .assert_stderr(
+            "tau_strace: the node service refused: --max-threads 65537: this node service follows at most 65536 \
+             threads per request\n",
+        );
 }
 
 #[test]
