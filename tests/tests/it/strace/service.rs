@@ -14,7 +14,7 @@ use super::bounds::{
     assert_three_threads_followed, assert_unknown_numbers, unknown_counted_up_to, BPF_NUMBERS_FULL, LAST, THREADS_FULL,
 };
 use super::{family, named, strace_counts_as, wait_hits, Engine};
-use crate::util::{bin, cmd, compile, deploy, tool, wait_for, Proxy, Run, Running, TempDir};
+use crate::util::{bin, cmd, compile, deploy, tool, wait_for, Proxy, Run, Running, TempDir, TestCommand};
 
 const USER: u32 = 65534;
 
@@ -44,6 +44,11 @@ fn open(dir: TempDir) -> TempDir {
 
 /// `tau_strace ARGS` as the unprivileged user.
 fn tau_strace_as_user(args: &[&str], socket: &Path, proxy: &Path) -> Run {
+    user_tau_strace(args, socket, proxy).run()
+}
+
+/// The command of [`tau_strace_as_user`], not yet run.
+fn user_tau_strace(args: &[&str], socket: &Path, proxy: &Path) -> TestCommand {
     assert!(nix::unistd::geteuid().is_root(), "these tests switch users with setpriv and need root (CI runs as root)");
     cmd("setpriv")
         .args([format!("--reuid={USER}"), format!("--regid={USER}"), "--clear-groups".into()])
@@ -54,7 +59,6 @@ fn tau_strace_as_user(args: &[&str], socket: &Path, proxy: &Path) -> Run {
         .arg(proxy)
         .args(args)
         .hint("setpriv (util-linux)")
-        .run()
 }
 
 #[test]
@@ -82,16 +86,23 @@ fn a_user_gets_ebpf_counts_for_their_own_program_through_the_service() {
     assert_eq!(named(family(&values, "strace_hits_total")), oracle.calls, "calls (left: via the service)");
     assert_eq!(named(family(&values, "strace_errors_total")), oracle.errors, "errors (left: via the service)");
     assert_eq!(values["strace_size_total{scall=\"write\"}"], 20000.0);
-    // Asked for explicitly, the same.
-    tau_strace_as_user(&["--engine", "bpf", "--", prog.to_str().expect("path")], &service.socket, &proxy.socket)
+    // Asked for explicitly, the same; the collector is the user's own
+    // tau_strace, so its job (from the job's environment) reaches the proxy.
+    user_tau_strace(&["--engine", "bpf", "--", prog.to_str().expect("path")], &service.socket, &proxy.socket)
+        .env("TAU_METRIC_PROXY_JOB", "service-job-7")
+        .run()
         .assert_exit(0)
         .assert_stderr("");
     assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 400.0), 400.0);
+    let log = proxy.log();
+    let jobs: Vec<&str> = log.lines().filter(|l| l.contains("collector tau_strace (pid ")).collect();
+    assert!(jobs.last().is_some_and(|l| l.contains(") connected, job service-job-7")), "{log}");
 }
 
-/// A proxy the unprivileged user may push to.
+/// A proxy the unprivileged user may push to (logging each collector's
+/// connection with its job).
 fn proxy_for_user() -> Proxy {
-    let proxy = Proxy::start_with(&["--allow-uid", &USER.to_string()]);
+    let proxy = Proxy::start_with(&["-v", "--allow-uid", &USER.to_string()]);
     std::fs::set_permissions(proxy.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     proxy
 }
