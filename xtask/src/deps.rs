@@ -9,8 +9,10 @@ use std::process::Command;
 /// and `<linux/bpf.h>` for the eBPF engine), gfortran (the MPI Fortran
 /// wrappers `mpif90` the shim's build asks for the Fortran MPI libraries,
 /// and the Fortran test programs), clang and libbpf's headers
-/// (`strace-tracer/build.rs` compiles the eBPF engine's C program), and
-/// chromium (the live page's test opens it in a real, headless browser).
+/// (`strace-tracer/build.rs` compiles the eBPF engine's C program),
+/// chromium (the live page's test opens it in a real, headless browser),
+/// and libcap2-bin (`setcap`, giving a test program file capabilities,
+/// which tracing must leave to it under eBPF).
 pub(crate) const PACKAGES: &[&str] = &[
     "openmpi-bin",
     "libopenmpi-dev",
@@ -26,6 +28,7 @@ pub(crate) const PACKAGES: &[&str] = &[
     "clang",
     "libbpf-dev",
     "chromium",
+    "libcap2-bin",
 ];
 
 fn installed(pkg: &str) -> bool {

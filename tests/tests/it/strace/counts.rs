@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{compare, family, tau_strace, wait_hits, Engine};
-use crate::util::{cmd, compile, tool, Proxy, TempDir};
+use nix::sys::signal::Signal;
+
+use super::{compare, family, named, tau_strace, wait_hits, Engine};
+use crate::util::{cmd, compile, tool, wait_for, Proxy, Run, Running, TempDir};
 
 fn single_threaded_counts_and_bytes_match(engine: Engine) {
     let (out, v) = compare(engine, "strace_io", true, &["$DIR"], &[]);
@@ -161,6 +163,51 @@ fn two_tracers_and_an_untraced_twin_never_mix(engine: Engine) {
     assert_eq!(hits.get("write"), Some(&1), "{hits:?}");
 }
 
+/// Drives `strace_restart` (run by `running`, under whichever tracer):
+/// three SIGUSR1 and a SIGUSR2, each sent while it is blocked in its read.
+fn interrupt_three_times_then_end(mut running: Running) -> Run {
+    let line = running.read_line();
+    let pid: i32 = line.strip_prefix("pid ").and_then(|p| p.trim().parse().ok()).expect("pid line");
+    let blocked_in_read = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let sleeping = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
+        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        (sleeping && call.starts_with("0 ")).then_some(())
+    };
+    let target = nix::unistd::Pid::from_raw(pid);
+    for sig in [Signal::SIGUSR1, Signal::SIGUSR1, Signal::SIGUSR1, Signal::SIGUSR2] {
+        assert!(wait_for(Duration::from_secs(10), blocked_in_read).is_some(), "{pid} never blocked in read");
+        nix::sys::signal::kill(target, sig).expect("signal the program");
+        if sig == Signal::SIGUSR1 {
+            assert_eq!(running.read_line(), "u\n", "the SIGUSR1 handler ran");
+        }
+    }
+    running.finish_within(Duration::from_secs(10))
+}
+
+fn restarted_and_interrupted_calls_count_like_strace(engine: Engine) {
+    let dir = TempDir::new("strace-restart");
+    let prog = compile(&dir, "strace_restart", false);
+    let summary = dir.join("strace.out");
+    let strace = cmd("strace").args(["-f", "-c", "-U", "name,calls,errors", "-o"]).arg(&summary).arg(&prog);
+    interrupt_three_times_then_end(strace.spawn()).assert_exit(0);
+    let oracle = super::summary(&std::fs::read_to_string(&summary).expect("strace summary"));
+    let proxy = Proxy::start();
+    let traced = proxy.tool("tau_strace").arg(engine.flag()).arg("--").arg(&prog).spawn();
+    let out = interrupt_three_times_then_end(traced);
+    out.assert_exit(0).assert_stderr("");
+    assert!(out.stdout().ends_with("read=-1 errno=EINTR restarted=3\n"), "{out}");
+    let v = wait_hits(&proxy, &oracle.calls);
+    assert_eq!(named(family(&v, "strace_hits_total")), oracle.calls, "calls (left: tau_strace, right: strace -f -c)");
+    assert_eq!(named(family(&v, "strace_errors_total")), oracle.errors, "errors (left: tau_strace, right: strace)");
+    // The blocked read: once, then three restarts, the last one interrupted
+    // (each interruption returns ERESTARTSYS, an error); the SIGUSR2
+    // handler's return gives EINTR back.
+    assert_eq!(v["strace_errors_total{scall=\"read\"}"], 4.0, "{v:?}");
+    assert_eq!(v["strace_hits_total{scall=\"rt_sigreturn\"}"], 4.0, "{v:?}");
+    assert_eq!(v["strace_errors_total{scall=\"rt_sigreturn\"}"], 1.0, "{v:?}");
+}
+
 #[test]
 fn default_scheduling_opt_out_keeps_counts() {
     compare(Engine::Ptrace, "strace_threads", false, &[], &["--no-idle-sched"]);
@@ -168,6 +215,7 @@ fn default_scheduling_opt_out_keeps_counts() {
 
 engine_tests!(
     single_threaded_counts_and_bytes_match,
+    restarted_and_interrupted_calls_count_like_strace,
     multi_threaded_counts_match,
     forking_counts_and_exit_code_match,
     exec_from_main_and_from_a_thread_counts_match,

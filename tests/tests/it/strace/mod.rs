@@ -1,6 +1,7 @@
 //! `tau_strace`: per-syscall counts compared with real `strace -f -c` on
 //! the same programs (single-threaded, multi-threaded, forking, exec-ing,
-//! 32-bit calls), exact byte counts, exit statuses and signals, attach and
+//! 32-bit calls, restarted and interrupted calls), exact byte counts, exit
+//! statuses and signals, the engines' bounds, attach and
 //! detach, and an absent or late proxy. Every test of the tracer runs once
 //! per engine (`engine_tests!`): `…::bpf::NAME` and `…::ptrace::NAME`.
 
@@ -82,7 +83,11 @@ pub(super) fn strace_counts_as(prefix: &[&str], prog: &Path, args: &[&str], dir:
     if r.code().is_none() {
         r.fail("strace itself failed");
     }
-    let text = std::fs::read_to_string(&out).expect("strace summary");
+    summary(&std::fs::read_to_string(&out).expect("strace summary"))
+}
+
+/// The counts of a summary written by `strace -c -U name,calls,errors`.
+pub(super) fn summary(text: &str) -> Oracle {
     let mut oracle = Oracle { calls: BTreeMap::new(), errors: BTreeMap::new() };
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();

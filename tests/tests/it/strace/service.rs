@@ -3,8 +3,10 @@
 //! root as in CI): that user gets eBPF counts for their own program through
 //! it, exact against `strace -f -c`, and is refused another user's process
 //! with the reason; what the service's full maps lose reaches that user
-//! (counted and said once by the user's `tau_strace`); the systemd unit
-//! that runs it passes `systemd-analyze verify`.
+//! (counted and said once by the user's `tau_strace`); set-user-id and
+//! file-capability programs keep their privileges under eBPF (and lose
+//! them under ptrace); the systemd unit that runs it passes
+//! `systemd-analyze verify`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -187,4 +189,35 @@ fn a_setuid_program_keeps_its_privileges_under_ebpf_and_loses_them_under_ptrace(
     run("bpf").assert_exit(0).assert_stdout("0\n");
     // ...whereas ptrace makes the kernel drop the set-user-id.
     run("ptrace").assert_exit(0).assert_stdout(&format!("{USER}\n"));
+}
+
+#[test]
+fn a_program_with_file_capabilities_keeps_them_under_ebpf_and_loses_them_under_ptrace() {
+    let service = Service::start();
+    let dir = open(TempDir::new("strace-filecaps"));
+    let grep = dir.join("grep");
+    std::fs::copy("/usr/bin/grep", &grep).expect("copy grep");
+    cmd("setcap")
+        .arg("cap_net_bind_service=ep")
+        .arg(&grep)
+        .hint("setcap (package libcap2-bin; cargo xtask test installs it)")
+        .run()
+        .assert_success();
+    let run = |engine: &str| {
+        let args = ["--engine", engine, "--", grep.to_str().expect("path"), "CapEff", "/proc/self/status"];
+        tau_strace_as_user(&args, &service.socket, Path::new("/nonexistent-dir/none.sock"))
+    };
+    // CAP_NET_BIND_SERVICE is bit 10.
+    let with_it = "CapEff:\t0000000000000400\n";
+    cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&grep)
+        .args(["CapEff", "/proc/self/status"])
+        .run()
+        .assert_exit(0)
+        .assert_stdout(with_it);
+    // Counted by the kernel, the program gets its capability as untraced...
+    run("bpf").assert_exit(0).assert_stdout(with_it);
+    // ...whereas under ptrace the kernel does not grant it.
+    run("ptrace").assert_exit(0).assert_stdout("CapEff:\t0000000000000000\n");
 }
