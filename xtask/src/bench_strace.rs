@@ -100,6 +100,8 @@ pub(crate) fn run() -> Result<(), String> {
 
 /// Rounds per figure; each round runs every variant once.
 const ROUNDS: usize = 5;
+/// Added time below this share of the untraced time is taken as noise.
+const NOISE: f64 = 0.02;
 
 fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
     let work_dir = dir.join("files");
@@ -125,7 +127,8 @@ fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
     );
     println!(
         "  (each figure: the workload's wall time / untraced, start-up taken out; \"bpf/floor\": the eBPF \
-         engine's added time / the floor's; \"start\": the fixed cost of starting under the floor and the engine)"
+         engine's added time / the floor's, n/a where the floor adds less than 2% (noise); \"start\": the fixed \
+         cost of starting under the floor and the engine)"
     );
     let tau = |engine: &str, exe: &Path, args: &[String]| -> Vec<String> {
         let mut a = vec![format!("--engine={engine}"), "-u".into(), dead_socket.clone(), "--".into()];
@@ -163,16 +166,19 @@ fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
             let work = |i: usize| (t[i].as_secs_f64() - t[i + 5].as_secs_f64()).max(1e-9);
             let ratio = |i: usize| work(i) / work(0);
             let added = |i: usize| (work(i) - work(0)).max(1e-9);
+            // A floor adding less than the noise makes the ratio meaningless.
+            let versus_floor =
+                if added(1) < NOISE * work(0) { "n/a".to_owned() } else { format!("{:.2}x", added(2) / added(1)) };
             let start = |i: usize| (t[i + 5].as_secs_f64() - t[5].as_secs_f64()) * 1e3;
             println!(
-                "  {:<10} {:>8.3}s {:>7.2}x {:>7.2}x {:>7.1}x {:>10.1}x {:>9.2}x {:>10.1}x {:>7.0}/{:.0} ms",
+                "  {:<10} {:>8.3}s {:>7.2}x {:>7.2}x {:>7.1}x {:>10.1}x {:>10} {:>10.1}x {:>7.0}/{:.0} ms",
                 if pinned { "taskset 0" } else { "unpinned" },
                 work(0),
                 ratio(1),
                 ratio(2),
                 ratio(3),
                 ratio(4),
-                added(2) / added(1),
+                versus_floor,
                 work(3) / work(2),
                 start(1),
                 start(2),
