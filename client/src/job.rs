@@ -62,8 +62,17 @@ pub(crate) fn resolve(env: impl Fn(&str) -> Option<String>, procs: &dyn Processe
         .or_else(|| usable(slurm()))
         .or_else(|| JOB_VARS.iter().find_map(|k| usable(env(k))))
         .or_else(|| env("PMI_RANK").and_then(|_| hydra_proxy(procs, pid)))?;
-    let rank = RANK_VARS.iter().find_map(|k| env(k)?.trim().parse().ok());
-    Some(JobTag { id, rank })
+    Some(JobTag { id, rank: rank(&env) })
+}
+
+/// The rank the launcher's variables give, if any.
+pub(crate) fn rank(env: &impl Fn(&str) -> Option<String>) -> Option<u32> {
+    RANK_VARS.iter().find_map(|k| env(k)?.trim().parse().ok())
+}
+
+/// This process's rank, from its environment.
+pub fn own_rank() -> Option<u32> {
+    rank(&|k| std::env::var(k).ok())
 }
 
 /// `hydra-PID-START` of the nearest ancestor named [`HYDRA_PROXY`].

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use cli::parse_args;
 pub use cli::usage_error;
 pub use conn::{Connection, Error};
-pub use job::own_job;
+pub use job::{own_job, own_rank};
 pub use program::{find_program, MustBe};
 pub use push::{MetricId, PushConfig, PushState, Pusher};
 pub use query::{GetResult, QueryClient};

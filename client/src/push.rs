@@ -409,10 +409,9 @@ fn own_identity(program: &str) -> Identity {
 /// The job `given` (with the environment's rank), else the one this
 /// process's environment and ancestors name.
 fn own_job_tag(given: Option<String>) -> Option<JobTag> {
-    let found = crate::own_job();
     match given {
-        Some(id) => Some(JobTag { id, rank: found.and_then(|j| j.rank) }),
-        None => found,
+        Some(id) => Some(JobTag { id, rank: crate::own_rank() }),
+        None => crate::own_job(),
     }
 }
 

@@ -1,9 +1,9 @@
-//! Typed queries over a [`Connection`]: list, values, get, changes.
+//! Typed queries over a [`Connection`]: list, values, get, changes, jobs.
 
 use std::path::Path;
 use std::time::Duration;
 
-use protocol::{DescInfo, Reply, Request, Role, ValueInfo};
+use protocol::{DescInfo, JobInfo, Reply, Request, Role, ValueInfo};
 
 use crate::conn::{Connection, Error};
 
@@ -63,6 +63,25 @@ impl QueryClient {
             Reply::Unknown { names } => Ok(GetResult::Unknown(names)),
             Reply::Values { values, last, .. } => Ok(GetResult::Found(self.rest_of_values(values, last)?)),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// The node's jobs, running and finished within their retention, by
+    /// start.
+    pub fn jobs(&mut self) -> Result<Vec<JobInfo>, Error> {
+        self.conn.queue(&Request::Jobs)?;
+        self.conn.flush()?;
+        let mut out = Vec::new();
+        loop {
+            match self.conn.recv()? {
+                Reply::Jobs { jobs, last } => {
+                    out.extend(jobs);
+                    if last {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
         }
     }
 

@@ -47,7 +47,10 @@ const FORWARDED: [i32; 6] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2]
 
 /// Adds one to `tau_metric_proxy_run_total{operation=OP}` and tells (with
 /// -v) whether the proxy was reached. Bounded by the pusher's timeouts.
-fn count_run(config: &Config, operation: &str) {
+/// A launcher of a job stays connected while its command runs (the
+/// returned pusher, finished by [`end_run`]), so the job lasts on the node
+/// from the launch to the command's end, whatever its other collectors do.
+fn count_run(config: &Config, operation: &str) -> Option<Pusher> {
     let mut cfg = PushConfig::new(config.socket.clone(), TOOL);
     cfg.io_timeout = Duration::from_millis(500);
     cfg.job = config.job.clone();
@@ -58,13 +61,28 @@ fn count_run(config: &Config, operation: &str) {
         "Number of launch with the tau_metric_proxy_run command",
     ));
     pusher.add(id, 1);
-    match pusher.finish() {
+    let (state, stay) = if pusher.job().is_some() {
+        let state = pusher.flush_now();
+        (state, (state == PushState::Sent).then_some(pusher))
+    } else {
+        (pusher.finish(), None)
+    };
+    match state {
         PushState::Sent => config.say(&format!("tau_metric_proxy found on {}", config.socket.display())),
         PushState::Offline => config.say(&format!(
             "tau_metric_proxy not found on {}: the command runs without it (collectors push once it starts)",
             config.socket.display()
         )),
     }
+    stay
+}
+
+/// The command ended: the launcher's collector leaves its job.
+fn end_run(pusher: Option<Pusher>, code: i32) -> i32 {
+    if let Some(p) = pusher {
+        p.finish();
+    }
+    code
 }
 
 /// Finds `tau_strace` beside this executable, else on `PATH`.
@@ -79,7 +97,7 @@ fn tracer() -> Result<PathBuf, String> {
 
 /// Runs `command` instrumented; returns the exit code to leave with.
 pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: bool) -> i32 {
-    count_run(config, "exec");
+    let run = count_run(config, "exec");
     let env = config.env();
     // The PMPI preload is for the command only, never for tau_strace.
     let mut mpi_env: Vec<(OsString, OsString)> = Vec::new();
@@ -97,7 +115,7 @@ pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: b
             Ok(t) => t,
             Err(e) => {
                 eprintln!("{TOOL}: error: {e}");
-                return 127;
+                return end_run(run, 127);
             }
         };
         let mut c = Command::new(tracer);
@@ -121,12 +139,12 @@ pub(crate) fn launch(config: &Config, command: &[OsString], mpi: bool, strace: b
     };
     cmd.envs(env);
     config.say(&format!("running {}", shown(command)));
-    spawn_and_wait(cmd, &command[0])
+    end_run(run, spawn_and_wait(cmd, &command[0]))
 }
 
 /// Attaches `tau_strace` to `pid`; Ctrl+C detaches and leaves it running.
 pub(crate) fn attach(config: &Config, pid: i32) -> i32 {
-    count_run(config, "attach");
+    let run = count_run(config, "attach");
     let tracer = match tracer() {
         Ok(t) => t,
         Err(e) => {
@@ -141,7 +159,7 @@ pub(crate) fn attach(config: &Config, pid: i32) -> i32 {
     }
     cmd.arg("-p").arg(pid.to_string());
     config.say(&format!("attaching tau_strace to pid {pid}"));
-    spawn_and_wait(cmd, tracer.as_os_str())
+    end_run(run, spawn_and_wait(cmd, tracer.as_os_str()))
 }
 
 fn shown(command: &[OsString]) -> String {

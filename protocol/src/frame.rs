@@ -81,7 +81,7 @@ pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Desc, Identity, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
+    use crate::{Desc, Identity, JobInfo, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
 
     fn samples() -> Vec<Request> {
         vec![
@@ -103,6 +103,7 @@ mod tests {
                 identity: Identity { pid: 42, start_time: 7, nonce: 1, program: "a.out".into() },
                 job: JobTag { id: "4242.0".into(), rank: Some(3) },
             },
+            Request::Jobs,
         ]
     }
 
@@ -148,6 +149,20 @@ mod tests {
             last: true,
         };
         let mut buf = Vec::new();
+        encode_frame(&r, &mut buf).unwrap();
+        assert_eq!(decode_frame::<Reply>(&buf).unwrap(), Some((r, buf.len())));
+        let job = JobInfo {
+            id: "4242".into(),
+            ranks: vec![0, 1],
+            ranks_connected: 1,
+            collectors: 4,
+            live_collectors: 2,
+            start: 1.5,
+            end: None,
+            commands: vec!["ring".into()],
+        };
+        let r = Reply::Jobs { jobs: vec![job], last: true };
+        buf.clear();
         encode_frame(&r, &mut buf).unwrap();
         assert_eq!(decode_frame::<Reply>(&buf).unwrap(), Some((r, buf.len())));
     }
@@ -232,7 +247,7 @@ mod tests {
             if round % 2 == 0 {
                 // bias towards valid tags to get deeper into the decoder
                 if let Some(b) = f.get_mut(FRAME_HEADER) {
-                    *b %= 10;
+                    *b %= 11;
                 }
             }
             if let Ok(Some(_)) = decode_frame::<Request>(&f) {

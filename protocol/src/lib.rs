@@ -19,7 +19,7 @@ mod message;
 
 pub use frame::{decode_frame, encode_frame, FrameError, FRAME_HEADER, MAX_FRAME};
 pub use handshake::{Preamble, PreambleError, Role, MAGIC, MIN_VERSION, PREAMBLE_LEN, VERSION};
-pub use message::{Desc, DescInfo, Identity, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
+pub use message::{Desc, DescInfo, Identity, JobInfo, JobTag, Kind, Reply, Request, Sample, Scale, Value, ValueInfo};
 
 /// Environment variable naming the daemon's socket, honoured by every tool.
 pub const SOCKET_ENV: &str = "TAU_METRIC_PROXY";

@@ -155,6 +155,30 @@ pub enum Request {
     /// no job). New variants go last, so the encoding of the older ones,
     /// which version-1 and -2 peers send, is unchanged.
     JobHello { identity: Identity, job: JobTag },
+    /// Query (version 3): the jobs of this node, running and finished
+    /// within their retention.
+    Jobs,
+}
+
+/// A job as listed to clients (version 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// The job id its collectors carry.
+    pub id: String,
+    /// Every rank seen on this node, in order.
+    pub ranks: Vec<u32>,
+    /// Distinct ranks connected now.
+    pub ranks_connected: u32,
+    /// Collectors it had on this node, and those not gone yet.
+    pub collectors: u32,
+    pub live_collectors: u32,
+    /// When its first collector came, and when its last one left (`None`
+    /// while it runs), in seconds since the Unix epoch.
+    pub start: f64,
+    pub end: Option<f64>,
+    /// Its collectors' distinct program names, in the order they came (at
+    /// most 32, each at most 256 bytes).
+    pub commands: Vec<String>,
 }
 
 /// A series description as listed to clients.
@@ -196,4 +220,7 @@ pub enum Reply {
     Values { generation: u64, values: Vec<ValueInfo>, last: bool },
     /// Answer to [`Request::Get`] when some names are not in the proxy.
     Unknown { names: Vec<String> },
+    /// Answer to [`Request::Jobs`] (version 3), ordered by start, in one or
+    /// more frames like [`Reply::Descs`].
+    Jobs { jobs: Vec<JobInfo>, last: bool },
 }

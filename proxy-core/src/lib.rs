@@ -30,5 +30,7 @@ pub use refusal::{IngestError, Refusal, RefusalKind};
 pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_FRAME, DEFAULT_MAX_REPLY_QUEUE};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
 pub use store::query::UnknownSeries;
-pub use store::{CollectorSlot, Limits, ProcessRef, SeriesId, Store, RESERVED_PREFIX};
+pub use store::{
+    job_family_name, CollectorSlot, Limits, ProcessRef, SeriesId, Store, JOB_LABEL, JOB_PREFIX, RESERVED_PREFIX,
+};
 pub use validate::{labels_of_key, series_key, validate_desc, NameError};

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use protocol::{
-    decode_frame, encode_frame, FrameError, Identity, JobTag, Preamble, PreambleError, Reply, Request, Role,
+    decode_frame, encode_frame, FrameError, Identity, JobInfo, JobTag, Preamble, PreambleError, Reply, Request, Role,
     FRAME_HEADER, MAX_FRAME, PREAMBLE_LEN, VERSION,
 };
 
@@ -361,10 +361,10 @@ impl Session {
             }
         }
         match (&self.state, req) {
-            (State::Collector, Request::Hello { identity }) => self.hello(store, identity, None)?,
+            (State::Collector, Request::Hello { identity }) => self.hello(store, identity, None, now)?,
             (State::Collector, Request::JobHello { identity, job }) => {
                 protocol::check_job_id(&job.id).map_err(|e| SessionEnd::Protocol(Violation::BadJob(e)))?;
-                self.hello(store, identity, Some(job))?;
+                self.hello(store, identity, Some(job), now)?;
             }
             (State::Pushing { slot, .. }, Request::Register { id, desc }) => {
                 if let Err(e) = store.register(*slot, id, &desc) {
@@ -396,6 +396,7 @@ impl Session {
                 Err(UnknownSeries(names)) => self.reply(&Reply::Unknown { names }),
             },
             (State::Query, Request::Changes { since }) => self.answer(store, false, store.changed_ids(since)),
+            (State::Query, Request::Jobs) => self.jobs(store),
             (State::Done, _) => {}
             (state, req) => {
                 let (request, state) = (request_name(&req), state_name(state));
@@ -405,10 +406,43 @@ impl Session {
         Ok(())
     }
 
+    /// The jobs of the store, in frames of about [`REPLY_CHUNK_BYTES`]
+    /// (a bounded list: [`crate::Limits::max_jobs`] jobs of bounded size).
+    fn jobs(&mut self, store: &Store) {
+        let jobs = store.jobs();
+        let mut parts: Vec<Vec<JobInfo>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for job in jobs {
+            let size =
+                job.id.len() + job.commands.iter().map(|c| c.len() + 2).sum::<usize>() + 5 * job.ranks.len() + 48;
+            if bytes + size > REPLY_CHUNK_BYTES && bytes > 0 {
+                parts.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            parts.last_mut().expect("one part at least").push(job);
+        }
+        let n = parts.len();
+        for (i, jobs) in parts.into_iter().enumerate() {
+            self.reply(&Reply::Jobs { jobs, last: i + 1 == n });
+        }
+    }
+
     /// A collector says who it is, and of which job.
-    fn hello(&mut self, store: &mut Store, identity: Identity, job: Option<JobTag>) -> Result<(), SessionEnd> {
+    fn hello(
+        &mut self,
+        store: &mut Store,
+        identity: Identity,
+        job: Option<JobTag>,
+        now: f64,
+    ) -> Result<(), SessionEnd> {
         let (pid, program) = (identity.pid, identity.program.clone());
-        let (slot, resumed) = match store.hello_from(identity, self.peer, self.uid) {
+        let said = match &job {
+            Some(JobTag { id, rank: Some(rank) }) => format!(", job {id} rank {rank}"),
+            Some(JobTag { id, rank: None }) => format!(", job {id}"),
+            None => String::new(),
+        };
+        let (slot, resumed) = match store.hello_from(identity, job, self.peer, self.uid, now) {
             Ok(hello) => hello,
             Err(e) => {
                 self.reply(&Reply::Error { id: None, message: e.refusal.to_string() });
@@ -416,12 +450,7 @@ impl Session {
                 return Err(SessionEnd::Refused(e.refusal));
             }
         };
-        let job = match job {
-            Some(JobTag { id, rank: Some(rank) }) => format!(", job {id} rank {rank}"),
-            Some(JobTag { id, rank: None }) => format!(", job {id}"),
-            None => String::new(),
-        };
-        log::debug!("collector {program} (pid {pid}) {}{job}", if resumed { "reconnected" } else { "connected" });
+        log::debug!("collector {program} (pid {pid}) {}{said}", if resumed { "reconnected" } else { "connected" });
         // Version 2 on: the collector learns whether it was known.
         if self.peer_version >= 2 {
             self.reply(&Reply::Welcome { resumed });
@@ -466,6 +495,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::Values => "Values",
         Request::Get { .. } => "Get",
         Request::Changes { .. } => "Changes",
+        Request::Jobs => "Jobs",
     }
 }
 

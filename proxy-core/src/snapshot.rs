@@ -228,7 +228,8 @@ impl Store {
         let mut index = vec![u32::MAX; self.series.len()];
         let mut series = Vec::new();
         for (sid, s) in self.series.iter().enumerate() {
-            if s.kind != Kind::Counter {
+            // A job's series go with the job: a restart keeps node totals.
+            if s.kind != Kind::Counter || self.is_job_series(sid as u32) {
                 continue;
             }
             index[sid] = series.len() as u32;
@@ -458,7 +459,7 @@ mod tests {
         let mut st = Store::new(Limits::default());
         let claimed = Identity { pid: 1, start_time: 0, nonce: 5, program: "liar".into() };
         let kernel = ProcessRef { pid: 4242, start_time: 77 };
-        let (a, _) = st.hello_from(claimed.clone(), Some(kernel), None).unwrap();
+        let (a, _) = st.hello_from(claimed.clone(), None, Some(kernel), None, 1.0).unwrap();
         st.register(a, 0, &Desc::counter("x_total", &[], "x")).unwrap();
         st.disconnect(a, 1.0);
         let (mut back, _) =
@@ -472,7 +473,7 @@ mod tests {
             2.0,
         );
         assert_eq!(asked, [kernel]);
-        assert!(back.hello_from(claimed, None, None).unwrap().1, "still remembered");
+        assert!(back.hello_from(claimed, None, None, None, 1.0).unwrap().1, "still remembered");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 
 mod change_log;
 mod collectors;
+#[cfg(test)]
+mod job_tests;
+mod jobs;
 mod keys;
 mod order;
 mod owners;
@@ -16,24 +19,32 @@ pub(crate) mod query;
 mod series;
 #[cfg(test)]
 mod tests;
+mod tracking;
 
 use std::collections::{BTreeMap, HashMap};
 
-use protocol::{Desc, Identity, Kind, Sample, Value};
+use protocol::{Desc, Identity, JobTag, Kind, Sample, Value};
 
 use crate::refusal::{IngestError, Refusal, RefusalCounts, RefusalKind};
 use crate::validate::{labels_of_key, series_key, validate_desc};
 use change_log::ChangeLog;
 use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
+use jobs::Jobs;
 use keys::Keys;
 pub(crate) use order::{Layout, RenderOrder};
 pub use series::SeriesId;
 pub(crate) use series::{om_family_name, Family, Owner, Series, Val};
+pub use tracking::{job_family_name, JOB_LABEL};
 
 /// Family names that start with this are the daemon's (see
 /// [`Store::declare_shared`] for the one its launcher pushes).
 pub const RESERVED_PREFIX: &str = "tau_metric_proxy_";
+
+/// The per-job families, the daemon's too: `tau_job_` and the name of the
+/// node family, without its [`RESERVED_PREFIX`] (`tau_job_mpi_hits_total`,
+/// `tau_job_run_total`), and the job gauges (`tau_job_ranks`, ...).
+pub const JOB_PREFIX: &str = "tau_job_";
 
 /// Upper bounds that keep one misbehaving collector from exhausting memory.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +65,12 @@ pub struct Limits {
     /// ids are meant to be dense (0, 1, 2, ...), and the per-collector
     /// tables are sized by the largest id.
     pub max_id_gap: usize,
+    /// Seconds a finished job's series stay after its last collector left.
+    pub job_retention: f64,
+    /// Jobs kept, running or finished; beyond it the one that finished
+    /// first goes, and a collector of a new job is kept out of jobs while
+    /// every kept job runs.
+    pub max_jobs: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +82,8 @@ impl Default for Limits {
             max_labels: 16,
             max_label_value_length: 1024,
             max_id_gap: 1024,
+            job_retention: 300.0,
+            max_jobs: 1000,
         }
     }
 }
@@ -96,6 +115,15 @@ pub struct Store {
     refusals: RefusalCounts,
     pub(crate) order: RenderOrder,
     change_log: ChangeLog,
+    /// Series ids retired, to reuse.
+    free_series: Vec<SeriesId>,
+    jobs: Jobs,
+    /// Records of the jobs that finished, until taken.
+    finished: Vec<crate::JobRecord>,
+    /// Finished jobs dropped before their retention ended, at `max_jobs`.
+    job_evictions: u64,
+    /// Collectors of a job kept out of jobs, at `max_jobs`.
+    untracked_collectors: u64,
 }
 
 impl Store {
@@ -109,8 +137,9 @@ impl Store {
         self.generation
     }
 
+    /// Series on the page (retired ones are not).
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.keys.live()
     }
 
     /// Collectors with a live connection.
@@ -150,14 +179,17 @@ impl Store {
 
     /// A collector says hello on a connection whose peer the kernel named:
     /// its process (judged alive by it, not by the identity's claims) and
-    /// its user. A new identity is refused while
-    /// [`Limits::max_remembered`] collectors wait disconnected with their
-    /// processes running: none of them may be forgotten.
+    /// its user, and of which job it is (a new collector joins it; one
+    /// that reconnects is already a member). A new identity is refused
+    /// while [`Limits::max_remembered`] collectors wait disconnected with
+    /// their processes running: none of them may be forgotten.
     pub fn hello_from(
         &mut self,
         identity: Identity,
+        job: Option<JobTag>,
         process: Option<ProcessRef>,
         uid: Option<u32>,
+        now: f64,
     ) -> Result<(CollectorSlot, bool), IngestError> {
         let limit = self.limits.max_remembered;
         if !self.collectors.contains(&identity) && self.collectors.waiting() >= limit {
@@ -169,6 +201,13 @@ impl Store {
         }
         if let Some(uid) = uid {
             self.set_uid(slot, uid);
+        }
+        // A collector restored from a state file knows no job yet.
+        let member = self.collectors.get(slot.index).is_some_and(|c| c.job.is_some());
+        match job {
+            _ if member => self.member_connected(slot.index, true, now),
+            Some(job) => self.join_job(slot, &job, now),
+            None => {}
         }
         Ok((slot, resumed))
     }
@@ -199,7 +238,11 @@ impl Store {
         // A gauge value given under the old binding leaves with it.
         if let Some(old) = c.bind(id, sid) {
             self.series[old as usize].drop_gauge(slot.index);
+            if let Some(twin) = c.twin(id) {
+                self.series[twin as usize].drop_gauge(slot.index);
+            }
         }
+        self.bind_twin(slot, id, sid);
         Ok(sid)
     }
 
@@ -226,7 +269,7 @@ impl Store {
             }
             return Ok(sid);
         }
-        if limited && self.series.len() >= self.limits.max_series {
+        if limited && self.keys.live() >= self.limits.max_series {
             return Err(Refusal::NodeLimit { limit: self.limits.max_series });
         }
         let fam = match self.family_order.get(&desc.name) {
@@ -263,15 +306,26 @@ impl Store {
                     owner,
                     scale: None,
                     series: Vec::new(),
+                    twin: None,
                 });
                 let f = (self.families.len() - 1) as u32;
                 self.family_order.insert(desc.name.clone(), f);
                 f
             }
         };
-        let sid = self.keys.push(&key);
-        debug_assert_eq!(sid as usize, self.series.len());
-        self.series.push(Series::new(fam, desc.kind, desc.scale));
+        let sid = match self.free_series.pop() {
+            Some(sid) => {
+                self.keys.reuse(sid, &key);
+                self.series[sid as usize] = Series::new(fam, desc.kind, desc.scale);
+                sid
+            }
+            None => {
+                let sid = self.keys.push(&key);
+                debug_assert_eq!(sid as usize, self.series.len());
+                self.series.push(Series::new(fam, desc.kind, desc.scale));
+                sid
+            }
+        };
         self.families[fam as usize].series.push(sid);
         self.order.valid = false;
         Ok(sid)
@@ -303,6 +357,7 @@ impl Store {
                 errors.push(IngestError { id: Some(s.id), refusal: Refusal::Unregistered });
                 continue;
             };
+            let twin = c.twin(s.id);
             let series = &mut self.series[*sid as usize];
             let shared = self.families[series.family as usize].owner == Owner::Shared;
             let keys = &self.keys;
@@ -315,7 +370,10 @@ impl Store {
                 let key = keys.get(*sid).to_owned();
                 IngestError { id: Some(s.id), refusal: Refusal::Overflow { key, value, total: totals } }
             };
-            let delta_applied = match (series.kind, s.value) {
+            // What the job's twin gets of the sample: the same delta, or
+            // the same gauge value.
+            let delta_applied;
+            let to_twin = match (series.kind, s.value) {
                 (Kind::Counter, Value::Int(v)) => {
                     let d = if totals { v.saturating_sub(counted.int) } else { v };
                     let Some(mine) = counted.int.checked_add(d) else {
@@ -327,7 +385,8 @@ impl Store {
                         continue;
                     }
                     counted.int = mine;
-                    d != 0
+                    delta_applied = d != 0;
+                    Value::Int(d)
                 }
                 (Kind::Counter, Value::Float(v)) => {
                     if !v.is_finite() || v < 0.0 {
@@ -343,7 +402,8 @@ impl Store {
                     }
                     counted.float = mine;
                     series.float = sum;
-                    d != 0.0
+                    delta_applied = d != 0.0;
+                    Value::Float(d)
                 }
                 (Kind::Gauge, v) => {
                     let v = match v {
@@ -351,13 +411,29 @@ impl Store {
                         Value::Float(f) => f,
                     };
                     series.set_gauge(slot.index, v);
-                    true
+                    delta_applied = true;
+                    Value::Float(v)
                 }
             };
             if delta_applied {
                 series.ts = now;
                 self.change_log.note(series, *sid, generation);
                 changed = true;
+                if let Some(t) = twin {
+                    let twin = &mut self.series[t as usize];
+                    match (twin.kind, to_twin) {
+                        // A twin counts what its node series counted; past
+                        // u64 it carries on in floating point.
+                        (Kind::Counter, Value::Int(d)) => {
+                            twin.add_int(d, true);
+                        }
+                        (Kind::Counter, Value::Float(d)) => twin.float += d,
+                        (Kind::Gauge, Value::Float(v)) => twin.set_gauge(slot.index, v),
+                        (Kind::Gauge, Value::Int(_)) => {}
+                    }
+                    twin.ts = now;
+                    self.change_log.note(twin, t, generation);
+                }
             }
         }
         if changed {
@@ -385,6 +461,7 @@ impl Store {
     pub fn disconnect(&mut self, slot: CollectorSlot, now: f64) {
         if self.collectors.disconnect(slot, now) {
             self.drop_gauges(slot.index, now);
+            self.member_connected(slot.index, false, now);
         }
     }
 
@@ -414,6 +491,7 @@ impl Store {
     }
 
     fn forget(&mut self, index: u32, now: f64) {
+        self.leave_job(index, now);
         self.drop_gauges(index, now);
         self.collectors.remove(index);
     }
@@ -425,6 +503,7 @@ impl Store {
         let dropped: Vec<SeriesId> = c
             .ids
             .iter()
+            .chain(&c.twins)
             .flatten()
             .copied()
             .filter(|sid| {
@@ -489,28 +568,6 @@ impl Store {
     /// Whether a collector of this identity is remembered.
     pub(crate) fn knows(&self, identity: &Identity) -> bool {
         self.collectors.contains(identity)
-    }
-
-    /// The families owned by a user, with their owner, for a snapshot.
-    pub(crate) fn owners(&self) -> Vec<(String, u32)> {
-        let owned = self.families.iter().filter_map(|f| match f.owner {
-            Owner::Uid(uid) => Some((f.name.clone(), uid)),
-            _ => None,
-        });
-        owned.collect()
-    }
-
-    /// After a restore: every family is the daemon's if its name is
-    /// reserved, else its saved owner's, else unclaimed.
-    pub(crate) fn restore_owners(&mut self, owners: &[(String, u32)]) {
-        let owners: HashMap<&str, u32> = owners.iter().map(|(n, u)| (n.as_str(), *u)).collect();
-        for f in &mut self.families {
-            f.owner = match owners.get(f.name.as_str()) {
-                _ if f.name.starts_with(RESERVED_PREFIX) => Owner::Daemon,
-                Some(&uid) => Owner::Uid(uid),
-                None => Owner::Unclaimed,
-            };
-        }
     }
 
     /// Sets a restored counter's totals.

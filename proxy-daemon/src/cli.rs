@@ -65,6 +65,12 @@ pub(crate) struct Cli {
     #[arg(long = "max-reply-queue", value_name = "BYTES", default_value_t = proxy_core::DEFAULT_MAX_REPLY_QUEUE as u64,
           value_parser = clap::value_parser!(u64).range(1024..))]
     pub(crate) max_reply_queue: u64,
+    /// Seconds a job's series stay after its last collector on this node left
+    #[arg(long = "job-retention", value_name = "SECS", default_value_t = 300)]
+    pub(crate) job_retention: u64,
+    /// Most jobs kept, running or finished; beyond it the job that finished first goes
+    #[arg(long = "max-jobs", value_name = "N", default_value_t = Limits::default().max_jobs)]
+    pub(crate) max_jobs: usize,
     /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
@@ -95,6 +101,8 @@ impl Cli {
             max_labels: self.max_labels,
             max_label_value_length: self.max_label_value_length,
             max_id_gap: self.max_id_gap,
+            job_retention: self.job_retention as f64,
+            max_jobs: self.max_jobs,
         }
     }
 

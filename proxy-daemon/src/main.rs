@@ -6,6 +6,7 @@ mod cli;
 mod conn;
 mod families;
 mod http;
+mod jobs;
 mod server;
 mod socket;
 mod state;

@@ -14,6 +14,7 @@ use proxy_core::{ProcessRef, RefusalKind, SeriesId, Session, SessionEnd, Store, 
 use crate::access::Access;
 use crate::cli::ConnLimits;
 use crate::conn::{self, Slab, Verdict};
+use crate::jobs::Jobs;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -164,6 +165,8 @@ struct Core {
     ready_peers: VecDeque<Token>,
     /// Reused read buffer.
     chunk: Vec<u8>,
+    /// Jobs: their self metrics, and where finished jobs go.
+    jobs: Jobs,
 }
 
 struct StateFile {
@@ -182,6 +185,7 @@ impl Server {
         limits: ConnLimits,
         state: Option<(std::path::PathBuf, Duration)>,
     ) -> Result<Server, String> {
+        let jobs = Jobs::new(&mut store.lock());
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
         let mut signals =
             Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -207,6 +211,8 @@ impl Server {
                 ready: VecDeque::new(),
                 ready_peers: VecDeque::new(),
                 chunk: vec![0; READ_CHUNK],
+                jobs,
+
                 state: state.map(|(path, every)| StateFile {
                     path,
                     every,
@@ -573,7 +579,11 @@ impl Core {
         if folded > 0 {
             log::debug!("folded {folded} departed collectors into the node totals");
         }
+        let finished = self.jobs.housekeeping(&mut st, now);
         drop(st);
+        for record in finished {
+            self.jobs.finished_job(record);
+        }
         self.refresh_self_metrics();
     }
 

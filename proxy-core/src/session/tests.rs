@@ -288,3 +288,30 @@ fn a_collectors_unread_replies_are_dropped_beyond_its_queue_and_counted() {
     assert_eq!(kept + dropped, 41, "the welcome and 40 errors, each kept or dropped");
     assert_eq!(s.take_dropped_replies(), 0, "taken once");
 }
+
+#[test]
+fn a_jobs_query_lists_the_jobs_by_start_even_none() {
+    let mut st = Store::new(Limits::default());
+    let mut q = Session::new();
+    let mut bytes = Preamble::new(Role::Query).encode().to_vec();
+    bytes.extend(frames(&[Request::Jobs]));
+    q.feed(&bytes, &mut st, 1.0, &mut Tally::default()).unwrap();
+    assert_eq!(replies_of(&mut q, &mut st), [Reply::Jobs { jobs: vec![], last: true }]);
+    let mut c = Session::new();
+    let identity = Identity { pid: 1, start_time: 0, nonce: 9, program: "ring".into() };
+    let job = JobTag { id: "4242".into(), rank: Some(3) };
+    c.feed(&collector_bytes(&[Request::JobHello { identity, job }]), &mut st, 5.0, &mut Tally::default()).unwrap();
+    q.output().extend_from_slice(&[0; PREAMBLE_LEN]); // as if the preamble were still unread
+    q.feed(&frames(&[Request::Jobs]), &mut st, 6.0, &mut Tally::default()).unwrap();
+    let info = JobInfo {
+        id: "4242".into(),
+        ranks: vec![3],
+        ranks_connected: 1,
+        collectors: 1,
+        live_collectors: 1,
+        start: 5.0,
+        end: None,
+        commands: vec!["ring".into()],
+    };
+    assert_eq!(replies_of(&mut q, &mut st), [Reply::Jobs { jobs: vec![info], last: true }]);
+}

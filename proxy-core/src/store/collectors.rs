@@ -49,6 +49,10 @@ pub(super) struct Collector {
     pub(super) ids: Vec<Option<SeriesId>>,
     /// How much of each of its counters this store already counted.
     pub(super) counted: Vec<Counted>,
+    /// Per id, the job's twin of its series, when it belongs to a job.
+    pub(super) twins: Vec<Option<SeriesId>>,
+    /// Its job and its member index there.
+    pub(super) job: Option<(u32, u32)>,
     registered: usize,
 }
 
@@ -86,10 +90,23 @@ impl Collector {
         previous.filter(|p| *p != sid)
     }
 
+    /// The job's twin of the series of `id`.
+    pub(super) fn twin(&self, id: u32) -> Option<SeriesId> {
+        self.twins.get(id as usize).copied().flatten()
+    }
+
+    /// Sets the twin of the bound `id`.
+    pub(super) fn set_twin(&mut self, id: u32, twin: Option<SeriesId>) {
+        if let Some(t) = self.twins.get_mut(id as usize) {
+            *t = twin;
+        }
+    }
+
     fn grow(&mut self, i: usize) {
         if self.ids.len() <= i {
             self.ids.resize(i + 1, None);
             self.counted.resize(i + 1, Counted::default());
+            self.twins.resize(i + 1, None);
         }
     }
 
@@ -173,6 +190,8 @@ impl Collectors {
             connected: true,
             ids: Vec::new(),
             counted: Vec::new(),
+            twins: Vec::new(),
+            job: None,
             registered: 0,
         };
         self.connected += 1;
@@ -205,6 +224,10 @@ impl Collectors {
 
     pub(super) fn get(&self, index: u32) -> Option<&Collector> {
         self.slots.get(index as usize).and_then(Option::as_ref)
+    }
+
+    pub(super) fn get_mut(&mut self, index: u32) -> Option<&mut Collector> {
+        self.slots.get_mut(index as usize).and_then(Option::as_mut)
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &Collector> {

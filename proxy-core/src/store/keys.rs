@@ -10,6 +10,9 @@ use super::series::SeriesId;
 
 /// An empty slot of the index.
 const EMPTY: u32 = u32::MAX;
+/// A slot of the index whose series was retired: probing goes on past it,
+/// a new entry may take it.
+const TOMBSTONE: u32 = u32::MAX - 1;
 
 #[derive(Debug)]
 pub(super) struct Keys {
@@ -26,6 +29,10 @@ pub(super) struct Keys {
     index: Vec<u32>,
     /// Random keys, so that peers cannot choose colliding names.
     hasher: std::collections::hash_map::RandomState,
+    /// Index slots holding [`TOMBSTONE`].
+    tombstones: usize,
+    /// Series ids retired and not reused yet (their key is empty).
+    retired: usize,
 }
 
 impl Default for Keys {
@@ -37,6 +44,8 @@ impl Default for Keys {
             lens: Vec::new(),
             index: Vec::new(),
             hasher: Default::default(),
+            tombstones: 0,
+            retired: 0,
         }
     }
 }
@@ -44,6 +53,11 @@ impl Default for Keys {
 impl Keys {
     pub(super) fn len(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Keys of series that are not retired.
+    pub(super) fn live(&self) -> usize {
+        self.starts.len() - self.retired
     }
 
     /// The key of series `sid`.
@@ -71,9 +85,50 @@ impl Keys {
         loop {
             match self.index[i] {
                 EMPTY => return None,
+                TOMBSTONE => i = (i + 1) & mask,
                 sid if self.get(sid) == key => return Some(sid),
                 _ => i = (i + 1) & mask,
             }
+        }
+    }
+
+    /// Where `sid` sits in the index.
+    fn position(&self, sid: SeriesId) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let mut i = self.slot(self.get(sid));
+        loop {
+            match self.index[i] {
+                EMPTY => return None,
+                s if s == sid => return Some(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Forgets the key of `sid`: it is found no more, its text goes at the
+    /// next [`Keys::seal`], and `sid` waits for [`Keys::reuse`].
+    pub(super) fn retire(&mut self, sid: SeriesId) {
+        if let Some(i) = self.position(sid) {
+            self.index[i] = TOMBSTONE;
+            self.tombstones += 1;
+        }
+        self.lens[sid as usize] = 0;
+        self.retired += 1;
+    }
+
+    /// Gives the retired `sid` the key `key` (not present).
+    pub(super) fn reuse(&mut self, sid: SeriesId, key: &str) {
+        self.starts[sid as usize] = self.sealed.len() + self.tail.len();
+        self.lens[sid as usize] = key.len() as u32;
+        self.tail.push_str(key);
+        self.retired -= 1;
+        if (self.live() + self.tombstones) * 2 > self.index.len() {
+            self.rehash(self.index.len());
+        } else {
+            self.place(sid);
         }
     }
 
@@ -83,7 +138,7 @@ impl Keys {
         self.starts.push(self.sealed.len() + self.tail.len());
         self.lens.push(key.len() as u32);
         self.tail.push_str(key);
-        if (self.starts.len()) * 2 > self.index.len() {
+        if (self.live() + self.tombstones) * 2 > self.index.len() {
             self.rehash((self.index.len() * 2).max(64));
         } else {
             self.place(sid);
@@ -94,16 +149,25 @@ impl Keys {
     fn place(&mut self, sid: SeriesId) {
         let mask = self.index.len() - 1;
         let mut i = self.slot(self.get(sid));
-        while self.index[i] != EMPTY {
+        while !matches!(self.index[i], EMPTY | TOMBSTONE) {
             i = (i + 1) & mask;
+        }
+        if self.index[i] == TOMBSTONE {
+            self.tombstones -= 1;
         }
         self.index[i] = sid;
     }
 
+    /// A new index of at least `slots` slots (twice the live keys at
+    /// least), without tombstones.
     fn rehash(&mut self, slots: usize) {
+        let slots = slots.max((self.live() * 2 + 2).next_power_of_two()).max(64);
         self.index = vec![EMPTY; slots];
+        self.tombstones = 0;
         for sid in 0..self.starts.len() as SeriesId {
-            self.place(sid);
+            if self.lens[sid as usize] > 0 {
+                self.place(sid);
+            }
         }
     }
 
@@ -157,5 +221,39 @@ mod tests {
         assert_eq!(k.find("y"), Some(1000));
         assert_eq!(k.get(1000), "y");
         assert_eq!(k.get(5), "x_total{i=\"5\"}");
+    }
+
+    #[test]
+    fn retired_keys_are_found_no_more_and_their_ids_take_new_keys() {
+        let mut k = Keys::default();
+        let names: Vec<String> = (0..200).map(|i| format!("x_total{{i=\"{i}\"}}")).collect();
+        for n in &names {
+            k.push(n);
+        }
+        // Many rounds of retiring and reusing: tombstones never fill the
+        // index, every live key stays found.
+        for round in 0..50 {
+            for sid in (0..200).filter(|s| s % 3 == round % 3) {
+                k.retire(sid);
+                assert_eq!(k.find(&names[sid as usize]), None);
+                assert_eq!(k.get(sid), "");
+            }
+            assert_eq!(k.live(), 200 - (0..200).filter(|s| s % 3 == round % 3).count());
+            for sid in (0..200).filter(|s| s % 3 == round % 3) {
+                k.reuse(sid, &names[sid as usize]);
+            }
+            assert_eq!(k.live(), 200);
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(k.find(n), Some(i as SeriesId), "round {round}");
+            }
+            assert!(k.tombstones + k.live() <= k.index.len() / 2 + 1, "round {round}");
+        }
+        k.retire(7);
+        let order: Vec<SeriesId> = (0..200).filter(|&s| s != 7).collect();
+        let (text, _) = k.seal(&order);
+        assert!(!text.contains("x_total{i=\"7\"}"), "a retired key leaves the text");
+        k.reuse(7, "y_total");
+        assert_eq!(k.find("y_total"), Some(7));
+        assert_eq!(k.find(&names[8]), Some(8));
     }
 }

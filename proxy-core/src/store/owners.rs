@@ -4,7 +4,9 @@
 use protocol::{Desc, Kind, Scale};
 
 use super::series::{om_family_name, Family, Owner, SeriesId};
-use super::{CollectorSlot, Store, RESERVED_PREFIX};
+use std::collections::HashMap;
+
+use super::{CollectorSlot, Store, JOB_PREFIX, RESERVED_PREFIX};
 use crate::refusal::Refusal;
 use crate::validate::validate_desc;
 
@@ -29,7 +31,7 @@ impl Store {
     /// unclaimed family.
     pub(super) fn check_owner(&self, name: &str, uid: Option<u32>) -> Result<(), Refusal> {
         let Some(&f) = self.family_order.get(name) else {
-            return if name.starts_with(RESERVED_PREFIX) {
+            return if name.starts_with(RESERVED_PREFIX) || name.starts_with(JOB_PREFIX) {
                 Err(Refusal::Reserved { name: name.to_owned() })
             } else {
                 Ok(())
@@ -72,6 +74,7 @@ impl Store {
                     owner: Owner::Shared,
                     scale: None,
                     series: Vec::new(),
+                    twin: None,
                 };
                 self.families.push(fam);
                 let f = (self.families.len() - 1) as u32;
@@ -86,6 +89,8 @@ impl Store {
         }
         fam.owner = Owner::Shared;
         fam.scale = Some(scale);
+        let twin = self.declare_twin(name, kind, scale, help)?;
+        self.families[f as usize].twin = Some(twin);
         Ok(())
     }
 
@@ -93,6 +98,28 @@ impl Store {
     pub fn set_uid(&mut self, slot: CollectorSlot, uid: u32) {
         if let Ok(c) = self.collectors.current_mut(slot) {
             c.uid = Some(uid);
+        }
+    }
+
+    /// The families owned by a user, with their owner, for a snapshot.
+    pub(crate) fn owners(&self) -> Vec<(String, u32)> {
+        let owned = self.families.iter().filter_map(|f| match f.owner {
+            Owner::Uid(uid) => Some((f.name.clone(), uid)),
+            _ => None,
+        });
+        owned.collect()
+    }
+
+    /// After a restore: every family is the daemon's if its name is
+    /// reserved, else its saved owner's, else unclaimed.
+    pub(crate) fn restore_owners(&mut self, owners: &[(String, u32)]) {
+        let owners: HashMap<&str, u32> = owners.iter().map(|(n, u)| (n.as_str(), *u)).collect();
+        for f in &mut self.families {
+            f.owner = match owners.get(f.name.as_str()) {
+                _ if f.name.starts_with(RESERVED_PREFIX) => Owner::Daemon,
+                Some(&uid) => Owner::Uid(uid),
+                None => Owner::Unclaimed,
+            };
         }
     }
 }

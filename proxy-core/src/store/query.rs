@@ -67,6 +67,7 @@ impl Store {
     /// [`Store::values`].
     pub fn changed_ids(&self, since: u64) -> Vec<SeriesId> {
         let mut changed = self.change_log.since(since);
+        changed.retain(|sid| !self.series[*sid as usize].retired);
         // The order of `ordered()`: families by name, then series by key.
         let fam = |sid: &SeriesId| self.families[self.series[*sid as usize].family as usize].name.as_str();
         changed.sort_by(|a, b| fam(a).cmp(fam(b)).then_with(|| self.keys.get(*a).cmp(self.keys.get(*b))));

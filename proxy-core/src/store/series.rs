@@ -22,6 +22,9 @@ pub(crate) struct Series {
     pub(super) ts: f64,
     /// The last generation in which the value changed (0: never).
     pub(super) changed: u64,
+    /// Retired (a job's series after its retention): in no family, no
+    /// query, no scrape; its id waits to be reused.
+    pub(super) retired: bool,
 }
 
 /// The gauge values of a series, by collector index.
@@ -38,7 +41,7 @@ pub(crate) enum Val {
 
 impl Series {
     pub(super) fn new(family: u32, kind: Kind, scale: Scale) -> Series {
-        Series { family, kind, scale, int: 0, float: 0.0, gauges: None, ts: 0.0, changed: 0 }
+        Series { family, kind, scale, int: 0, float: 0.0, gauges: None, ts: 0.0, changed: 0, retired: false }
     }
 
     /// Whether the value is an exact integer, printed without a fraction.
@@ -118,6 +121,20 @@ impl Series {
         self.float = gauges.iter().map(|(_, v)| v).sum();
     }
 
+    /// The gauge value `collector` gave, if any.
+    pub(super) fn gauge_of(&self, collector: u32) -> Option<f64> {
+        self.gauges.as_ref()?.0.iter().find(|(c, _)| *c == collector).map(|(_, v)| *v)
+    }
+
+    /// The value of `int` and `float` counted in this series' unit, in
+    /// exposition units (what [`Series::value`] does for the totals).
+    pub(super) fn exposed(&self, int: u64, float: f64) -> f64 {
+        match self.scale {
+            Scale::One => int as f64 + float,
+            Scale::Nano => int as f64 / 1e9 + float,
+        }
+    }
+
     pub(super) fn drop_gauge(&mut self, collector: u32) -> bool {
         let Some(gauges) = self.gauges.as_mut().map(|g| &mut g.0) else { return false };
         let before = gauges.len();
@@ -158,6 +175,9 @@ pub(crate) struct Family {
     pub(crate) scale: Option<Scale>,
     /// Series of the family, in key order once the render order is built.
     pub(crate) series: Vec<SeriesId>,
+    /// The family of this one's per-job twins (`tau_job_...`), for a
+    /// shared family.
+    pub(crate) twin: Option<u32>,
 }
 
 /// The family name OpenMetrics uses: counters without their `_total`.

@@ -123,7 +123,9 @@ fn live_collectors_are_never_folded_and_new_ones_wait_at_the_cap() {
     let mut st = Store::new(Limits { max_remembered: 3, ..Limits::default() });
     // Disconnections beyond the cap cannot be refused: 4 wait.
     let slots: Vec<_> = (0..4)
-        .map(|pid| st.hello_from(ident(pid), Some(ProcessRef { pid: 1000 + pid, start_time: 5 }), None).unwrap().0)
+        .map(|pid| {
+            st.hello_from(ident(pid), None, Some(ProcessRef { pid: 1000 + pid, start_time: 5 }), None, 1.0).unwrap().0
+        })
         .collect();
     for (i, s) in slots.into_iter().enumerate() {
         st.disconnect(s, i as f64);
@@ -140,15 +142,15 @@ fn live_collectors_are_never_folded_and_new_ones_wait_at_the_cap() {
     assert_eq!((folded, asked.len(), st.known_collectors()), (0, 4, 4));
     assert_eq!(asked[0], ProcessRef { pid: 1000, start_time: 5 });
     // A new collector waits; a known one comes back.
-    let refused = st.hello_from(ident(9), None, None).unwrap_err();
+    let refused = st.hello_from(ident(9), None, None, None, 1.0).unwrap_err();
     assert_eq!(refused.refusal, Refusal::RememberedLimit { limit: 3 });
     assert_eq!(st.refusals(RefusalKind::RememberedLimit), 1);
-    let (s, resumed) = st.hello_from(ident(0), None, None).unwrap();
+    let (s, resumed) = st.hello_from(ident(0), None, None, None, 1.0).unwrap();
     assert!(resumed, "remembered past the cap");
     st.disconnect(s, 11.0);
     // Once processes are gone, their collectors are folded: room is made.
     assert_eq!(st.fold_departed(|p| p.pid < 1002, 12.0), 2);
-    assert!(!st.hello_from(ident(9), None, None).unwrap().1);
+    assert!(!st.hello_from(ident(9), None, None, None, 1.0).unwrap().1);
 }
 
 /// What the daemon reports as refused series: the refusals that mean a

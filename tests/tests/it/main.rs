@@ -75,3 +75,6 @@ mod mpi_fortran;
 
 /// Jobs: the job and rank of every collector, from `-j`, schedulers and plain `mpirun`.
 mod jobs;
+
+/// Per-job series: two jobs on one proxy kept apart, job gauges, retention, `--max-jobs`.
+mod job_series;

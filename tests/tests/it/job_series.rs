@@ -1,0 +1,148 @@
+//! Per-job series: two jobs on one proxy kept apart exactly while node
+//! totals stay their sum (real `mpirun`, both MPIs), a job's gauges, its
+//! series leaving after `--job-retention`, `--max-jobs` and its evictions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::util::{bin, mpi_test, wait_for, Mpi, Proxy, TestCommand};
+
+/// `mpirun -np NP env SLURM_JOB_ID=JOB tau_metric_proxy_run -m -- mpi_hello`:
+/// the scheduler's variable reaches the ranks only, not `mpirun` itself
+/// (Open MPI's `mpirun` would take it for a Slurm allocation).
+fn job_run(mpi: Mpi, p: &Proxy, np: usize, job: &str) -> TestCommand {
+    let prog = mpi.program("mpi_hello");
+    let var = format!("SLURM_JOB_ID={job}");
+    let launcher = bin("tau_metric_proxy_run");
+    let args = [
+        "env".as_ref(),
+        var.as_ref(),
+        launcher.as_os_str(),
+        "-u".as_ref(),
+        p.socket.as_os_str(),
+        "-m".as_ref(),
+        "--".as_ref(),
+        prog.as_os_str(),
+    ];
+    let mut cmd = mpi.mpirun(np, None, &args);
+    for k in ["TAU_METRIC_PROXY_JOB", "SLURM_JOB_ID", "SLURM_STEP_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID"] {
+        cmd = cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// The series of `values` whose name starts with `prefix`.
+fn starting(values: &BTreeMap<String, f64>, prefix: &str) -> BTreeMap<String, f64> {
+    values.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), *v)).collect()
+}
+
+mpi_test! {
+    /// Two jobs at once: 2 ranks of job 4242 and 3 of job 77, each rank
+    /// calling `MPI_Barrier` once.
+    fn openmpi_two_jobs_at_once_are_kept_apart, mpich_two_jobs_at_once_are_kept_apart(mpi) {
+        let p = Proxy::start();
+        let a = job_run(mpi, &p, 2, "4242").spawn();
+        let b = job_run(mpi, &p, 3, "77").spawn();
+        a.wait().assert_exit(0);
+        b.wait().assert_exit(0);
+        let barrier = "mpi_hits_total{function=\"MPI_Barrier\"}";
+        assert_eq!(p.wait_value(barrier, 5.0), 5.0);
+        let job = |id: &str| format!("tau_job_mpi_hits_total{{function=\"MPI_Barrier\",jobid=\"{id}\"}}");
+        let v = p.values();
+        assert_eq!((v.get(&job("4242")), v.get(&job("77"))), (Some(&2.0), Some(&3.0)), "{v:#?}");
+        // Every per-job counter is the sum of its node series' parts: the
+        // two jobs' twins of each node series add up to it.
+        for (name, total) in starting(&v, "mpi_") {
+            let (family, labels) = name.split_once('{').expect("labelled");
+            let of = |id: &str| {
+                let key = format!("tau_job_{family}{{{},jobid=\"{id}\"}}", labels.trim_end_matches('}'));
+                v.get(&key).copied().unwrap_or_else(|| panic!("{key} missing: {v:#?}"))
+            };
+            let sum = of("4242") + of("77");
+            assert!((sum - total).abs() <= 1e-9 * total.abs(), "{name}: {total} on the node, {sum} in the jobs");
+        }
+        // One launch per rank, per job too.
+        assert_eq!(v.get("tau_metric_proxy_run_total{operation=\"exec\"}"), Some(&5.0));
+        assert_eq!(v.get("tau_job_run_total{jobid=\"77\",operation=\"exec\"}"), Some(&3.0));
+        // The jobs ended: no rank connected, an end time after the start.
+        wait_for(Duration::from_secs(10), || {
+            let v = p.values();
+            v.contains_key("tau_job_end_time_seconds{jobid=\"77\"}").then_some(())
+        });
+        let v = p.values();
+        for id in ["4242", "77"] {
+            let start = v[&format!("tau_job_start_time_seconds{{jobid=\"{id}\"}}")];
+            let end = v[&format!("tau_job_end_time_seconds{{jobid=\"{id}\"}}")];
+            assert!(end >= start && start > 1.7e9, "job {id}: {start} .. {end}");
+            assert_eq!(v[&format!("tau_job_ranks{{jobid=\"{id}\"}}")], 0.0);
+        }
+        assert_eq!(p.wait_value("tau_metric_proxy_jobs", 2.0), 2.0, "refreshed once a second");
+        let page = p.metrics_text();
+        assert!(page.contains("# TYPE tau_job_mpi_hits_total counter\n"), "{page}");
+        assert!(page.contains(&format!("{} 2\n", job("4242"))), "{page}");
+    }
+}
+
+/// `tau_metric_proxy_run -j ID -- CMD` on the proxy, nothing else.
+fn run_in_job(p: &Proxy, job: &str, cmd: &[&str]) {
+    p.tool("tau_metric_proxy_run")
+        .env_remove("TAU_METRIC_PROXY_JOB")
+        .args(["-j", job, "--"])
+        .args(cmd)
+        .run()
+        .assert_exit(0);
+}
+
+#[test]
+fn a_running_job_counts_its_ranks_and_its_series_leave_after_the_retention() {
+    let p = Proxy::start_with(&["--job-retention", "2", "-v"]);
+    let ranks = "tau_job_ranks{jobid=\"r1\"}";
+    // Two launchers of job r1 with ranks 0 and 1 stay connected while
+    // their commands run.
+    let sleepers: Vec<_> = (0..2)
+        .map(|r| {
+            p.tool("tau_metric_proxy_run")
+                .env("OMPI_COMM_WORLD_RANK", r.to_string())
+                .args(["-j", "r1", "--", "sleep", "3"])
+                .spawn()
+        })
+        .collect();
+    assert_eq!(p.wait_value(ranks, 2.0), 2.0, "{}", p.log());
+    assert_eq!(p.value("tau_job_run_total{jobid=\"r1\",operation=\"exec\"}"), 2.0);
+    assert!(!p.values().contains_key("tau_job_end_time_seconds{jobid=\"r1\"}"), "running");
+    for s in sleepers {
+        s.wait().assert_exit(0);
+    }
+    wait_for(Duration::from_secs(10), || {
+        p.values().contains_key("tau_job_end_time_seconds{jobid=\"r1\"}").then_some(())
+    });
+    assert_eq!(p.value(ranks), 0.0);
+    // The daemon took the job's record (what its profile is made of).
+    wait_for(Duration::from_secs(10), || p.log().contains("job r1 finished: 2 collectors").then_some(()))
+        .unwrap_or_else(|| panic!("no record taken:\n{}", p.log()));
+    // Retention 2 s (and a housekeeping round of 1 s): the job's series
+    // leave the client and the page; the node total stays.
+    let gone = wait_for(Duration::from_secs(10), || {
+        let v = p.values();
+        (!v.keys().any(|k| k.contains("jobid=\"r1\""))).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("job series still there: {:#?}", p.values()));
+    assert_eq!(gone["tau_metric_proxy_run_total{operation=\"exec\"}"], 2.0);
+    assert_eq!(gone["tau_metric_proxy_jobs"], 0.0);
+    assert!(!p.metrics_text().contains("jobid=\"r1\""));
+}
+
+#[test]
+fn max_jobs_evicts_the_job_that_finished_first() {
+    let p = Proxy::start_with(&["--max-jobs", "1"]);
+    run_in_job(&p, "first", &["true"]);
+    wait_for(Duration::from_secs(10), || {
+        p.values().contains_key("tau_job_end_time_seconds{jobid=\"first\"}").then_some(())
+    });
+    run_in_job(&p, "second", &["true"]);
+    assert_eq!(p.wait_value("tau_metric_proxy_job_evictions_total", 1.0), 1.0);
+    let v = p.values();
+    assert!(!v.keys().any(|k| k.contains("jobid=\"first\"")), "{v:#?}");
+    assert_eq!(v.get("tau_job_run_total{jobid=\"second\",operation=\"exec\"}"), Some(&1.0));
+    assert_eq!(v["tau_metric_proxy_run_total{operation=\"exec\"}"], 2.0);
+}
