@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::util::{bin, mpi_test, wait_for, Mpi, Proxy, TestCommand};
 
-/// `mpirun -np NP env SLURM_JOB_ID=JOB tau_metric_proxy_run -m -- mpi_hello`:
+/// `mpirun -np NP env SLURM_JOB_ID=JOB tau_metric_proxy_run -m -- job_env`:
 /// the scheduler's variable reaches the ranks only, not `mpirun` itself
 /// (Open MPI's `mpirun` would take it for a Slurm allocation).
 fn job_run(mpi: Mpi, p: &Proxy, np: usize, job: &str) -> TestCommand {
-    let prog = mpi.program("mpi_hello");
+    let prog = mpi.program("job_env");
     let var = format!("SLURM_JOB_ID={job}");
     let launcher = bin("tau_metric_proxy_run");
     let args = [
