@@ -98,7 +98,7 @@ fn threads_beyond_max_threads_are_counted_as_lost_and_said_once() {
 
 /// The BPF programs held open by process `pid`: id -> `prog_type`, from
 /// `/proc/PID/fdinfo` (a program lives while a descriptor holds it).
-fn programs_of(pid: &str) -> BTreeMap<u32, u32> {
+pub(super) fn programs_of(pid: &str) -> BTreeMap<u32, u32> {
     let mut progs = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
         return progs;

@@ -3,7 +3,8 @@
 //! root as in CI): that user gets eBPF counts for their own program through
 //! it, exact against `strace -f -c`, and is refused another user's process
 //! with the reason; what the service's full maps lose reaches that user
-//! (counted and said once by the user's `tau_strace`); set-user-id and
+//! (counted and said once by the user's `tau_strace`); the service stops
+//! counting (its programs unloaded) when that `tau_strace` dies; set-user-id and
 //! file-capability programs keep their privileges under eBPF (and lose
 //! them under ptrace); the systemd unit that runs it passes
 //! `systemd-analyze verify`.
@@ -13,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::bounds::{
-    assert_three_threads_followed, assert_unknown_numbers, unknown_counted_up_to, BPF_NUMBERS_FULL, LAST, THREADS_FULL,
+    assert_three_threads_followed, assert_unknown_numbers, programs_of, unknown_counted_up_to, BPF_NUMBERS_FULL, LAST,
+    THREADS_FULL,
 };
 use super::{family, named, strace_counts_as, wait_hits, Engine};
 use crate::util::{bin, cmd, compile, deploy, tool, wait_for, Proxy, Run, Running, TempDir, TestCommand};
@@ -23,7 +25,7 @@ const USER: u32 = 65534;
 /// A service on a socket in a directory every user can reach.
 struct Service {
     socket: PathBuf,
-    _running: Running,
+    running: Running,
     _dir: TempDir,
 }
 
@@ -35,7 +37,7 @@ impl Service {
         let up = wait_for(Duration::from_secs(10), || socket.exists().then_some(()));
         assert!(up.is_some(), "the service did not create {}", socket.display());
         assert_eq!(std::fs::metadata(&socket).expect("socket").permissions().mode() & 0o777, 0o666);
-        Service { socket, _running: running, _dir: dir }
+        Service { socket, running, _dir: dir }
     }
 }
 
@@ -135,6 +137,26 @@ fn what_the_services_full_maps_lose_reaches_the_user() {
             "tau_strace: the node service refused: --max-threads 65537: this node service follows at most 65536 \
              threads per request\n",
         );
+}
+
+#[test]
+fn the_service_stops_counting_when_the_users_tau_strace_dies() {
+    let service = Service::start();
+    let dir = open(TempDir::new("strace-service-hangup"));
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let prog = compile(&dir, "strace_late", false);
+    let go = dir.join("go");
+    let args = ["--", prog.to_str().expect("path"), go.to_str().expect("path")];
+    let mut tracer = user_tau_strace(&args, &service.socket, Path::new("/nonexistent-dir/none.sock")).spawn();
+    assert_eq!(tracer.read_line(), "ready\n");
+    let service_pid = service.running.id().to_string();
+    assert_eq!(programs_of(&service_pid).len(), 5, "the service holds an engine for the request");
+    tracer.signal(nix::sys::signal::Signal::SIGKILL);
+    // The command outlives its tracer: release it.
+    std::fs::write(&go, b"").expect("create go file");
+    tracer.finish_within(Duration::from_secs(10)).assert_killed_by(nix::sys::signal::Signal::SIGKILL);
+    let unloaded = wait_for(Duration::from_secs(10), || programs_of(&service_pid).is_empty().then_some(()));
+    assert!(unloaded.is_some(), "the service still counts: {:?}", programs_of(&service_pid));
 }
 
 #[test]
