@@ -3,7 +3,9 @@
  * `threads`, like `strace -f -c`, and follows their process tree.
  *
  * The per-syscall path of a thread that is not traced is one hash lookup
- * (the floor); of a traced one, the lookup, a clock read and a few adds.
+ * (the floor); of a traced one, the lookup, a clock read and a few adds;
+ * the task's fields it needs are read through its BTF-typed pointer
+ * (bpf_get_current_task_btf), plain loads rather than helper calls.
  * Totals live in one global struct (`.bss`) that user space reads in one go:
  * slots 0..1023 are x86-64 numbers, 1024..2047 x32 numbers (without their
  * marker bit), 2048..3071 i386 numbers; any other number goes to `rare`.
@@ -116,8 +118,8 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!t)
 		return 0;
 	long id = (long)ctx->args[1];
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 status = BPF_CORE_READ(task, thread_info.status);
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 status = task->thread_info.status;
 	__u32 abi = 0;
 	__u64 nr = (__u64)id;
 	if (status & TS_COMPAT) {
@@ -190,8 +192,8 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	/* A thread being killed (SIGKILL, exit_group or exec by another
 	 * thread) leaves its call unfinished: ptrace reports no exit for it,
 	 * and strace does not count it. */
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(task, pending.signal.sig[0]) & SIGKILL_BIT)
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->pending.signal.sig[0] & SIGKILL_BIT)
 		return 0;
 	long ret = (long)ctx->args[1];
 	__u32 slot = t->slot;
