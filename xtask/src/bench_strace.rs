@@ -127,7 +127,7 @@ fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
     );
     println!(
         "  (each figure: the workload's wall time / untraced, start-up taken out; \"bpf/floor\": the eBPF \
-         engine's added time / the floor's, n/a where the floor adds less than 2% (noise); \"start\": the fixed \
+         engine's added time / the floor's, n/a where either adds less than 2% (noise); \"start\": the fixed \
          cost of starting under the floor and the engine)"
     );
     let tau = |engine: &str, exe: &Path, args: &[String]| -> Vec<String> {
@@ -166,9 +166,10 @@ fn bench_all(tracer: &Path, floor: &Path, dir: &Path) -> Result<(), String> {
             let work = |i: usize| (t[i].as_secs_f64() - t[i + 5].as_secs_f64()).max(1e-9);
             let ratio = |i: usize| work(i) / work(0);
             let added = |i: usize| (work(i) - work(0)).max(1e-9);
-            // A floor adding less than the noise makes the ratio meaningless.
+            // Added times within the noise make the ratio meaningless.
+            let noise = |i: usize| work(i) - work(0) < NOISE * work(0);
             let versus_floor =
-                if added(1) < NOISE * work(0) { "n/a".to_owned() } else { format!("{:.2}x", added(2) / added(1)) };
+                if noise(1) || noise(2) { "n/a".to_owned() } else { format!("{:.2}x", added(2) / added(1)) };
             let start = |i: usize| (t[i + 5].as_secs_f64() - t[5].as_secs_f64()) * 1e3;
             println!(
                 "  {:<10} {:>8.3}s {:>7.2}x {:>7.2}x {:>7.1}x {:>10.1}x {:>10} {:>10.1}x {:>7.0}/{:.0} ms",
