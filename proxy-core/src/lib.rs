@@ -18,6 +18,7 @@
 mod expose;
 pub mod fuzzing;
 mod job_record;
+mod profile;
 mod refusal;
 mod session;
 mod snapshot;
@@ -26,6 +27,10 @@ mod validate;
 
 pub use expose::{render, render_scrape, Format, Scrape};
 pub use job_record::{CollectorRecord, JobRecord, SeriesValue};
+pub use profile::{
+    profile_file_name, Command, Entry, Family, Listed, Measure, Profile, ProfileError, RankTime, MAX_COMMANDS,
+    MAX_FUNCTIONS, MAX_RANKS, MAX_SYSCALLS, PROFILE_KIND, PROFILE_SCHEMA,
+};
 pub use refusal::{IngestError, Refusal, RefusalKind};
 pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_FRAME, DEFAULT_MAX_REPLY_QUEUE};
 pub use snapshot::{Skipped, Snapshot, SnapshotError};
