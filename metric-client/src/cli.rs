@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// tau_metric_proxy client
 #[derive(Debug, clap::Parser)]
 #[command(name = "tau_metric_client", version)]
-#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config"]))]
+#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config", "report"]))]
 #[command(group = clap::ArgGroup::new("tracking").args(["track", "track_list"]))]
 pub(crate) struct Cli {
     /// File to store the result to
@@ -57,6 +57,12 @@ pub(crate) struct Cli {
     /// localhost:9091, localhost:9092, ...]
     #[arg(long = "shard-servers", value_name = "SERVERS", requires = "shards")]
     pub(crate) shard_servers: Option<String>,
+    /// Print the report of one job from its end-of-job profiles (one JSON
+    /// file per node, written by tau_metric_proxy --profile-dir): summary,
+    /// MPI time per rank, top MPI functions and syscalls by time; md, json
+    /// or txt
+    #[arg(long = "report", value_name = "FILE", num_args = 1..)]
+    pub(crate) report: Vec<PathBuf>,
 }
 
 /// Output format chosen with `-f`.

@@ -4,6 +4,8 @@
 mod cli;
 mod output;
 mod promconfig;
+mod report;
+mod report_out;
 mod shards;
 mod track;
 
@@ -49,7 +51,10 @@ fn main() -> ExitCode {
         Err(e) if e.kind() == Some(std::io::ErrorKind::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{TOOL}: error: {e}");
-            ExitCode::FAILURE
+            match e {
+                Failure::Refused(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -60,6 +65,8 @@ pub(crate) enum Failure {
     Proxy(client::Error),
     Io(String, std::io::Error),
     Usage(String),
+    /// Arguments that make no sense together (exit status 2, as a usage error).
+    Refused(String),
 }
 
 impl Failure {
@@ -76,7 +83,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Proxy(e) => write!(f, "{e}"),
             Failure::Io(what, e) => write!(f, "{what}: {e}"),
-            Failure::Usage(m) => f.write_str(m),
+            Failure::Usage(m) | Failure::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -99,6 +106,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         let text = promconfig::generate(nodes, cli.prometheus_rules.as_deref()).map_err(Failure::Usage)?;
         return write_output(cli.output.as_deref(), &text);
+    }
+    if !cli.report.is_empty() {
+        let format = cli.format.unwrap_or(Format::Md);
+        if format == Format::Yaml {
+            client::usage_error(TOOL, "--report writes md, json or txt, not yaml");
+        }
+        let report = report::read(&cli.report).and_then(|p| report::merge(&p)).map_err(|e| match e {
+            report::ReportError::File(m) => Failure::Usage(m),
+            report::ReportError::Mixed(m) => Failure::Refused(m),
+        })?;
+        return write_output(cli.output.as_deref(), &report_out::render(&report, format));
     }
     let path = client::socket_path(cli.unix.clone());
     let timeout = Duration::from_secs(10);
@@ -128,7 +146,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     } else {
-        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T or --prometheus-config");
+        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T, --prometheus-config or --report");
     };
     write_output(cli.output.as_deref(), &text)
 }

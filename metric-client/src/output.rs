@@ -47,7 +47,7 @@ fn quoted(s: &str) -> String {
     Value::from(s).to_string()
 }
 
-fn pretty<T: Serialize>(v: &T, indent: &[u8]) -> String {
+pub(crate) fn pretty<T: Serialize>(v: &T, indent: &[u8]) -> String {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);

@@ -74,6 +74,13 @@ pub(crate) struct Cli {
     /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
+    /// Write each finished job's profile to DIR/JOB@NODE.json (JSON, read by
+    /// tau_metric_client --report) when its last collector on this node leaves
+    #[arg(long = "profile-dir", value_name = "DIR")]
+    pub(crate) profile_dir: Option<PathBuf>,
+    /// The node's name in profiles [default: the host name]
+    #[arg(long = "node-name", value_name = "NAME", requires = "profile_dir", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub(crate) node_name: Option<String>,
     /// Seconds between two saves of the state file
     #[arg(long = "state-interval", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) state_interval: u64,

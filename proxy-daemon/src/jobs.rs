@@ -1,10 +1,12 @@
 //! The daemon's side of jobs: once a second the store drops the jobs past
 //! their retention and hands over the records of the jobs that finished,
-//! which go to [`Jobs::finished_job`], the one place they are handled;
-//! and the jobs' self metrics.
+//! which go to [`Jobs::finished_job`], the one place they are handled (to
+//! the profile writer of `--profile-dir`); and the jobs' self metrics.
 
 use protocol::Desc;
 use proxy_core::{JobRecord, SeriesId, Store};
+
+use crate::profiles::ProfileQueue;
 
 /// The jobs' self metrics, and what of them was reported.
 #[derive(Debug)]
@@ -14,10 +16,12 @@ pub(crate) struct Jobs {
     untracked: SeriesId,
     evictions_reported: u64,
     untracked_reported: u64,
+    /// Where finished jobs go for their profile.
+    profiles: ProfileQueue,
 }
 
 impl Jobs {
-    pub(crate) fn new(store: &mut Store) -> Jobs {
+    pub(crate) fn new(store: &mut Store, profiles: ProfileQueue) -> Jobs {
         let mut reg = |d: Desc| store.internal(&d).expect("self metric descriptions are valid");
         Jobs {
             kept: reg(Desc::gauge(
@@ -37,6 +41,7 @@ impl Jobs {
             )),
             evictions_reported: 0,
             untracked_reported: 0,
+            profiles,
         }
     }
 
@@ -68,5 +73,6 @@ impl Jobs {
             record.collectors.len(),
             record.end - record.start
         );
+        self.profiles.finished_job(record);
     }
 }

@@ -7,6 +7,7 @@ mod conn;
 mod families;
 mod http;
 mod jobs;
+mod profiles;
 mod server;
 mod socket;
 mod state;
@@ -62,6 +63,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let store = families::declare(store);
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
+    let profiles = profiles::ProfileWriter::start(cli.profile_dir.clone(), cli.node_name.clone(), store.clone())?;
     // Claim the socket first: a second proxy must fail before it takes a port.
     let (listener, claim) = socket::Claim::take(&path, access.is_shared())?;
     let http = match http::Http::start(
@@ -91,9 +93,11 @@ fn run(cli: Cli) -> Result<(), String> {
         access,
         conn_limits,
         cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval))),
+        profiles.queue(),
     )
     .and_then(|s| s.run());
     http.stop();
+    profiles.stop();
     claim.release();
     log::info!("tau_metric_proxy stopped");
     result

@@ -184,8 +184,9 @@ impl Server {
         access: Access,
         limits: ConnLimits,
         state: Option<(std::path::PathBuf, Duration)>,
+        profiles: crate::profiles::ProfileQueue,
     ) -> Result<Server, String> {
-        let jobs = Jobs::new(&mut store.lock());
+        let jobs = Jobs::new(&mut store.lock(), profiles);
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
         let mut signals =
             Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot install signal handlers: {e}"))?;

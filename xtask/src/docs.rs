@@ -142,7 +142,10 @@ mod tests {
             ("tau_metric_proxy", &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state"][..]),
             ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u", "\\-j"][..]),
             ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix", "\\-\\-max\\-threads"][..]),
-            ("tau_metric_client", &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list"][..]),
+            (
+                "tau_metric_client",
+                &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list", "\\-\\-report"][..],
+            ),
         ];
         for (tool, wanted) in flags {
             let page = read(&share.join(format!("man/man1/{tool}.1")));

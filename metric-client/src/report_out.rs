@@ -1,0 +1,180 @@
+//! `--report` in its three formats: md (Markdown tables), txt (aligned
+//! columns, for a terminal or a job's output file) and json (the merged
+//! report, whole numbers without a fraction).
+
+use serde_json::Value;
+
+use crate::output::Format;
+use crate::report::{Report, Row, Section};
+
+/// The report in `format` (md, json or txt; yaml is refused before).
+pub(crate) fn render(r: &Report, format: Format) -> String {
+    match format {
+        Format::Json => {
+            let value = whole_numbers(serde_json::to_value(r).expect("a report holds only finite numbers and strings"));
+            crate::output::pretty(&value, b"    ") + "\n"
+        }
+        Format::Md => text(r, true),
+        Format::Txt | Format::Yaml => text(r, false),
+    }
+}
+
+/// Floats with no fraction (hits, bytes) as JSON integers, as the other
+/// modes write values.
+fn whole_numbers(v: Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(whole_numbers).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        other => other,
+    }
+}
+
+fn text(r: &Report, md: bool) -> String {
+    let mut out = String::new();
+    let commands: Vec<String> = r.commands.iter().map(|c| format!("{} ({})", c.program, c.collectors)).collect();
+    let summary = [
+        ("nodes", format!("{} ({})", r.nodes.len(), r.nodes.join(", "))),
+        ("ranks", r.ranks.to_string()),
+        ("start", utc(r.start)),
+        ("end", utc(r.end)),
+        ("wall time", format!("{} s", secs(r.wall))),
+        ("commands", commands.join(", ")),
+        ("collectors", format!("{} ({} without a rank)", r.collectors, r.rankless_collectors)),
+    ];
+    if md {
+        out.push_str(&format!("# Job {}\n\n", r.job));
+        for (k, v) in &summary {
+            out.push_str(&format!("- {k}: {v}\n"));
+        }
+    } else {
+        out.push_str(&format!("Job {}\n", r.job));
+        for (k, v) in &summary {
+            out.push_str(&format!("  {:<11} {v}\n", format!("{k}:")));
+        }
+    }
+    heading(&mut out, md, "MPI time per rank");
+    if r.rank_rows.is_empty() {
+        out.push_str("No rank was seen.\n");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .rank_rows
+            .iter()
+            .map(|k| {
+                vec![
+                    k.node.clone(),
+                    k.rank.to_string(),
+                    secs(k.wall),
+                    secs(k.mpi_time),
+                    format!("{:.2}", k.mpi_percent),
+                ]
+            })
+            .collect();
+        out.push_str(&table(md, &["node", "rank", "wall (s)", "MPI (s)", "MPI %"], &rows));
+    }
+    section(&mut out, md, "MPI functions", "function", "% of MPI", &r.mpi);
+    section(&mut out, md, "syscalls", "syscall", "% of syscalls", &r.syscalls);
+    out
+}
+
+fn heading(out: &mut String, md: bool, title: &str) {
+    if md {
+        out.push_str(&format!("\n## {title}\n\n"));
+    } else {
+        out.push_str(&format!("\n{title}\n"));
+    }
+}
+
+fn section(out: &mut String, md: bool, what: &str, column: &str, share: &str, s: &Section) {
+    let more = if s.cut > 0 { format!(", and at least {} more the profiles left out", s.cut) } else { String::new() };
+    heading(out, md, &format!("Top {what} by time ({} of {}{more})", s.top.len(), s.count));
+    if s.top.is_empty() {
+        out.push_str(&format!("No {what} were counted.\n"));
+        return;
+    }
+    let rows: Vec<Vec<String>> = s.top.iter().map(row).collect();
+    let headers = [column, "calls", "bytes", "time (s)", share, "min (s)", "mean (s)", "max (s)", "max at", "max/mean"];
+    out.push_str(&table(md, &headers, &rows));
+}
+
+fn row(e: &Row) -> Vec<String> {
+    let at = match (&e.time.max_node, e.time.max_rank) {
+        (Some(node), Some(rank)) => format!("{node}:{rank}"),
+        _ => "-".into(),
+    };
+    vec![
+        e.name.clone(),
+        count(e.hits.total),
+        count(e.bytes.total),
+        secs(e.time.total),
+        format!("{:.2}", e.time_percent),
+        secs(e.time.min),
+        secs(e.time.mean),
+        secs(e.time.max),
+        at,
+        e.imbalance.map_or("-".into(), |i| format!("{i:.2}")),
+    ]
+}
+
+/// A table; the first column is text, the others right-aligned numbers.
+fn table(md: bool, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    if md {
+        out.push_str(&format!("| {} |\n", headers.join(" | ")));
+        let rule: Vec<&str> = (0..headers.len()).map(|i| if i == 0 { "---" } else { "---:" }).collect();
+        out.push_str(&format!("| {} |\n", rule.join(" | ")));
+        for r in rows {
+            out.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        return out;
+    }
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect();
+        format!("  {}\n", cells.join("  ").trim_end())
+    };
+    out.push_str(&line(headers.to_vec()));
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A count (hits, bytes) as a whole number.
+fn count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// Seconds with microseconds.
+fn secs(v: f64) -> String {
+    format!("{v:.6}")
+}
+
+/// Seconds since the epoch as a UTC date and time, to the second.
+pub(crate) fn utc(ts: f64) -> String {
+    if !ts.is_finite() {
+        return "-".into();
+    }
+    let secs = ts.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
