@@ -370,8 +370,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
 }
 
 /// The unit's `ExecStart=` as words, its `${VAR}`s expanded from its
-/// `Environment=` lines, `%U` as our uid and `%S` as `/var/lib`; paths under
-/// `/run`, `/var/lib` and `/tmp` moved into `root`, and the HTTP port made
+/// `Environment=` lines, `%U` as our uid, `%S` as `/var/lib` and `%h` as
+/// `/home/user`; paths under `/run`, `/var/lib`, `/tmp` and `/home` moved into `root`, and the HTTP port made
 /// a free loopback one.
 fn exec_start(rel: &str, root: &Path) -> Vec<String> {
     let unit = unit_here(rel);
@@ -381,8 +381,8 @@ fn exec_start(rel: &str, root: &Path) -> Vec<String> {
         line = line.replace(&format!("${{{k}}}"), v);
     }
     let uid = nix::unistd::geteuid().to_string();
-    line = line.replace("%U", &uid).replace("%S", "/var/lib");
-    for dir in ["/run/", "/var/lib/", "/tmp/"] {
+    line = line.replace("%U", &uid).replace("%S", "/var/lib").replace("%h", "/home/user");
+    for dir in ["/run/", "/var/lib/", "/tmp/", "/home/"] {
         line = line.replace(&format!(" {dir}"), &format!(" {}{dir}", root.display()));
     }
     let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
@@ -412,6 +412,9 @@ fn run_unit_command(rel: &str, want_mode: u32) {
     let up = wait_for(Duration::from_secs(10), || read_log().contains("UNIX push gateway running on").then_some(()));
     assert!(up.is_some(), "{rel}: {words:?}\n{}", read_log());
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, want_mode, "{rel}");
+    // The daemon makes the unit's profile directory.
+    let profiles = arg("--profile-dir");
+    assert!(profiles.is_dir(), "{rel}: no {}", profiles.display());
     let mut p = Pusher::new(PushConfig::new(socket.clone(), "unit"));
     let id = p.register(Desc::counter("unit_runs_total", &[], "runs"));
     p.add(id, 5);

@@ -78,3 +78,6 @@ mod jobs;
 
 /// Per-job series: two jobs on one proxy kept apart, job gauges, retention, `--max-jobs`.
 mod job_series;
+
+/// End-of-job profiles and `tau_metric_client --report`: per-rank imbalance under real mpirun, two nodes merged, bad files, bad directories.
+mod profiles;
