@@ -185,3 +185,34 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
         format!("cannot write {}: {e}", path.display())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomically;
+
+    #[test]
+    fn a_profile_replaces_the_old_one_and_never_writes_through_a_link() {
+        let dir = std::env::temp_dir().join(format!("tau-profiles-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("4242@node01.json");
+        write_atomically(&path, b"old").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let target = dir.join("target");
+        std::fs::write(&target, b"kept").unwrap();
+        let link = dir.join("j@n.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomically(&link, b"profile").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["4242@node01.json", "j@n.json", "target"], "no temporary file left");
+        let err = write_atomically(&target.join("x.json"), b"x").unwrap_err();
+        assert!(err.starts_with(&format!("cannot create {}/.x.json.", target.display())), "{err}");
+        assert!(err.ends_with(".tmp: Not a directory (os error 20)"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(written.len(), tools.len() * 4 + DEPLOY.len());
         // Each page names its tool and documents its real flags.
         let flags = [
-            ("tau_metric_proxy", &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state"][..]),
+            (
+                "tau_metric_proxy",
+                &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state", "\\-\\-profile\\-dir"][..],
+            ),
             ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u", "\\-j"][..]),
             ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix", "\\-\\-max\\-threads"][..]),
             (
