@@ -31,8 +31,11 @@ pub(crate) enum ReportError {
 pub(crate) struct Report {
     pub(crate) job: String,
     pub(crate) nodes: Vec<String>,
+    #[serde(serialize_with = "number")]
     pub(crate) start: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) end: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) wall: f64,
     pub(crate) collectors: u32,
     pub(crate) rankless_collectors: u32,
@@ -50,9 +53,12 @@ pub(crate) struct Report {
 pub(crate) struct RankRow {
     pub(crate) node: String,
     pub(crate) rank: u32,
+    #[serde(serialize_with = "number")]
     pub(crate) wall: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) mpi_time: f64,
     /// `mpi_time / wall` in percent (0 for no wall time).
+    #[serde(serialize_with = "number")]
     pub(crate) mpi_percent: f64,
 }
 
@@ -62,6 +68,7 @@ pub(crate) struct Section {
     /// Ranks that counted in this family, over all nodes.
     pub(crate) ranks: u32,
     /// Total time of every function (or syscall), shown or not.
+    #[serde(serialize_with = "number")]
     pub(crate) time: f64,
     /// How many functions (or syscalls) the profiles hold, the most any
     /// profile left out (so at least that many more exist), and the top
@@ -78,20 +85,43 @@ pub(crate) struct Row {
     pub(crate) bytes: Spread,
     pub(crate) time: Spread,
     /// Share of the section's time, in percent.
+    #[serde(serialize_with = "number")]
     pub(crate) time_percent: f64,
     /// Time's max / mean over the ranks (null without ranks or time).
+    #[serde(serialize_with = "optional_number")]
     pub(crate) imbalance: Option<f64>,
 }
 
 /// A merged [`Measure`]: the maximum names its node too.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Spread {
+    #[serde(serialize_with = "number")]
     pub(crate) total: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) min: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) mean: f64,
+    #[serde(serialize_with = "number")]
     pub(crate) max: f64,
     pub(crate) max_node: Option<String>,
     pub(crate) max_rank: Option<u32>,
+}
+
+/// A number as JSON the way the other modes write values: whole numbers
+/// (exact up to 2^53) without a fraction.
+fn number<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+fn optional_number<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => number(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Reads every file as a profile.

@@ -1,8 +1,6 @@
 //! `--report` in its three formats: md (Markdown tables), txt (aligned
 //! columns, for a terminal or a job's output file) and json (the merged
-//! report, whole numbers without a fraction).
-
-use serde_json::Value;
+//! report, its fields in the order `report.rs` declares them).
 
 use crate::output::Format;
 use crate::report::{Report, Row, Section};
@@ -10,26 +8,9 @@ use crate::report::{Report, Row, Section};
 /// The report in `format` (md, json or txt; yaml is refused before).
 pub(crate) fn render(r: &Report, format: Format) -> String {
     match format {
-        Format::Json => {
-            let value = whole_numbers(serde_json::to_value(r).expect("a report holds only finite numbers and strings"));
-            crate::output::pretty(&value, b"    ") + "\n"
-        }
+        Format::Json => crate::output::pretty(r, b"    ") + "\n",
         Format::Md => text(r, true),
         Format::Txt | Format::Yaml => text(r, false),
-    }
-}
-
-/// Floats with no fraction (hits, bytes) as JSON integers, as the other
-/// modes write values.
-fn whole_numbers(v: Value) -> Value {
-    match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Value::from(f as i64),
-            _ => Value::Number(n),
-        },
-        Value::Array(a) => Value::Array(a.into_iter().map(whole_numbers).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
-        other => other,
     }
 }
 
