@@ -23,7 +23,9 @@ Wrapper to run commands instrumented for the tau_metric_proxy.
 The exit status is the command's own; a command killed by signal N gives 128+N.
 Without a running tau_metric_proxy the command runs normally.
 With -s or -S, tau_strace counts in the kernel with eBPF where it may load it
-(CAP_BPF and CAP_PERFMON, as root has), else with ptrace (-v says which).";
+(CAP_BPF and CAP_PERFMON, as root has) or through the node service
+(/run/tau_strace/service.unix, or TAU_STRACE_SERVICE), else with ptrace
+(-v says which).";
 
 /// Wrapper to run commands instrumented for the tau_metric_proxy
 #[derive(Debug, clap::Parser)]

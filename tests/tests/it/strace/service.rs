@@ -103,6 +103,28 @@ fn a_user_gets_ebpf_counts_for_their_own_program_through_the_service() {
     assert!(jobs.last().is_some_and(|l| l.contains(") connected, job service-job-7")), "{log}");
 }
 
+#[test]
+fn the_launchers_s_counts_through_the_service_named_in_the_environment() {
+    let service = Service::start();
+    let proxy = proxy_for_user();
+    let dir = open(TempDir::new("strace-service-launcher"));
+    let prog = compile(&dir, "strace_threads", false);
+    let out = cmd("setpriv")
+        .args([format!("--reuid={USER}"), format!("--regid={USER}"), "--clear-groups".into()])
+        .arg(bin("tau_metric_proxy_run"))
+        .args(["-v", "-s", "-u"])
+        .arg(&proxy.socket)
+        .arg("--")
+        .arg(&prog)
+        .env("TAU_STRACE_SERVICE", &service.socket)
+        .run();
+    out.assert_exit(0);
+    let engine = format!("engine: bpf through the node service on {} (auto: ", service.socket.display());
+    assert!(out.stderr().contains(&engine), "{out}");
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 200.0), 200.0);
+    assert_eq!(proxy.wait_value("strace_size_total{scall=\"write\"}", 20000.0), 20000.0);
+}
+
 /// A proxy the unprivileged user may push to (logging each collector's
 /// connection with its job).
 fn proxy_for_user() -> Proxy {
