@@ -410,9 +410,11 @@ fn trace(mut tracer: Tracer, attached: bool) -> i32 {
             Action::Gone => Ok(()),
         };
     }
+    // Attached, as `strace -p` (and the eBPF engine): 0, however the
+    // process ended; it is not ours.
     match tracer.outcome() {
+        _ if attached => 0,
         Some(o) => o.code(),
-        None if attached => 0,
         None => Outcome::Exited(1).code(),
     }
 }

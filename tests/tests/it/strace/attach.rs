@@ -89,6 +89,25 @@ fn attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was
     let _ = target.wait();
 }
 
+/// Children the process creates after the attach are counted too: a shell
+/// waiting for a file, then running `strace_fork` (a child, a vfork child
+/// and a grandchild: 22 getppid in all; the shell itself makes none).
+fn attach_counts_the_children_created_afterwards(engine: Engine) {
+    let dir = TempDir::new("strace-attach-children");
+    let prog = compile(&dir, "strace_fork", false);
+    let go = dir.join("go");
+    let script = format!("until [ -e {} ]; do sleep 0.01; done; {}; exit $?", go.display(), prog.display());
+    let mut target = Command::new("sh").args(["-c", &script]).spawn().expect("start target");
+    let proxy = Proxy::start();
+    let tracer = proxy.tool("tau_strace").arg(engine.flag()).args(["-p", &target.id().to_string()]).spawn();
+    wait_attached(engine, tracer.id(), target.id());
+    std::fs::write(&go, b"").expect("create go file");
+    // The process ends (with strace_fork's status): so does tau_strace.
+    tracer.finish_within(Duration::from_secs(20)).assert_exit(0);
+    assert_eq!(target.wait().expect("wait target").code(), Some(6));
+    assert_eq!(proxy.wait_value("strace_hits_total{scall=\"getppid\"}", 22.0), 22.0);
+}
+
 fn attach_to_a_missing_process_fails_clearly(engine: Engine) {
     let out = tool("tau_strace").arg(engine.flag()).args(["-u", "/nonexistent-dir/none.sock", "-p", "999999999"]).run();
     out.assert_exit(1);
@@ -157,6 +176,7 @@ fn attach_beyond_max_threads_follows_the_first_and_counts_the_others_as_lost() {
 
 engine_tests!(
     attach_counts_every_thread_and_ctrl_c_detaches_cleanly,
+    attach_counts_the_children_created_afterwards,
     attach_to_a_stopped_process_leaves_it_stopped_and_detaches_even_if_sigint_was_ignored,
     attach_to_a_missing_process_fails_clearly,
     attach_with_only_counts_just_those_calls_and_sigterm_detaches,
