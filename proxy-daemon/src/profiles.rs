@@ -188,7 +188,37 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::write_atomically;
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use proxy_core::{JobRecord, Limits, Store};
+
+    use super::{write_atomically, Outcomes, ProfileQueue, QUEUE};
+
+    fn counted(store: &Mutex<Store>, result: &str) -> f64 {
+        let name = format!("tau_metric_proxy_profiles_total{{result=\"{result}\"}}");
+        store.lock().get(&[name]).unwrap()[0].value
+    }
+
+    /// A writer that does not keep up: the queue holds 64 jobs, the 65th
+    /// is dropped and counted, and the caller never waits.
+    #[test]
+    fn a_full_queue_drops_and_counts_the_profile() {
+        let store = Arc::new(Mutex::new(Store::new(Limits::default())));
+        let outcomes = Outcomes::register(&mut store.lock());
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let queue = ProfileQueue { tx: Some(tx), store: store.clone(), outcomes };
+        let record = |i: usize| JobRecord { job: format!("j{i}"), start: 1.0, end: 2.0, collectors: vec![] };
+        for i in 0..QUEUE + 1 {
+            queue.finished_job(record(i));
+        }
+        assert_eq!(counted(&store, "dropped"), 1.0);
+        assert_eq!(rx.try_iter().map(|r| r.job).last(), Some(format!("j{}", QUEUE - 1)));
+        drop(rx);
+        queue.finished_job(record(99));
+        assert_eq!(counted(&store, "dropped"), 2.0, "a stopped writer drops too");
+        assert_eq!((counted(&store, "written"), counted(&store, "failed")), (0.0, 0.0));
+    }
 
     #[test]
     fn a_profile_replaces_the_old_one_and_never_writes_through_a_link() {
