@@ -148,7 +148,14 @@ mpi_test! {
         let txt = report("txt");
         println!("{txt}");
         assert!(txt.starts_with(&format!("Job {job}\n  nodes:      2 (node01, node02)\n  ranks:      4\n")), "{txt}");
-        assert!(txt.contains("\nMPI time per rank\n  node    rank  wall (s)   MPI (s)  MPI %\n  node01     0  "), "{txt}");
+        // Aligned columns (their widths follow the figures).
+        let lines: Vec<Vec<&str>> = txt.lines().map(|l| l.split_whitespace().collect()).collect();
+        let at = txt.lines().position(|l| l == "MPI time per rank").unwrap_or_else(|| panic!("{txt}"));
+        assert_eq!(lines[at + 1], ["node", "rank", "wall", "(s)", "MPI", "(s)", "MPI", "%"], "{txt}");
+        let rows: Vec<(&str, &str)> = lines[at + 2..at + 6].iter().map(|l| (l[0], l[1])).collect();
+        assert_eq!(rows, [("node01", "0"), ("node01", "1"), ("node02", "0"), ("node02", "1")], "{txt}");
+        let widths: Vec<usize> = txt.lines().skip(at + 1).take(5).map(str::len).collect();
+        assert!(widths.iter().all(|&w| w == widths[0]), "{txt}");
         let md = report("md");
         assert!(md.starts_with(&format!("# Job {job}\n\n- nodes: 2 (node01, node02)\n")), "{md}");
         assert!(md.contains("\n| function | calls | bytes | time (s) | % of MPI |"), "{md}");
