@@ -1,5 +1,5 @@
-//! Exit statuses, commands that cannot run, and signals: the command
-//! behaves as without tracing, whatever the engine.
+//! Exit statuses, commands that cannot run, signals and the terminal: the
+//! command behaves as without tracing, whatever the engine.
 
 use std::path::Path;
 use std::time::Duration;
@@ -187,8 +187,28 @@ fn a_killed_ebpf_tracer_leaves_the_command_running() {
     tracer.finish_within(Duration::from_secs(10)).assert_killed_by(Signal::SIGKILL);
 }
 
+/// On a terminal (a pseudo-terminal of `script`), the command has it as
+/// stdin and stdout and is in its foreground process group, as untraced.
+fn the_command_keeps_the_terminal(engine: Engine) {
+    let dir = TempDir::new("strace-tty");
+    let prog = compile(&dir, "strace_tty", false);
+    let on_a_terminal = |line: String| {
+        cmd("script").args(["-qec", &line, "/dev/null"]).hint("script (package bsdutils, always installed)").run()
+    };
+    let untraced = on_a_terminal(prog.display().to_string());
+    untraced.assert_exit(4).assert_stdout("stdin tty=1 stdout tty=1 foreground=1\r\n");
+    let traced = format!(
+        "{} {} -u /nonexistent-dir/none.sock -- {}",
+        bin("tau_strace").display(),
+        engine.flag(),
+        prog.display()
+    );
+    on_a_terminal(traced).assert_exit(4).assert_stdout("stdin tty=1 stdout tty=1 foreground=1\r\n");
+}
+
 engine_tests!(
     exit_statuses_are_relayed,
+    the_command_keeps_the_terminal,
     a_command_that_exists_but_cannot_run_gives_126_with_the_shells_reason,
     a_file_that_cannot_be_executed_gives_126,
     signals_ignored_for_tau_strace_stay_ignored_for_the_command,
