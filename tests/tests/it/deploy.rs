@@ -177,6 +177,41 @@ tests:
             exp_annotations:
               summary: 'tau_metric_proxy on n2 refuses collector data (invalid_name)'
               description: '2 registrations or samples refused in 5 minutes for reason invalid_name.'
+  # Job 4242 runs one rank on each of n1 and n2, each 0.6 s of every second
+  # in MPI: 60% from the start, firing after 10 minutes. Job 77 spends 20%,
+  # job "unranked" has no known ranks (never an alert, not a division by 0).
+  - interval: 1m
+    input_series:
+      - series: 'tau_job_mpi_time_total{job="tau_n1",instance="n1:1337",node="n1",jobid="4242"}'
+        values: '0+36x30'
+      - series: 'tau_job_mpi_time_total{job="tau_n2",instance="n2:1337",node="n2",jobid="4242"}'
+        values: '0+36x30'
+      - series: 'tau_job_ranks{job="tau_n1",instance="n1:1337",node="n1",jobid="4242"}'
+        values: '1x30'
+      - series: 'tau_job_ranks{job="tau_n2",instance="n2:1337",node="n2",jobid="4242"}'
+        values: '1x30'
+      - series: 'tau_job_mpi_time_total{job="tau_n1",instance="n1:1337",node="n1",jobid="77"}'
+        values: '0+12x30'
+      - series: 'tau_job_ranks{job="tau_n1",instance="n1:1337",node="n1",jobid="77"}'
+        values: '1x30'
+      - series: 'tau_job_mpi_time_total{job="tau_n2",instance="n2:1337",node="n2",jobid="unranked"}'
+        values: '0+60x30'
+      - series: 'tau_job_ranks{job="tau_n2",instance="n2:1337",node="n2",jobid="unranked"}'
+        values: '0x30'
+    alert_rule_test:
+      # The 5-minute rate reaches 60% once it has 5 minutes of the job
+      # (before, it extrapolates no further back than the counter's 0):
+      # above the share for 7 minutes at 12m, pending, not yet firing.
+      - eval_time: 12m
+        alertname: TauJobMPITimeShareHigh
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: TauJobMPITimeShareHigh
+        exp_alerts:
+          - exp_labels: {severity: info, jobid: '4242'}
+            exp_annotations:
+              summary: 'Job 4242 spends 60% of its time in MPI'
+              description: 'The ranks of job 4242 have spent more than 50% of their time inside MPI calls for 10 minutes (5-minute rate of tau_job_mpi_time_total over tau_job_ranks).'
 "#;
 
 #[test]
@@ -184,7 +219,7 @@ fn the_shipped_alerts_pass_promtool_and_fire_when_they_should() {
     let alerts = deploy("prometheus/tau_metric_proxy.alerts.yml");
     let check = promtool(&["check", "rules", alerts.to_str().unwrap()]).run();
     check.assert_exit(0);
-    let want = format!("Checking {}\n  SUCCESS: 4 rules found", alerts.display());
+    let want = format!("Checking {}\n  SUCCESS: 5 rules found", alerts.display());
     if check.combined().trim_end() != want {
         check.fail(format_args!("expected it to say {want:?}"));
     }
@@ -201,6 +236,9 @@ fn the_shipped_alerts_pass_promtool_and_fire_when_they_should() {
     for (from, to, named) in [
         ("'4 series registrations", "'5 series registrations", "TauMetricProxyRefusingSeries"),
         ("{severity: info, job: tau_n2,", "{severity: warning, job: tau_n2,", "TauMetricProxyRefusingCollectorData"),
+        ("'Job 4242 spends 60%", "'Job 4242 spends 61%", "TauJobMPITimeShareHigh"),
+        ("values: '0+12x30'", "values: '0+36x30'", "TauJobMPITimeShareHigh"),
+        ("      - eval_time: 12m\n", "      - eval_time: 16m\n", "TauJobMPITimeShareHigh"),
     ] {
         assert!(text.contains(from), "{from}");
         std::fs::write(&test, text.replacen(from, to, 1)).unwrap();
