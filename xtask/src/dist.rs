@@ -2,7 +2,7 @@
 //!
 //! Layout: `bin/` holds the four tools, `lib/` one PMPI shim per MPI
 //! implementation found, `share/` the man pages, shell completions, systemd
-//! units and Prometheus rules (see `docs.rs`). The tools find each other relative to their own
+//! units, Prometheus rules and alerts, and the Grafana dashboard (see `docs.rs`). The tools find each other relative to their own
 //! location, so the tree can be moved or copied anywhere.
 
 use std::path::PathBuf;

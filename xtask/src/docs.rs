@@ -83,6 +83,7 @@ fn completion_path(shell: Shell, tool: &str) -> PathBuf {
 const DEPLOY: &[&str] = &[
     "prometheus/tau_metric_proxy.rules.yml",
     "prometheus/tau_metric_proxy.alerts.yml",
+    "grafana/tau_metric_proxy.json",
     "systemd/system/tau_metric_proxy.service",
     "systemd/system/tau_strace_service.service",
     "systemd/user/tau_metric_proxy.service",

@@ -61,6 +61,9 @@ mod strace;
 /// A real Prometheus scraping proxies, configured by the generator with the shipped rules.
 mod prometheus;
 
+/// The shipped Grafana dashboard: structure, and every query against a real Prometheus and a real MPI job.
+mod grafana;
+
 /// Clusters beyond one Prometheus: shard servers and a global one over proxies on loopback.
 mod shards;
 
