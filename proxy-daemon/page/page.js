@@ -1,8 +1,9 @@
 // The live page of tau_metric_proxy. Every second it asks the proxy for its
-// totals (/api/values) and keeps the last minutes of them here, in the
-// browser: the proxy keeps no history. Rates are differences of totals
-// over the proxy's own clock. Every name shown comes from collectors, so
-// text is only ever set as text.
+// jobs (/api/jobs) and for the totals of the view shown (/api/values, the
+// node's, or one job's with ?job=ID when the address ends in #job=ID), and
+// keeps the last minutes of them here, in the browser: the proxy keeps no
+// history. Rates are differences of totals over the proxy's own clock.
+// Every name shown comes from collectors, so text is only ever set as text.
 "use strict";
 
 const PERIOD_MS = 1000;
@@ -23,6 +24,12 @@ const $ = (id) => document.getElementById(id);
 // over `time` (the proxy's).
 let samples = [];
 const charts = {}; // kind -> {plot, names}
+
+// The job shown, from the address (#job=ID), or null for the node.
+function viewedJob() {
+  const m = location.hash.match(/^#job=(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
 
 function quantity() {
   return $("quantity").value;
@@ -172,6 +179,49 @@ function renderChart(kind) {
   }
 }
 
+// ---- jobs ----
+
+function fmtTime(t) {
+  return t == null ? "–" : new Date(t * 1000).toLocaleTimeString();
+}
+
+function fmtDuration(secs) {
+  const s = Math.max(0, Math.round(secs));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+// The jobs table: newest first; each id links to its view.
+function renderJobs(answer) {
+  const body = $("jobs").tBodies[0];
+  body.replaceChildren();
+  const shown = viewedJob();
+  const jobs = answer.jobs.slice().reverse();
+  for (const j of jobs) {
+    const row = body.insertRow();
+    if (j.id === shown) row.className = "selected";
+    const link = document.createElement("a");
+    link.href = "#job=" + encodeURIComponent(j.id);
+    link.textContent = j.id;
+    link.className = "job";
+    row.insertCell().appendChild(link);
+    const wall = (j.end ?? answer.time) - j.start;
+    cell(row, j.end == null ? "running" : "finished", j.end == null ? "running" : "finished");
+    cell(row, String(j.ranks.length || "–"), "num");
+    cell(row, fmtTime(j.start), "num");
+    cell(row, fmtDuration(wall), "num");
+    const share = j.ranks.length && wall > 0 ? j.mpi_time / (j.ranks.length * wall) : null;
+    cell(row, share == null ? "–" : (100 * share).toFixed(1) + " %", "num");
+    cell(row, j.commands.join(" "), "commands");
+  }
+  if (jobs.length === 0) {
+    const row = body.insertRow();
+    cell(row, "no jobs on this node (yet)", "empty");
+    row.cells[0].colSpan = 7;
+  }
+}
+
 // ---- polling ----
 
 function render() {
@@ -183,27 +233,71 @@ function render() {
   $("window").textContent = Math.round(span) + " s";
 }
 
+async function getJson(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error("HTTP " + r.status);
+  return r.json();
+}
+
+let timer = null;
+
 async function poll() {
+  clearTimeout(timer);
+  const job = viewedJob();
   try {
-    const r = await fetch("/api/values", { cache: "no-store" });
-    if (!r.ok) throw new Error("HTTP " + r.status);
-    const v = await r.json();
-    v.seen = Date.now() / 1000;
-    samples.push(v);
-    if (samples.length > KEEP) samples.shift();
-    $("node").textContent = v.node ? "on " + v.node : "";
-    document.title = "tau_metric_proxy" + (v.node ? " on " + v.node : "");
-    $("status").textContent = v.collectors + " collectors connected · " + v.series + " series · updated " +
-      new Date(v.time * 1000).toLocaleTimeString();
-    $("status").classList.remove("down");
-    render();
+    const [jobs, v] = await Promise.all([
+      getJson("/api/jobs"),
+      getJson("/api/values" + (job == null ? "" : "?job=" + encodeURIComponent(job))),
+    ]);
+    if (job !== viewedJob()) return; // the view changed meanwhile
+    renderJobs(jobs);
+    if (v == null) {
+      $("status").textContent = "the proxy keeps no job " + job + " (any more): its history here stays as it was";
+      $("status").classList.add("down");
+    } else {
+      v.seen = Date.now() / 1000;
+      samples.push(v);
+      if (samples.length > KEEP) samples.shift();
+      $("node").textContent = v.node ? "on " + v.node : "";
+      document.title = (job == null ? "" : "job " + job + " · ") + "tau_metric_proxy" + (v.node ? " on " + v.node : "");
+      $("status").textContent = v.collectors + " collectors connected to the node · " + v.series + " series · updated " +
+        fmtTime(v.time);
+      $("status").classList.remove("down");
+      render();
+    }
   } catch (e) {
     $("status").textContent = "cannot reach the proxy (" + e.message + "): retrying every second";
     $("status").classList.add("down");
   }
-  setTimeout(poll, PERIOD_MS);
+  timer = setTimeout(poll, PERIOD_MS);
 }
 
+// A new view starts a new history.
+function showView() {
+  const job = viewedJob();
+  samples = [];
+  for (const kind of KINDS) {
+    if (charts[kind]) charts[kind].plot.destroy();
+    delete charts[kind];
+    $(kind + "-chart").replaceChildren();
+    $(kind + "-chart").dataset.points = "0";
+    $(kind).tBodies[0].replaceChildren();
+  }
+  $("crumb").replaceChildren();
+  if (job == null) {
+    $("crumb").textContent = "node-wide";
+  } else {
+    const back = document.createElement("a");
+    back.href = "#";
+    back.textContent = "node-wide";
+    $("crumb").append("job ", Object.assign(document.createElement("strong"), { textContent: job }), " · ", back);
+  }
+  for (const el of document.querySelectorAll(".of-view")) el.textContent = job == null ? "" : " of job " + job;
+  poll();
+}
+
+window.addEventListener("hashchange", showView);
 $("quantity").addEventListener("change", () => samples.length && render());
 new ResizeObserver(() => {
   for (const kind of KINDS) {
@@ -211,4 +305,4 @@ new ResizeObserver(() => {
     if (c) c.plot.setSize({ width: Math.max(200, $(kind + "-chart").clientWidth), height: 220 });
   }
 }).observe(document.querySelector(".pair"));
-poll();
+showView();

@@ -372,32 +372,16 @@ impl Endpoint {
                 };
                 Response { status: 200, content_type: format.content_type(), extra: extra.into(), body }
             }
-            "/api/values" => self.api_values(head),
+            "/api/values" | "/api/jobs" => {
+                let request =
+                    api::Request { path: head.path, query: head.query, head: head.method == "HEAD", time: now() };
+                api::serve(request, &self.store, &mut self.scrape, &self.node)
+            }
             path => match self.assets.iter().find(|a| a.path == path) {
                 Some(asset) => asset.response(head.gzip, head.if_none_match),
                 None => error(404, "not found: try /metrics"),
             },
         }
-    }
-
-    /// `/api/values`: the values copied out under the store's lock, like
-    /// a scrape (which it is not: nothing is counted), the JSON written
-    /// after it. A HEAD reads nothing.
-    fn api_values(&mut self, head: &Head<'_>) -> Response {
-        if !head.query.is_empty() {
-            return error(400, "/api/values takes no parameters");
-        }
-        let body = if head.method == "HEAD" {
-            Body::Unrendered
-        } else {
-            let counts = {
-                let mut st = self.store.lock();
-                st.scrape(&mut self.scrape);
-                api::Counts { collectors: st.connected_collectors(), series: st.series_count() }
-            };
-            Body::Bytes(api::to_json(&api::values(&self.scrape, counts, &self.node, now())))
-        };
-        Response { status: 200, content_type: "application/json", extra: "Cache-Control: no-store\r\n".into(), body }
     }
 
     /// Counts a scrape and returns its page: the last one of this kind if

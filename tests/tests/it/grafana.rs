@@ -121,20 +121,8 @@ fn run_job(mpi: Mpi, p: &Proxy, stop: &std::path::Path) -> crate::util::Running 
         .args(["-j", JOB, "-s", "--", "cat", "/etc/hostname"])
         .run()
         .assert_success();
-    let launcher = crate::util::bin("tau_metric_proxy_run");
     let program = mpi.program("mpi_page");
-    let args = [
-        launcher.as_os_str(),
-        "-u".as_ref(),
-        p.socket.as_os_str(),
-        "-j".as_ref(),
-        JOB.as_ref(),
-        "-m".as_ref(),
-        "--".as_ref(),
-        program.as_os_str(),
-        stop.as_os_str(),
-    ];
-    mpi.mpirun(2, None, &args).spawn()
+    mpi.mpirun_in_job(2, &p.socket, JOB, &[program.as_os_str(), stop.as_os_str()]).spawn()
 }
 
 #[test]

@@ -128,7 +128,12 @@ fn api_values_are_the_node_totals_by_function_and_syscall_and_change_nothing() {
     let after = api_values(&p);
     assert_eq!((&after["mpi"], &after["syscalls"]), (&v["mpi"], &v["syscalls"]));
     let r = http_get(p.port, "/api/values?job=1", None);
-    assert_eq!((r.status, r.body.as_str()), (400, "/api/values takes no parameters\n"));
+    assert_eq!((r.status, r.body.as_str()), (404, "no such job on this node: 1\n"));
+    let r = http_get(p.port, "/api/values?node=1", None);
+    assert_eq!((r.status, r.body.as_str()), (400, "/api/values takes one parameter at most: job=ID\n"));
+    let r = http_get(p.port, "/api/jobs", None);
+    let jobs: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert_eq!((r.status, &jobs["jobs"]), (200, &json!([])));
 }
 
 /// The syscall names the page's table shows first: most time first (then
@@ -144,10 +149,33 @@ fn top_by_time(totals: &serde_json::Value, n: usize) -> Vec<String> {
     all.into_iter().take(n).map(|(name, _, _)| name.clone()).collect()
 }
 
+/// The job of the MPI run the page is looked at with.
+const JOB: &str = "page-job-7";
+
+/// The MPI functions the ranks of `mpi_page` call while they run.
+const RUNNING_FUNCTIONS: [&str; 7] =
+    ["MPI_Allreduce", "MPI_Barrier", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Init", "MPI_Recv", "MPI_Send"];
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Both charts of `dom` drew points.
+fn assert_drawn(dom: &str) {
+    for chart in ["mpi-chart", "syscalls-chart"] {
+        let points: usize = attribute(dom, chart, "data-points").and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(points > 0, "{chart} drew no points:\n{dom}");
+        println!("{chart}: {points} points drawn");
+    }
+}
+
 mpi_test! {
-    /// A real MPI run on 3 ranks and a traced command feed the daemon; the
-    /// page, in headless Chromium, shows their functions and syscalls and
-    /// draws its charts. The screenshot stays under target/page/.
+    /// A real MPI run on 3 ranks (job page-job-7) and a traced command of
+    /// no job feed the daemon; the page, in headless Chromium, lists the
+    /// job, shows the node's functions and syscalls and draws its charts,
+    /// and the job's link opens the job's view, with the job's calls only.
+    /// The screenshots stay under target/page/.
     fn openmpi_live_page_in_a_browser_shows_a_real_mpi_run, mpich_live_page_in_a_browser_shows_a_real_mpi_run(mpi) {
         let p = Proxy::start();
         // Syscalls of a command that is over: the page's table must show
@@ -157,31 +185,43 @@ mpi_test! {
             .expect("the traced command's syscalls reach the daemon");
         let dir = TempDir::new("page-mpi");
         let stop = dir.join("stop");
-        let ranks = mpi.mpirun(3, Some(&p.socket), &[mpi.program("mpi_page").as_os_str(), stop.as_os_str()]).spawn();
-        wait_for(Duration::from_secs(30), || (p.value("mpi_hits_total{function=\"MPI_Barrier\"}") > 10.0).then_some(()))
-            .expect("the ranks' calls reach the daemon");
+        let program = mpi.program("mpi_page");
+        let ranks = mpi.mpirun_in_job(3, &p.socket, JOB, &[program.as_os_str(), stop.as_os_str()]).spawn();
+        let barrier = format!("tau_job_mpi_hits_total{{function=\"MPI_Barrier\",jobid=\"{JOB}\"}}");
+        wait_for(Duration::from_secs(30), || (p.value(&barrier) > 10.0).then_some(()))
+            .unwrap_or_else(|| panic!("the ranks' calls reach the daemon in job {JOB}; log:\n{}", p.log()));
         let url = format!("http://127.0.0.1:{}/", p.port);
         let browser = Browser::new();
+
+        // The node's view.
         let dom = browser.dom(&url, Duration::from_secs(10));
         let syscalls_now = api_values(&p)["syscalls"].clone();
-        let mpi_functions = first_column(&dom, "mpi");
-        let mut sorted = mpi_functions.clone();
-        sorted.sort();
-        assert_eq!(
-            sorted,
-            ["MPI_Allreduce", "MPI_Barrier", "MPI_Comm_rank", "MPI_Comm_size", "MPI_Init", "MPI_Recv", "MPI_Send"],
-            "{dom}"
-        );
+        assert_eq!(sorted(first_column(&dom, "mpi")), RUNNING_FUNCTIONS, "{dom}");
         assert_eq!(first_column(&dom, "syscalls"), top_by_time(&syscalls_now, 12), "{dom}");
-        for chart in ["mpi-chart", "syscalls-chart"] {
-            let points: usize = attribute(&dom, chart, "data-points").and_then(|n| n.parse().ok()).unwrap_or(0);
-            assert!(points > 0, "{chart} drew no points:\n{dom}");
-            println!("{chart}: {points} points drawn");
-        }
+        assert_eq!(first_column(&dom, "jobs"), [JOB], "{dom}");
+        let link = format!("<a href=\"#job={JOB}\" class=\"job\">{JOB}</a>");
+        assert!(dom.contains(&link), "no link {link}:\n{dom}");
         assert!(dom.contains("collectors connected"), "{dom}");
+        assert_drawn(&dom);
         let png = target_file(&format!("page/live-page-{}.png", mpi.name));
         browser.screenshot(&url, Duration::from_secs(20), &png);
         println!("screenshot of the live page: {}", png.display());
+
+        // The job's view, where the link leads: its MPI calls, no syscalls
+        // (the traced command was of no job).
+        let job_url = format!("{url}#job={JOB}");
+        let dom = browser.dom(&job_url, Duration::from_secs(10));
+        assert!(dom.contains(&format!("job <strong>{JOB}</strong>")), "{dom}");
+        assert!(dom.contains(&format!("MPI functions<span class=\"of-view\"> of job {JOB}</span>")), "{dom}");
+        assert_eq!(sorted(first_column(&dom, "mpi")), RUNNING_FUNCTIONS, "{dom}");
+        assert_eq!(first_column(&dom, "syscalls"), ["no system calls counted yet"], "{dom}");
+        assert!(dom.contains("<tr class=\"selected\">"), "the job is marked in the list:\n{dom}");
+        let points: usize = attribute(&dom, "mpi-chart", "data-points").and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(points > 0, "the job's chart drew no points:\n{dom}");
+        let png = target_file(&format!("page/live-page-job-{}.png", mpi.name));
+        browser.screenshot(&job_url, Duration::from_secs(20), &png);
+        println!("screenshot of the job's view: {}", png.display());
+
         std::fs::write(&stop, "").unwrap();
         let out = ranks.finish_within(Duration::from_secs(60));
         out.assert_success();

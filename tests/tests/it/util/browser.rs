@@ -110,7 +110,14 @@ pub fn first_column(dom: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Text as the DOM dump escapes it, unescaped.
+/// The text of an element's inner HTML: tags left out, entities unescaped.
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
+    let mut text = String::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        rest = rest[open..].find('>').map_or("", |close| &rest[open + close + 1..]);
+    }
+    text.push_str(rest);
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&nbsp;", " ").replace("&amp;", "&")
 }

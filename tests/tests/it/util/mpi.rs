@@ -119,6 +119,16 @@ impl Mpi {
         }
         cmd.args(args)
     }
+
+    /// `mpirun` with `np` ranks running `args` through the launcher with
+    /// `-m` and `-j JOB`.
+    pub fn mpirun_in_job(self, np: usize, socket: &Path, job: &str, args: &[&OsStr]) -> TestCommand {
+        let launcher = bin("tau_metric_proxy_run");
+        let mut all: Vec<&OsStr> = vec![launcher.as_os_str(), "-u".as_ref(), socket.as_os_str(), "-j".as_ref()];
+        all.extend([OsStr::new(job), "-m".as_ref(), "--".as_ref()]);
+        all.extend(args);
+        self.mpirun(np, None, &all)
+    }
 }
 
 /// `sources` built by `cc` with `flags` into a file named `key` of the
