@@ -1,5 +1,5 @@
 //! The HTTP endpoint: `/metrics` (and `/metrics/`) for Prometheus, the live
-//! page at `/` (files under `/page/`) and `/api/values`, the JSON it polls.
+//! page at `/` (files under `/page/`) and the JSON it polls under `/api/`.
 //!
 //! A small HTTP/1.1 server on its own mio loop and thread, written here
 //! rather than taken from a crate because the endpoint faces the network

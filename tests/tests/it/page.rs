@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use protocol::{Desc, Request, Role, Sample, Scale, Value};
+use protocol::{Desc, JobTag, Request, Role, Sample, Scale, Value};
 use serde_json::json;
 
 use crate::util::{
@@ -134,6 +134,80 @@ fn api_values_are_the_node_totals_by_function_and_syscall_and_change_nothing() {
     let r = http_get(p.port, "/api/jobs", None);
     let jobs: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
     assert_eq!((r.status, &jobs["jobs"]), (200, &json!([])));
+}
+
+#[test]
+fn api_values_of_a_job_are_its_own_and_api_jobs_lists_the_jobs_with_their_mpi_time() {
+    let p = Proxy::start();
+    // Job "a": rank 0 and rank 1; job "b": rank 0; and a collector of no job.
+    let send = |job: Option<(&str, u32)>, program: &str, values: [u64; 3]| {
+        let mut c = RawPeer::connect(&p.socket, Role::Collector);
+        let identity = identity(program);
+        c.send(&match job {
+            Some((id, rank)) => Request::JobHello { identity, job: JobTag { id: id.into(), rank: Some(rank) } },
+            None => Request::Hello { identity },
+        });
+        let descs = [
+            Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "calls"),
+            Desc::counter("mpi_time_total", &[("function", "MPI_Send")], "seconds").with_scale(Scale::Nano),
+            Desc::counter("strace_hits_total", &[("scall", "read")], "calls"),
+        ];
+        for (i, d) in descs.into_iter().enumerate() {
+            c.send(&Request::Register { id: i as u32, desc: d });
+        }
+        c.send(&Request::Update {
+            samples: values.iter().enumerate().map(|(i, &v)| Sample { id: i as u32, value: Value::Int(v) }).collect(),
+        });
+        c
+    };
+    let _a0 = send(Some(("a", 0)), "app", [1, 1_000_000_000, 10]);
+    let _a1 = send(Some(("a", 1)), "app", [2, 500_000_000, 20]);
+    let _b0 = send(Some(("b", 0)), "other", [4, 250_000_000, 40]);
+    let _none = send(None, "loose", [8, 125_000_000, 80]);
+    assert_eq!(p.wait_value("mpi_hits_total{function=\"MPI_Send\"}", 15.0), 15.0);
+    let of = |query: &str| {
+        let r = http_get(p.port, &format!("/api/values{query}"), None);
+        assert_eq!(r.status, 200, "{query}: {}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        (v["job"].clone(), v["mpi"].clone(), v["syscalls"].clone())
+    };
+    assert_eq!(
+        of(""),
+        (serde_json::Value::Null, json!({"MPI_Send": {"hits": 15, "time": 1.875}}), json!({"read": {"hits": 150}}))
+    );
+    assert_eq!(
+        of("?job=a"),
+        (json!("a"), json!({"MPI_Send": {"hits": 3, "time": 1.5}}), json!({"read": {"hits": 30}}))
+    );
+    assert_eq!(
+        of("?job=b"),
+        (json!("b"), json!({"MPI_Send": {"hits": 4, "time": 0.25}}), json!({"read": {"hits": 40}}))
+    );
+    let r = http_get(p.port, "/api/jobs", None);
+    assert_eq!((r.status, r.header("Cache-Control")), (200, Some("no-store")));
+    let mut v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let jobs = v["jobs"].as_array_mut().expect("jobs");
+    for j in jobs.iter_mut() {
+        let start = j.as_object_mut().unwrap().remove("start").and_then(|s| s.as_f64());
+        assert!(start.is_some_and(|s| s > 1e9), "a start time: {j}");
+    }
+    let mut ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    let a = jobs.iter().find(|j| j["id"] == "a").unwrap();
+    assert_eq!(
+        a,
+        &json!({"id": "a", "ranks": [0, 1], "ranks_connected": 2, "collectors": 2, "live_collectors": 2,
+                "end": null, "commands": ["app"], "mpi_time": 1.5})
+    );
+    let b = jobs.iter().find(|j| j["id"] == "b").unwrap();
+    assert_eq!((&b["ranks"], &b["commands"], &b["mpi_time"]), (&json!([0]), &json!(["other"]), &json!(0.25)));
+    let r = http_get(p.port, "/api/values?job=c", None);
+    assert_eq!((r.status, r.body.as_str()), (404, "no such job on this node: c\n"));
+    let r = http_get(p.port, "/api/values?job=a%20b", None);
+    assert_eq!((r.status, r.body.as_str()), (404, "no such job on this node: a b\n"));
+    let r = http_get(p.port, "/api/jobs?job=a", None);
+    assert_eq!((r.status, r.body.as_str()), (400, "/api/jobs takes no parameters\n"));
 }
 
 /// The syscall names the page's table shows first: most time first (then
