@@ -13,8 +13,15 @@
 //! Format 2 adds the owner of each family; format 3 the kernel's word on
 //! each remembered collector's process (pid and start time, from the peer
 //! credentials of its connection), by which it is judged alive after a
-//! restart, not by what its identity claims. Formats 1 and 2 are still
-//! read (families unclaimed in 1; processes as claimed in both).
+//! restart, not by what its identity claims; format 4 whether the daemon
+//! wrote it as it stopped (`clean`): one that was not is what a crash
+//! left, older than what was served. Formats 1 to 3 are still read
+//! (families unclaimed in 1; processes as claimed in 1 and 2; clean in
+//! all).
+//!
+//! [`Store::snapshot_source`] copies what a snapshot needs under the
+//! store's lock (values, key positions, bookkeeping: memory copies);
+//! [`SnapshotSource::build`] makes the snapshot of it without the lock.
 
 use bincode::Options;
 use protocol::{Desc, Identity, Kind};
@@ -24,12 +31,17 @@ use crate::refusal::Refusal;
 use crate::store::{Limits, ProcessRef, Store};
 use crate::validate::series_key;
 
+mod source;
+pub use source::SnapshotSource;
+
 const MAGIC: &[u8; 8] = b"TAUMSTAT";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// The format before families had owners, still read.
 const FORMAT_V1: u32 = 1;
 /// The format before collectors had their kernel process, still read.
 const FORMAT_V2: u32 = 2;
+/// The format before snapshots said whether they were written at a stop.
+const FORMAT_V3: u32 = 3;
 const HEADER: usize = 8 + 4 + 8 + 8;
 /// Bound on a snapshot payload, far above 1,000,000 series.
 const MAX_PAYLOAD: u64 = 4 << 30;
@@ -83,6 +95,16 @@ pub struct Snapshot {
     pub(crate) collectors: Vec<CollectorState>,
     /// Families owned by a user, and that user's uid.
     pub(crate) owners: Vec<(String, u32)>,
+    /// Written by a daemon as it stopped: nothing was counted after it.
+    pub(crate) clean: bool,
+}
+
+/// Format 3: not saying whether it was written at a stop.
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    series: Vec<SeriesState>,
+    collectors: Vec<CollectorState>,
+    owners: Vec<(String, u32)>,
 }
 
 /// Format 1: the same without owners nor processes.
@@ -177,6 +199,22 @@ impl Snapshot {
         self.series.len()
     }
 
+    /// Remembered collectors held.
+    pub fn collector_count(&self) -> usize {
+        self.collectors.len()
+    }
+
+    /// Whether it was written by a daemon as it stopped; a snapshot that
+    /// was not is what a crash left (see [`Store::start_recovery`]).
+    pub fn is_clean(&self) -> bool {
+        self.clean
+    }
+
+    /// The same snapshot, saying whether it is written as the daemon stops.
+    pub fn with_clean(self, clean: bool) -> Snapshot {
+        Snapshot { clean, ..self }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let payload = options().serialize(self).expect("a snapshot always serialises");
         let mut out = Vec::with_capacity(HEADER + payload.len());
@@ -196,7 +234,7 @@ impl Snapshot {
             return Err(SnapshotError::Truncated);
         }
         let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if format != FORMAT && format != FORMAT_V1 && format != FORMAT_V2 {
+        if ![FORMAT, FORMAT_V1, FORMAT_V2, FORMAT_V3].contains(&format) {
             return Err(SnapshotError::Format { found: format });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -211,42 +249,26 @@ impl Snapshot {
         if format == FORMAT_V1 {
             let v1: SnapshotV1 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v1.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new() });
+            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new(), clean: true });
         }
         if format == FORMAT_V2 {
             let v2: SnapshotV2 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v2.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners });
+            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners, clean: true });
+        }
+        if format == FORMAT_V3 {
+            let v3: SnapshotV3 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
+            return Ok(Snapshot { series: v3.series, collectors: v3.collectors, owners: v3.owners, clean: true });
         }
         options().deserialize(payload).map_err(SnapshotError::Decode)
     }
 }
 
 impl Store {
-    /// The counters and collector bookkeeping worth keeping across a restart.
+    /// The counters and collector bookkeeping worth keeping across a
+    /// restart (written at a stop: see [`Snapshot::with_clean`]).
     pub fn snapshot(&self) -> Snapshot {
-        let mut index = vec![u32::MAX; self.series.len()];
-        let mut series = Vec::new();
-        for (sid, s) in self.series.iter().enumerate() {
-            // A job's series go with the job: a restart keeps node totals.
-            if s.kind != Kind::Counter || self.is_job_series(sid as u32) {
-                continue;
-            }
-            index[sid] = series.len() as u32;
-            series.push(SeriesState { desc: self.desc_of(sid as u32), int: s.int(), float: s.float(), ts: s.ts() });
-        }
-        let collectors = self
-            .collectors()
-            .map(|(identity, process, counted)| CollectorState {
-                identity: identity.clone(),
-                process: (process.pid, process.start_time),
-                counted: counted
-                    .filter(|(_, sid, _, _)| index[*sid as usize] != u32::MAX)
-                    .map(|(id, sid, int, float)| CountedState { id, series: index[sid as usize], int, float })
-                    .collect(),
-            })
-            .collect();
-        Snapshot { series, collectors, owners: self.owners() }
+        self.snapshot_source().build()
     }
 
     /// A store holding a snapshot's totals. Every series is validated
@@ -482,7 +504,7 @@ mod tests {
         let cases = [
             (SnapshotError::BadMagic, "not a tau_metric_proxy state file (bad magic)".to_owned()),
             (SnapshotError::Truncated, "truncated: shorter than its header".to_owned()),
-            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 3".to_owned()),
+            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 4".to_owned()),
             (
                 SnapshotError::Length { payload: 3, header: 4 },
                 "truncated or padded: payload of 3 bytes, header says 4".to_owned(),

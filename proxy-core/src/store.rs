@@ -16,6 +16,7 @@ mod keys;
 mod order;
 mod owners;
 pub(crate) mod query;
+mod recovery;
 mod series;
 #[cfg(test)]
 mod tests;
@@ -26,13 +27,15 @@ use std::collections::{BTreeMap, HashMap};
 use protocol::{Desc, Identity, JobTag, Kind, Sample, Value};
 
 use crate::refusal::{IngestError, Refusal, RefusalCounts, RefusalKind};
-use crate::validate::{labels_of_key, series_key, validate_desc};
+use crate::validate::{series_key, validate_desc};
 use change_log::ChangeLog;
 use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
 use jobs::Jobs;
 use keys::Keys;
+pub(crate) use keys::KeysView;
 pub(crate) use order::{Layout, RenderOrder};
+pub use recovery::{RECOVERY_MAX, RECOVERY_MIN};
 pub use series::SeriesId;
 pub(crate) use series::{om_family_name, Family, Owner, Series, Val};
 pub use tracking::{job_family_name, JOB_LABEL};
@@ -124,6 +127,11 @@ pub struct Store {
     job_evictions: u64,
     /// Collectors of a job kept out of jobs, at `max_jobs`.
     untracked_collectors: u64,
+    /// Bumped whenever a collector disconnects, says goodbye or is folded:
+    /// what it counted is then only in the store.
+    departures: u64,
+    /// Since when the store waits for collectors restored after a crash.
+    recovery: Option<f64>,
 }
 
 impl Store {
@@ -440,6 +448,9 @@ impl Store {
             self.generation = generation;
             self.change_log.compact(&self.series);
         }
+        if totals {
+            self.collectors.resynced(slot.index);
+        }
         for e in &errors {
             self.refusals.add(e.refusal.kind());
         }
@@ -460,6 +471,7 @@ impl Store {
     /// its counted totals are kept in case it reconnects.
     pub fn disconnect(&mut self, slot: CollectorSlot, now: f64) {
         if self.collectors.disconnect(slot, now) {
+            self.departures += 1;
             self.drop_gauges(slot.index, now);
             self.member_connected(slot.index, false, now);
         }
@@ -492,6 +504,7 @@ impl Store {
 
     fn forget(&mut self, index: u32, now: f64) {
         self.leave_job(index, now);
+        self.departures += 1;
         self.drop_gauges(index, now);
         self.collectors.remove(index);
     }
@@ -549,20 +562,17 @@ impl Store {
         self.mark_changed(sid, now);
     }
 
-    /// The description a series was registered with (labels sorted).
-    pub(crate) fn desc_of(&self, sid: SeriesId) -> Desc {
-        let s = &self.series[sid as usize];
-        let fam = &self.families[s.family as usize];
-        let labels = labels_of_key(self.keys.get(sid));
-        Desc { name: fam.name.clone(), labels, help: fam.help.clone(), kind: s.kind, scale: s.scale }
-    }
-
     /// Every remembered collector with, per id, its series and what was
     /// counted of it.
     pub(crate) fn collectors(
         &self,
     ) -> impl Iterator<Item = (&Identity, ProcessRef, impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_)> {
         self.collectors.iter().map(|c| (c.identity(), c.process, c.counted_ids()))
+    }
+
+    /// Every key, readable without the store.
+    pub(crate) fn keys_view(&self) -> KeysView {
+        self.keys.view()
     }
 
     /// Whether a collector of this identity is remembered.

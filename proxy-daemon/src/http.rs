@@ -359,6 +359,17 @@ impl Endpoint {
             };
         }
         match head.path {
+            "/metrics" | "/metrics/" if self.store.lock().recovering(now()) => Response {
+                // After a crash the totals are below what was served until
+                // the collectors sent theirs again: no page rather than a
+                // counter going backwards.
+                status: 503,
+                content_type: "text/plain; charset=utf-8",
+                extra: "Retry-After: 1\r\n".into(),
+                body: Body::Bytes(
+                    b"recovering after a crash: waiting for the collectors to resend their totals\n".to_vec(),
+                ),
+            },
             "/metrics" | "/metrics/" => {
                 let format = Format::negotiate(head.accept);
                 let (body, extra) = match head.method {

@@ -7,6 +7,7 @@ mod conn;
 mod families;
 mod http;
 mod jobs;
+mod keeper;
 mod profiles;
 mod server;
 mod socket;
@@ -47,25 +48,25 @@ fn init_logging(cli: &Cli) {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    // Series, collectors and labels, as the --max-* flags bound them.
-    let (limits, conn_limits) = (cli.limits(), cli.conn_limits());
+    let (limits, conn_limits) = (cli.limits(), cli.conn_limits()); // as the --max-* flags bound them
     let path = client::socket_path(cli.unix);
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
-    let store = match &cli.state {
+    let (store, crashed) = match &cli.state {
         Some(file) => state::load(file, limits)?.unwrap_or_else(|| {
             log::info!("no state file {} yet: starting empty", file.display());
-            Store::new(limits)
+            (Store::new(limits), false)
         }),
-        None => Store::new(limits),
+        None => (Store::new(limits), false),
     };
-    // The families of the project's own collectors, shared by every user.
-    let store = families::declare(store);
+    // The families of the project's own collectors, shared by every user; then a crash's recovery.
+    let store = state::recover(families::declare(store), crashed);
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     let profiles = profiles::ProfileWriter::start(cli.profile_dir.clone(), cli.node_name.clone(), store.clone())?;
     // Claim the socket first: a second proxy must fail before it takes a port.
     let (listener, claim) = socket::Claim::take(&path, access.is_shared())?;
+    let access_shown = access.is_shared().then(|| access.describe());
     let http = match http::Http::start(
         cli.bind,
         cli.port,
@@ -82,25 +83,30 @@ fn run(cli: Cli) -> Result<(), String> {
             return Err(e);
         }
     };
+    // Signals are handled from here on: a stop always saves the state.
+    let server = server::Server::new(listener, store.clone(), selfm, access, conn_limits, profiles.queue());
+    // Folding and saving the state, off the event loop.
+    let state = cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval)));
+    let (server, keeper) = match server.and_then(|s| Ok((s, keeper::Keeper::start(store, state)?))) {
+        Ok(both) => both,
+        Err(e) => {
+            http.stop();
+            claim.release();
+            return Err(e);
+        }
+    };
     log::info!("UNIX push gateway running on {}", path.display());
-    if access.is_shared() {
-        log::info!("socket also open to {}", access.describe());
+    if let Some(shown) = access_shown {
+        log::info!("socket also open to {shown}");
     }
-    let result = server::Server::new(
-        listener,
-        store,
-        selfm,
-        access,
-        conn_limits,
-        cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval))),
-        profiles.queue(),
-    )
-    .and_then(|s| s.run());
+    let result = server.run();
+    // The last save, marked clean: nothing is counted after it.
+    let saved = keeper.stop();
     http.stop();
     profiles.stop();
     claim.release();
     log::info!("tau_metric_proxy stopped");
-    result
+    result.and(saved)
 }
 
 /// Every collector holds a connection: allow as many as the hard limit lets.

@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Turns (one read of a collector, one read and one reply frame of
 /// another peer) between two polls of the event loop.
 const READS_PER_ROUND: usize = 16;
-/// How often departed collectors are folded and self metrics refreshed.
+/// How often the self metrics are refreshed when nothing happens.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// The daemon's own series, updated as it works.
@@ -139,7 +139,7 @@ pub(crate) struct Server {
 }
 
 /// What the loop serves its connections with: the store, the self
-/// metrics, the state file, and the handlers of one connection's events,
+/// metrics, and the handlers of one connection's events,
 /// each returning what becomes of the connection.
 struct Core {
     store: Arc<Mutex<Store>>,
@@ -152,8 +152,6 @@ struct Core {
     /// about them, and when that line was written.
     refused_at_limit: u64,
     limit_logged_at: Option<std::time::Instant>,
-    /// `--state`: the file, how often to save it, and when it was saved.
-    state: Option<StateFile>,
     /// Series refusals already added to the self metric.
     refused_reported: u64,
     /// Refusals of each kind already added to the self metrics.
@@ -169,13 +167,6 @@ struct Core {
     jobs: Jobs,
 }
 
-struct StateFile {
-    path: std::path::PathBuf,
-    every: Duration,
-    saved_at: std::time::Instant,
-    saved_generation: u64,
-}
-
 impl Server {
     pub(crate) fn new(
         mut listener: UnixListener,
@@ -183,7 +174,6 @@ impl Server {
         selfm: SelfMetrics,
         access: Access,
         limits: ConnLimits,
-        state: Option<(std::path::PathBuf, Duration)>,
         profiles: crate::profiles::ProfileQueue,
     ) -> Result<Server, String> {
         let jobs = Jobs::new(&mut store.lock(), profiles);
@@ -213,18 +203,11 @@ impl Server {
                 ready_peers: VecDeque::new(),
                 chunk: vec![0; READ_CHUNK],
                 jobs,
-
-                state: state.map(|(path, every)| StateFile {
-                    path,
-                    every,
-                    saved_at: std::time::Instant::now(),
-                    saved_generation: u64::MAX,
-                }),
             },
         })
     }
 
-    /// Serves until SIGINT or SIGTERM.
+    /// Serves until SIGINT or SIGTERM (the caller then saves the state).
     pub(crate) fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
         let mut last_housekeeping = std::time::Instant::now();
@@ -244,7 +227,7 @@ impl Server {
                         if let Some(sig) = self.signals.pending().next() {
                             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                             log::info!("received {name}, shutting down");
-                            return self.core.save_state(true);
+                            return Ok(());
                         }
                     }
                     token => {
@@ -541,45 +524,11 @@ impl Core {
         session.disconnect(&mut store, now());
     }
 
-    /// Saves the state file when due (or `now`); a failure is logged, and
-    /// at shutdown also returned.
-    fn save_state(&mut self, now: bool) -> Result<(), String> {
-        let Some(state) = &mut self.state else { return Ok(()) };
-        if !now && state.saved_at.elapsed() < state.every {
-            return Ok(());
-        }
-        state.saved_at = std::time::Instant::now();
-        let (snap, generation) = {
-            let st = self.store.lock();
-            if st.generation() == state.saved_generation && !now {
-                return Ok(());
-            }
-            (st.snapshot(), st.generation())
-        };
-        match crate::state::save(&state.path, &snap) {
-            Ok(()) => {
-                state.saved_generation = generation;
-                log::debug!("saved {} counter series to {}", snap.series_count(), state.path.display());
-                if now {
-                    log::info!("saved state of {} counter series to {}", snap.series_count(), state.path.display());
-                }
-                Ok(())
-            }
-            Err(e) => {
-                log::error!("{e}");
-                Err(e)
-            }
-        }
-    }
-
+    /// Once a second, on the loop: the jobs' bookkeeping and the self
+    /// metrics (folding and saving the state run on the keeper thread).
     fn housekeeping(&mut self) {
-        let _ = self.save_state(false);
         let now = now();
         let mut st = self.store.lock();
-        let folded = st.fold_departed(process_alive, now);
-        if folded > 0 {
-            log::debug!("folded {folded} departed collectors into the node totals");
-        }
         let finished = self.jobs.housekeeping(&mut st, now);
         drop(st);
         for record in finished {
@@ -609,21 +558,5 @@ impl Core {
         st.internal_set(self.selfm.collectors, connected, now);
         let remembered = st.known_collectors() as f64;
         st.internal_set(self.selfm.remembered, remembered, now);
-    }
-}
-
-/// Whether the process behind a disconnected collector still runs. A
-/// zombie thread-group leader whose other threads run is alive. Where
-/// `/proc` hides it (another user's process with `hidepid`), `kill(pid, 0)`
-/// still tells: only "no such process" means it is gone.
-fn process_alive(p: ProcessRef) -> bool {
-    match procinfo::stat(p.pid) {
-        Some(s) if p.start_time != 0 && s.start_time != p.start_time => false,
-        Some(s) if s.state == 'Z' => procinfo::has_live_thread(p.pid).unwrap_or(false),
-        Some(_) => true,
-        None => !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), None),
-            Err(nix::errno::Errno::ESRCH)
-        ),
     }
 }

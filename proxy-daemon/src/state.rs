@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use proxy_core::{Limits, Snapshot, Store};
 
-/// Loads the store saved in `path`, or `None` when there is no file yet.
-pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Store>, String> {
+/// Loads the store saved in `path`, or `None` when there is no file yet,
+/// and whether the file is what a crash left (not written at a stop).
+pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<(Store, bool)>, String> {
     let shown = path.display();
     let mut file = match OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path) {
         Ok(f) => f,
@@ -34,6 +35,7 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Store>, String>
     let snap = Snapshot::from_bytes(&bytes).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
+    let crashed = !snap.is_clean();
     let (store, skipped) = Store::restore(limits, snap).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
@@ -47,7 +49,24 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Store>, String>
         );
     }
     log::info!("loaded {} counter series from state file {shown}", store.series_count());
-    Ok(Some(store))
+    Ok(Some((store, crashed)))
+}
+
+/// After a crash (the state file was not written at a stop), the store
+/// recovers: the daemon's own counters start from zero and `/metrics`
+/// waits for the remembered collectors to send their totals again (see
+/// [`Store::start_recovery`]).
+pub(crate) fn recover(mut store: Store, crashed: bool) -> Store {
+    if crashed {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let awaited = store.start_recovery(now);
+        log::warn!(
+            "the state file was not written at a stop (the daemon crashed or was killed): waiting for {awaited}              remembered collectors to send their totals again, between {} and {} s, before serving /metrics",
+            proxy_core::RECOVERY_MIN,
+            proxy_core::RECOVERY_MAX
+        );
+    }
+    store
 }
 
 /// Writes `snap` to `path` atomically: a new owner-only file beside it,

@@ -54,6 +54,9 @@ pub(super) struct Collector {
     /// Its job and its member index there.
     pub(super) job: Option<(u32, u32)>,
     registered: usize,
+    /// Restored after a crash and not resynced since (see
+    /// [`crate::Store::start_recovery`]).
+    pub(super) awaited: bool,
 }
 
 impl Collector {
@@ -141,6 +144,8 @@ pub(super) struct Collectors {
     connected: usize,
     /// Collectors remembered without a connection.
     waiting: usize,
+    /// Collectors restored after a crash that did not resync yet.
+    awaited: usize,
 }
 
 impl Collectors {
@@ -193,6 +198,7 @@ impl Collectors {
             twins: Vec::new(),
             job: None,
             registered: 0,
+            awaited: false,
         };
         self.connected += 1;
         let index = match self.free.pop() {
@@ -261,9 +267,57 @@ impl Collectors {
         gone
     }
 
+    /// Up to `max_scan` slots from `from` on: the disconnected collectors
+    /// among them with their processes, and where to go on (`None` at the
+    /// end). Bounded, so that a caller holding the store's lock holds it
+    /// for a bounded time, and judges the processes without it.
+    pub(super) fn disconnected_batch(
+        &self,
+        from: usize,
+        max_scan: usize,
+    ) -> (Vec<(CollectorSlot, ProcessRef)>, Option<usize>) {
+        let end = from.saturating_add(max_scan).min(self.slots.len());
+        let found = (from.min(end)..end)
+            .filter_map(|i| {
+                let c = self.slots[i].as_ref().filter(|c| !c.connected)?;
+                Some((CollectorSlot { index: i as u32, epoch: c.epoch }, c.process))
+            })
+            .collect();
+        (found, (end < self.slots.len()).then_some(end))
+    }
+
+    /// Whether `slot` names a remembered collector still disconnected since
+    /// it was listed (it did not come back meanwhile).
+    pub(super) fn still_disconnected(&self, slot: CollectorSlot) -> bool {
+        matches!(self.slots.get(slot.index as usize), Some(Some(c)) if c.epoch == slot.epoch && !c.connected)
+    }
+
+    /// Marks every remembered collector awaited; returns how many.
+    pub(super) fn await_all(&mut self) -> usize {
+        self.awaited = self.slots.iter_mut().flatten().map(|c| c.awaited = true).count();
+        self.awaited
+    }
+
+    /// Collectors still awaited.
+    pub(super) fn awaited(&self) -> usize {
+        self.awaited
+    }
+
+    /// The collector of slot `index` sent its totals: no longer awaited.
+    pub(super) fn resynced(&mut self, index: u32) {
+        if let Some(Some(c)) = self.slots.get_mut(index as usize) {
+            if std::mem::take(&mut c.awaited) {
+                self.awaited -= 1;
+            }
+        }
+    }
+
     /// Drops the collector of slot `index` and frees the slot.
     pub(super) fn remove(&mut self, index: u32) {
         if let Some(c) = self.slots[index as usize].take() {
+            if c.awaited {
+                self.awaited -= 1;
+            }
             if c.connected {
                 self.connected -= 1;
             } else {

@@ -50,7 +50,43 @@ impl Default for Keys {
     }
 }
 
+/// Every key as of when it was taken, readable without the store: the
+/// shared text, a copy of the tail and of the positions.
+#[derive(Debug, Default)]
+pub(crate) struct KeysView {
+    sealed: Arc<str>,
+    tail: String,
+    starts: Vec<usize>,
+    lens: Vec<u32>,
+}
+
+impl KeysView {
+    /// The key of series `sid`.
+    pub(crate) fn get(&self, sid: SeriesId) -> &str {
+        key_at(&self.sealed, &self.tail, self.starts[sid as usize], self.lens[sid as usize])
+    }
+}
+
+fn key_at<'a>(sealed: &'a str, tail: &'a str, start: usize, len: u32) -> &'a str {
+    let len = len as usize;
+    if start < sealed.len() {
+        &sealed[start..start + len]
+    } else {
+        &tail[start - sealed.len()..start - sealed.len() + len]
+    }
+}
+
 impl Keys {
+    /// A copy of every key's position, sharing the sealed text.
+    pub(super) fn view(&self) -> KeysView {
+        KeysView {
+            sealed: self.sealed.clone(),
+            tail: self.tail.clone(),
+            starts: self.starts.clone(),
+            lens: self.lens.clone(),
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.starts.len()
     }
@@ -62,13 +98,7 @@ impl Keys {
 
     /// The key of series `sid`.
     pub(super) fn get(&self, sid: SeriesId) -> &str {
-        let (start, len) = (self.starts[sid as usize], self.lens[sid as usize] as usize);
-        let sealed = self.sealed.len();
-        if start < sealed {
-            &self.sealed[start..start + len]
-        } else {
-            &self.tail[start - sealed..start - sealed + len]
-        }
+        key_at(&self.sealed, &self.tail, self.starts[sid as usize], self.lens[sid as usize])
     }
 
     fn slot(&self, key: &str) -> usize {

@@ -53,6 +53,15 @@ impl Series {
         self.int
     }
 
+    /// Index of its family in the store's families.
+    pub(crate) fn family_index(&self) -> u32 {
+        self.family
+    }
+
+    pub(crate) fn scale(&self) -> Scale {
+        self.scale
+    }
+
     pub(crate) fn float(&self) -> f64 {
         self.float
     }

@@ -1,0 +1,107 @@
+//! What a snapshot is made of, copied out of the store under its lock
+//! (values, the positions of the keys, each collector's counted table),
+//! so that the snapshot itself (descriptions, encoding) is made without
+//! the lock: the store is held for memory copies only.
+
+use protocol::{Identity, Kind, Scale};
+
+use super::{CollectorState, CountedState, SeriesState, Snapshot};
+use crate::store::{KeysView, ProcessRef, SeriesId, Store};
+use crate::validate::labels_of_key;
+
+/// A counter series as copied: its id, family, scale and totals.
+#[derive(Debug, Clone, Copy)]
+struct CounterCopy {
+    sid: SeriesId,
+    family: u32,
+    scale: Scale,
+    int: u64,
+    float: f64,
+    ts: f64,
+}
+
+/// A store's persistent part, copied; [`SnapshotSource::build`] makes the
+/// [`Snapshot`] of it.
+#[derive(Debug)]
+pub struct SnapshotSource {
+    series_len: usize,
+    counters: Vec<CounterCopy>,
+    keys: KeysView,
+    /// Name and help of each family, by index.
+    families: Vec<(String, String)>,
+    collectors: Vec<(Identity, ProcessRef, Vec<(u32, SeriesId, u64, f64)>)>,
+    owners: Vec<(String, u32)>,
+}
+
+impl Store {
+    /// Copies what a snapshot of the store needs; cheap enough to do under
+    /// the store's lock (no description is built, nothing is encoded).
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        let counters = self
+            .series
+            .iter()
+            .enumerate()
+            // A job's series go with the job: a restart keeps node totals.
+            .filter(|(sid, s)| s.kind == Kind::Counter && !self.is_job_series(*sid as SeriesId))
+            .map(|(sid, s)| CounterCopy {
+                sid: sid as SeriesId,
+                family: s.family_index(),
+                scale: s.scale(),
+                int: s.int(),
+                float: s.float(),
+                ts: s.ts(),
+            })
+            .collect();
+        let collectors = self
+            .collectors()
+            .map(|(identity, process, counted)| (identity.clone(), process, counted.collect()))
+            .collect();
+        SnapshotSource {
+            series_len: self.series.len(),
+            counters,
+            keys: self.keys_view(),
+            families: self.families.iter().map(|f| (f.name.clone(), f.help.clone())).collect(),
+            collectors,
+            owners: self.owners(),
+        }
+    }
+}
+
+impl SnapshotSource {
+    /// Remembered collectors copied.
+    pub fn collector_count(&self) -> usize {
+        self.collectors.len()
+    }
+
+    /// The snapshot, not marked clean (see [`Snapshot::with_clean`]).
+    pub fn build(self) -> Snapshot {
+        let mut index = vec![u32::MAX; self.series_len];
+        let mut series = Vec::with_capacity(self.counters.len());
+        for c in &self.counters {
+            index[c.sid as usize] = series.len() as u32;
+            let (name, help) = &self.families[c.family as usize];
+            let desc = protocol::Desc {
+                name: name.clone(),
+                labels: labels_of_key(self.keys.get(c.sid)),
+                help: help.clone(),
+                kind: Kind::Counter,
+                scale: c.scale,
+            };
+            series.push(SeriesState { desc, int: c.int, float: c.float, ts: c.ts });
+        }
+        let collectors = self
+            .collectors
+            .into_iter()
+            .map(|(identity, process, counted)| CollectorState {
+                identity,
+                process: (process.pid, process.start_time),
+                counted: counted
+                    .into_iter()
+                    .filter(|(_, sid, _, _)| index[*sid as usize] != u32::MAX)
+                    .map(|(id, sid, int, float)| CountedState { id, series: index[sid as usize], int, float })
+                    .collect(),
+            })
+            .collect();
+        Snapshot { series, collectors, owners: self.owners, clean: false }
+    }
+}
