@@ -1,6 +1,9 @@
 //! `--state FILE`: counter totals saved periodically and at shutdown, and
 //! loaded at start. Never follows a symbolic link, never reads or replaces
-//! a file of another user, never leaves a half-written file behind.
+//! a file of another user, never leaves a half-written file behind: the
+//! directory is synced after the rename, so a crash right after a save
+//! finds the new file, and temporary files a crashed daemon left are
+//! removed at start.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
@@ -14,6 +17,7 @@ use proxy_core::{Limits, Snapshot, Store};
 /// and whether the file is what a crash left (not written at a stop).
 pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<(Store, bool)>, String> {
     let shown = path.display();
+    remove_stale_temporaries(path);
     let mut file = match OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -90,7 +94,43 @@ pub(crate) fn save(path: &Path, snap: &Snapshot) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write state file {shown}: {e}")
-    })
+    })?;
+    // The rename is durable once the directory is.
+    std::fs::File::open(directory(path))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync the directory of state file {shown}: {e}"))
+}
+
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes the temporary files of [`save`] that a daemon killed while
+/// saving left beside `path`: regular files of this user named like ours
+/// whose writer's pid is no longer running.
+fn remove_stale_temporaries(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(directory(path)) else { return };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) =
+            file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")).and_then(|r| r.split('.').next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        let ours = entry.metadata().is_ok_and(|md| md.is_file() && md.uid() == me);
+        let writer_gone =
+            matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH));
+        if ours && writer_gone && std::fs::remove_file(entry.path()).is_ok() {
+            log::info!("removed {}, left by a daemon that stopped while saving", entry.path().display());
+        }
+    }
 }
 
 fn temp_beside(path: &Path) -> PathBuf {

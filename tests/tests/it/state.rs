@@ -7,7 +7,7 @@ use client::{PushConfig, PushState, Pusher};
 use nix::sys::signal::Signal;
 use protocol::Desc;
 
-use crate::util::{tool, wait_for, Proxy, TempDir};
+use crate::util::{bin, cmd, tool, wait_for, Proxy, TempDir};
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
@@ -216,4 +216,54 @@ fn two_huge_float_deltas_cannot_poison_the_state_and_a_poisoned_file_loses_one_s
     assert_eq!(p.value("kept_total"), 5.0);
     assert_eq!(p.value("tau_metric_proxy_refusals_total{reason=\"overflow\"}"), 1.0, "restored with the others");
     assert!(!p.values().contains_key("huge_total"));
+}
+
+#[test]
+fn a_save_syncs_its_directory_and_a_crashed_saves_leftover_is_removed() {
+    let dir = TempDir::new("durable");
+    let (state, socket, trace) = (dir.join("proxy.state"), dir.join("proxy.sock"), dir.join("trace"));
+    // What a daemon killed while saving leaves behind: its temporary file.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = dir.join(&format!(".proxy.state.{dead}.123.tmp"));
+    std::fs::write(&stale, b"half a snapshot").unwrap();
+    let daemon = cmd("strace")
+        .args(["-f", "-qq", "-e", "trace=openat,rename,renameat,renameat2,fsync", "-o"])
+        .arg(&trace)
+        .arg(bin("tau_metric_proxy"))
+        .arg("-u")
+        .arg(&socket)
+        .args(["-p", "0", "--bind", "127.0.0.1", "--state"])
+        .arg(&state)
+        .spawn();
+    assert!(wait_for(Duration::from_secs(20), || socket.exists().then_some(())).is_some(), "the daemon did not start");
+    assert!(!stale.exists(), "the crashed save's temporary file is still there");
+    // SIGTERM to the daemon (strace's child): it saves, then stops.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", daemon.id())).unwrap();
+    let pid: i32 = children.split_whitespace().next().expect("the daemon under strace").parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let out = daemon.finish_within(Duration::from_secs(20));
+    out.assert_exit(0);
+    assert!(
+        out.stderr().contains(&format!("removed {}, left by a daemon that stopped while saving", stale.display())),
+        "{out}"
+    );
+    // After the rename into place, the directory is opened and synced.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let renamed = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{}\"", state.display())) && l.ends_with("= 0"))
+        .unwrap_or_else(|| panic!("no rename into {}:\n{trace}", state.display()));
+    let opened = format!("\"{}\", O_RDONLY|O_CLOEXEC) = ", dir.path().display());
+    let fd = lines[renamed..]
+        .iter()
+        .find_map(|l| l.split(&opened).nth(1))
+        .unwrap_or_else(|| panic!("the directory was not opened after the rename:\n{trace}"));
+    assert!(
+        lines[renamed..].iter().any(|l| l.contains(&format!("fsync({fd})")) && l.trim_end().ends_with("= 0")),
+        "the directory (fd {fd}) was not synced after the rename:\n{trace}"
+    );
+    println!("state save: rename, then fsync of the directory (fd {fd}); a stale temporary file removed at start");
 }
