@@ -499,6 +499,25 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_say_whether_they_were_written_at_a_stop_and_format_3_counts_as_such() {
+        let snap = populated().snapshot();
+        assert!(!snap.is_clean(), "a snapshot while running is not clean");
+        assert!(!Snapshot::from_bytes(&snap.to_bytes()).unwrap().is_clean());
+        let clean = snap.clone().with_clean(true);
+        assert!(Snapshot::from_bytes(&clean.to_bytes()).unwrap().is_clean());
+        // Format 3: the same payload without the flag, written at stops only.
+        let v3 = options().serialize(&(&snap.series, &snap.collectors, &snap.owners)).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_V3.to_le_bytes());
+        bytes.extend_from_slice(&(v3.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&fnv1a(&v3).to_le_bytes());
+        bytes.extend_from_slice(&v3);
+        let old = Snapshot::from_bytes(&bytes).unwrap();
+        assert!(old.is_clean());
+        assert_eq!(old.with_clean(false), snap);
+    }
+
+    #[test]
     fn each_refusal_keeps_its_message() {
         let decode = options().deserialize::<Snapshot>(&[0xff]).unwrap_err();
         let cases = [

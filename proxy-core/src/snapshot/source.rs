@@ -20,6 +20,9 @@ struct CounterCopy {
     ts: f64,
 }
 
+/// What was counted of each id of a collector: id, series, totals.
+type CountedCopy = Vec<(u32, SeriesId, u64, f64)>;
+
 /// A store's persistent part, copied; [`SnapshotSource::build`] makes the
 /// [`Snapshot`] of it.
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub struct SnapshotSource {
     keys: KeysView,
     /// Name and help of each family, by index.
     families: Vec<(String, String)>,
-    collectors: Vec<(Identity, ProcessRef, Vec<(u32, SeriesId, u64, f64)>)>,
+    collectors: Vec<(Identity, ProcessRef, CountedCopy)>,
     owners: Vec<(String, u32)>,
 }
 

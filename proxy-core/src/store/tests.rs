@@ -409,3 +409,61 @@ fn label_limits_and_empty_values_are_refused_at_registration() {
     assert_eq!(st.refusals(RefusalKind::LabelValueTooLong), 1);
     assert_eq!(st.refusals(RefusalKind::InvalidName), 1);
 }
+
+#[test]
+fn folding_in_batches_skips_collectors_that_came_back_meanwhile() {
+    let mut st = Store::new(Limits::default());
+    for pid in 0..10 {
+        let (s, _) = st.hello(ident(pid));
+        st.register(s, 0, &hits("MPI_Init")).unwrap();
+        st.update(s, &[int(0, 1)], 1.0);
+        st.disconnect(s, 1.0);
+    }
+    let departures = st.departures();
+    assert_eq!(departures, 10, "each disconnection is a departure");
+    // Four slots at a time, the processes judged between two batches.
+    let (first, next) = st.disconnected_batch(0, 4);
+    assert_eq!((first.len(), next), (4, Some(4)));
+    let (rest, end) = st.disconnected_batch(4, 100);
+    assert_eq!((rest.len(), end), (6, None));
+    // Collector 0 comes back before its batch is folded: it stays.
+    let (back, resumed) = st.hello(ident(0));
+    assert!(resumed);
+    let listed: Vec<CollectorSlot> = first.iter().chain(&rest).map(|(s, _)| *s).collect();
+    assert_eq!(st.fold_if_departed(&listed, 2.0), 9);
+    assert_eq!(st.known_collectors(), 1);
+    assert_eq!(st.departures(), departures + 9, "each fold is a departure");
+    assert!(st.is_current(back));
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Init\"}"), 10.0);
+}
+
+#[test]
+fn a_recovery_zeroes_the_daemons_counters_and_waits_for_remembered_collectors() {
+    let mut st = Store::new(Limits::default());
+    let own = st.internal(&Desc::counter("tau_metric_proxy_frames_total", &[], "Frames")).unwrap();
+    st.internal_add(own, 7, 1.0);
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &hits("MPI_Send")).unwrap();
+    st.update(a, &[int(0, 5)], 1.0);
+    st.disconnect(a, 1.0);
+    assert!(!st.recovering(1.0), "no recovery without a crash");
+    assert_eq!(st.start_recovery(10.0), 1);
+    assert_eq!(val(&st, "tau_metric_proxy_frames_total"), 0.0, "the daemon's own counters start again");
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Send\"}"), 5.0, "the collectors' totals stay");
+    assert!(st.recovering(10.0 + RECOVERY_MIN - 0.1));
+    assert!(st.recovering(10.0 + RECOVERY_MIN + 0.1), "a remembered collector is still awaited");
+    // It comes back and sends its totals: no longer awaited.
+    let (a, _) = st.hello(ident(1));
+    st.register(a, 0, &hits("MPI_Send")).unwrap();
+    st.resync(a, &[int(0, 6)], 12.5);
+    assert_eq!(st.awaited_collectors(), 0);
+    assert!(!st.recovering(10.0 + RECOVERY_MIN + 0.1));
+    assert!(!st.recovering(10.0), "a recovery ends once");
+    assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Send\"}"), 6.0);
+    // A collector that never comes back is waited for at most RECOVERY_MAX.
+    let (b, _) = st.hello(ident(2));
+    st.disconnect(b, 20.0);
+    st.start_recovery(30.0);
+    assert!(st.recovering(30.0 + RECOVERY_MAX - 0.1));
+    assert!(!st.recovering(30.0 + RECOVERY_MAX + 0.1));
+}
