@@ -123,7 +123,7 @@ fn folding_and_saving_a_big_store_delay_neither_pushes_nor_scrapes() {
     let process = ProcessRef { pid: dead, start_time: 1 };
     let mut st = Store::new(Limits::default());
     let who = |nonce: u64| Identity { pid: dead, start_time: 1, nonce, program: "gone".into() };
-    let (bulk, _) = st.hello_from(who(0), Some(process), None).unwrap();
+    let (bulk, _) = st.hello_from(who(0), None, Some(process), None, 1.0).unwrap();
     let descs: Vec<Desc> = (0..SERIES).map(|i| Desc::counter("bulk_total", &[("i", &i.to_string())], "Bulk")).collect();
     for (i, desc) in descs.iter().enumerate() {
         st.register(bulk, i as u32, desc).unwrap();
@@ -131,7 +131,7 @@ fn folding_and_saving_a_big_store_delay_neither_pushes_nor_scrapes() {
     st.update(bulk, &(0..SERIES).map(|id| Sample { id, value: Value::Int(1) }).collect::<Vec<_>>(), 1.0);
     st.disconnect(bulk, 1.0);
     for n in 1..=DEPARTED {
-        let (c, _) = st.hello_from(who(n as u64), Some(process), None).unwrap();
+        let (c, _) = st.hello_from(who(n as u64), None, Some(process), None, 1.0).unwrap();
         for k in 0..3 {
             st.register(c, k, &descs[((n * 3 + k) % SERIES) as usize]).unwrap();
         }
