@@ -64,6 +64,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     let profiles = profiles::ProfileWriter::start(cli.profile_dir.clone(), cli.node_name.clone(), store.clone())?;
+    // Stop signals are caught from here on: a stop always removes the socket and saves the state.
+    let signals = server::stop_signals()?;
     // Claim the socket first: a second proxy must fail before it takes a port.
     let (listener, claim) = socket::Claim::take(&path, access.is_shared())?;
     let access_shown = access.is_shared().then(|| access.describe());
@@ -83,8 +85,7 @@ fn run(cli: Cli) -> Result<(), String> {
             return Err(e);
         }
     };
-    // Signals are handled from here on: a stop always saves the state.
-    let server = server::Server::new(listener, store.clone(), selfm, access, conn_limits, profiles.queue());
+    let server = server::Server::new(listener, store.clone(), selfm, access, conn_limits, profiles.queue(), signals);
     // Folding and saving the state, off the event loop.
     let state = cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval)));
     let (server, keeper) = match server.and_then(|s| Ok((s, keeper::Keeper::start(store, state)?))) {

@@ -98,6 +98,13 @@ impl SelfMetrics {
     }
 }
 
+/// SIGINT and SIGTERM, caught from now on: taken before the socket is
+/// claimed, so that a stop signal at any time removes the socket and
+/// saves the state.
+pub(crate) fn stop_signals() -> Result<Signals, String> {
+    Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot install signal handlers: {e}"))
+}
+
 pub(crate) fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
@@ -175,11 +182,10 @@ impl Server {
         access: Access,
         limits: ConnLimits,
         profiles: crate::profiles::ProfileQueue,
+        mut signals: Signals,
     ) -> Result<Server, String> {
         let jobs = Jobs::new(&mut store.lock(), profiles);
         let poll = Poll::new().map_err(|e| format!("cannot create event loop: {e}"))?;
-        let mut signals =
-            Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot install signal handlers: {e}"))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .and_then(|_| poll.registry().register(&mut signals, SIGNALS, Interest::READABLE))

@@ -57,8 +57,14 @@ fn a_sigkill_between_pushes_never_makes_a_counter_go_backwards() {
     for _ in 0..3 {
         p.tool("tau_metric_proxy_run").args(["--", "true"]).run().assert_success();
     }
-    let saved = wait_for(Duration::from_secs(20), || (saved_value(&state, RUN)? == 3.0).then_some(()));
+    // Saved once they are folded: the file holds their counts and only the
+    // live collector.
+    let saved = wait_for(Duration::from_secs(20), || {
+        let collectors = Snapshot::from_bytes(&std::fs::read(&state).ok()?).ok()?.collector_count();
+        (collectors == 1 && saved_value(&state, RUN)? == 3.0).then_some(())
+    });
     assert!(saved.is_some(), "no save after the departures held them; log:\n{}", p.log());
+    assert_eq!(p.wait_value("tau_metric_proxy_remembered_collectors", 1.0), 1.0, "nothing left to depart");
     // Then pushes no save holds: of a collector the file knows, and of one
     // it does not.
     live.add(live_id, 2);
@@ -68,6 +74,8 @@ fn a_sigkill_between_pushes_never_makes_a_counter_go_backwards() {
     assert_eq!(late.flush(), PushState::Sent);
     assert_eq!(p.wait_value("late_total", 4.0), 4.0);
     assert_eq!(p.wait_value("live_total", 7.0), 7.0);
+    // Both read their welcomes (counted by the time their pushes are).
+    assert_eq!((live.flush(), late.flush()), (PushState::Sent, PushState::Sent));
     let page = http_get(p.port, "/metrics", None);
     assert_eq!(page.status, 200);
     let before = page_values(&page.body);
@@ -106,6 +114,9 @@ fn a_sigkill_between_pushes_never_makes_a_counter_go_backwards() {
         before["tau_metric_proxy_frames_total"],
         after["tau_metric_proxy_frames_total"]
     );
+    // Their daemon's welcomes, answered before their totals were counted,
+    // are read at their next push.
+    assert_eq!((live.flush(), late.flush()), (PushState::Sent, PushState::Sent));
     assert_eq!((live.forgotten(), late.forgotten()), (0, 1), "the file knew live_total's collector only");
 }
 
