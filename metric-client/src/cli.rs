@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// tau_metric_proxy client
 #[derive(Debug, clap::Parser)]
 #[command(name = "tau_metric_client", version)]
-#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config", "report"]))]
+#[command(group = clap::ArgGroup::new("action").args(["list", "values", "get", "track", "track_list", "prometheus_config", "report", "jobs"]))]
 #[command(group = clap::ArgGroup::new("tracking").args(["track", "track_list"]))]
 pub(crate) struct Cli {
     /// File to store the result to
@@ -36,6 +36,15 @@ pub(crate) struct Cli {
     /// Track a given list of values over time (comma separated)
     #[arg(short = 'T', long = "track-list", value_name = "TRACK_LIST")]
     pub(crate) track_list: Option<String>,
+    /// List the jobs on this node, running and recently finished (id, ranks,
+    /// start, end, command)
+    #[arg(long = "jobs")]
+    pub(crate) jobs: bool,
+    /// Restrict -l, -v, -g, -t, -T (and --jobs) to job ID: its tau_job_*
+    /// series; -g and -T also take the node's names for the job's part
+    /// (mpi_hits_total{function="MPI_Send"})
+    #[arg(long = "job", value_name = "ID", value_parser = job_id, conflicts_with = "prometheus_config")]
+    pub(crate) job: Option<String>,
     /// Print a prometheus.yml scraping the proxy of every node in NODES: a
     /// comma list (node1,node2:9000), a SLURM node list (node[01-04,07],gpu1)
     /// or @FILE, a hostfile with one host per line (@- reads stdin); the port
@@ -80,6 +89,11 @@ pub(crate) enum Format {
 const MIN_FREQ: f64 = 1e-6;
 /// Highest frequency accepted: one poll every microsecond.
 const MAX_FREQ: f64 = 1e6;
+
+/// A job id as the proxy takes it.
+fn job_id(id: &str) -> Result<String, String> {
+    protocol::check_job_id(id).map(|()| id.to_owned())
+}
 
 fn parse_freq(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod jobs;
 mod output;
 mod promconfig;
 mod report;
@@ -120,25 +121,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     let path = client::socket_path(cli.unix.clone());
     let timeout = Duration::from_secs(10);
+    let job = cli.job.as_deref();
     if cli.track || cli.track_list.is_some() {
         let format = cli.format.unwrap_or(Format::Json);
         if format == Format::Md {
             client::usage_error(TOOL, "tracking writes json, yaml or txt, not md");
         }
-        let names = cli.track_list.as_deref().map(split_names);
+        let names = cli.track_list.as_deref().map(split_names).map(|n| of_job(n, job)).transpose()?;
         let query = QueryClient::connect(&path, timeout)?;
-        return track::run(query, names, cli.freq, format, cli.output.as_deref());
+        return track::run(query, names, job, cli.freq, format, cli.output.as_deref());
     }
     let format = cli.format.unwrap_or(Format::Md);
-    let text = if cli.list {
-        output::descs(&QueryClient::connect(&path, timeout)?.list()?, format)
+    let text = if cli.jobs {
+        let mut list = QueryClient::connect(&path, timeout)?.jobs()?;
+        list.retain(|j| job.is_none_or(|id| j.id == id));
+        jobs::jobs(&list, format)
+    } else if cli.list {
+        let mut descs = QueryClient::connect(&path, timeout)?.list()?;
+        descs.retain(|d| job.is_none_or(|id| jobs::is_of_job(&d.name, id)));
+        output::descs(&descs, format)
     } else if cli.values {
-        output::values(&QueryClient::connect(&path, timeout)?.values()?.1, format)
+        let mut values = QueryClient::connect(&path, timeout)?.values()?.1;
+        values.retain(|v| job.is_none_or(|id| jobs::is_of_job(&v.name, id)));
+        output::values(&values, format)
     } else if let Some(list) = &cli.get {
         let names = split_names(list);
         if names.is_empty() {
             client::usage_error(TOOL, "-g needs at least one metric name");
         }
+        let names = of_job(names, job)?;
         match QueryClient::connect(&path, timeout)?.get(&names)? {
             GetResult::Found(values) => output::values(&values, format),
             GetResult::Unknown(names) => {
@@ -146,9 +157,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     } else {
-        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T, --prometheus-config or --report");
+        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T, --jobs, --prometheus-config or --report");
     };
     write_output(cli.output.as_deref(), &text)
+}
+
+/// With `--job ID`, the names of job ID's series for `names`.
+fn of_job(names: Vec<String>, job: Option<&str>) -> Result<Vec<String>, Failure> {
+    let Some(id) = job else { return Ok(names) };
+    names
+        .into_iter()
+        .map(|n| jobs::job_series_name(&n, id).ok_or_else(|| Failure::Usage(format!("not a series name: {n}"))))
+        .collect()
 }
 
 fn write_output(path: Option<&std::path::Path>, text: &str) -> Result<(), Failure> {

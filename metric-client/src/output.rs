@@ -26,7 +26,7 @@ pub(crate) use crate::cli::Format;
 /// Inner width of the markdown title box.
 const BOX_WIDTH: usize = 69;
 
-fn title_box(title: &str) -> String {
+pub(crate) fn title_box(title: &str) -> String {
     let pad = BOX_WIDTH.saturating_sub(title.chars().count());
     let (left, right) = (pad / 2, pad - pad / 2);
     format!("╔{bar}╗\n║{}{title}{}║\n╚{bar}╝\n", " ".repeat(left), " ".repeat(right), bar = "═".repeat(BOX_WIDTH))
@@ -43,7 +43,7 @@ pub(crate) fn json_number(v: &ValueInfo) -> Value {
     }
 }
 
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     Value::from(s).to_string()
 }
 

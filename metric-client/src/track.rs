@@ -19,6 +19,7 @@ use crate::Failure;
 pub(crate) fn run(
     mut query: QueryClient,
     names: Option<Vec<String>>,
+    job: Option<&str>,
     freq: f64,
     format: Format,
     path: Option<&Path>,
@@ -72,7 +73,7 @@ pub(crate) fn run(
             .filter(|v| match &names {
                 Some(names) => names.contains(&v.name),
                 // All non-null series; once tracked, a return to 0 is a change.
-                None => !first || v.value != 0.0,
+                None => (!first || v.value != 0.0) && job.is_none_or(|id| crate::jobs::is_of_job(&v.name, id)),
             })
             .collect();
         if !keep.is_empty() {

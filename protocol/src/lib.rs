@@ -24,6 +24,22 @@ pub use message::{Desc, DescInfo, Identity, JobInfo, JobTag, Kind, Reply, Reques
 /// Environment variable naming the daemon's socket, honoured by every tool.
 pub const SOCKET_ENV: &str = "TAU_METRIC_PROXY";
 
+/// Per-job families start with this: `tau_job_` and the name of the node
+/// family they are the job's part of (see [`job_family_name`]), and the job
+/// gauges (`tau_job_ranks`, ...).
+pub const JOB_PREFIX: &str = "tau_job_";
+
+/// The label naming the job of a per-job series.
+pub const JOB_LABEL: &str = "jobid";
+
+/// The per-job twin of node family `name`: [`JOB_PREFIX`] and the name
+/// without the daemon's `tau_metric_proxy_` (`mpi_hits_total` →
+/// `tau_job_mpi_hits_total`, `tau_metric_proxy_run_total` →
+/// `tau_job_run_total`).
+pub fn job_family_name(name: &str) -> String {
+    format!("{JOB_PREFIX}{}", name.strip_prefix("tau_metric_proxy_").unwrap_or(name))
+}
+
 /// Environment variable naming the job of a command and its collectors.
 pub const JOB_ENV: &str = "TAU_METRIC_PROXY_JOB";
 

@@ -35,19 +35,17 @@ use jobs::Jobs;
 use keys::Keys;
 pub(crate) use keys::KeysView;
 pub(crate) use order::{Layout, RenderOrder};
+pub use protocol::{job_family_name, JOB_LABEL};
 pub use recovery::{RECOVERY_MAX, RECOVERY_MIN};
 pub use series::SeriesId;
 pub(crate) use series::{om_family_name, Family, Owner, Series, Val};
-pub use tracking::{job_family_name, JOB_LABEL};
 
 /// Family names that start with this are the daemon's (see
 /// [`Store::declare_shared`] for the one its launcher pushes).
 pub const RESERVED_PREFIX: &str = "tau_metric_proxy_";
 
-/// The per-job families, the daemon's too: `tau_job_` and the name of the
-/// node family, without its [`RESERVED_PREFIX`] (`tau_job_mpi_hits_total`,
-/// `tau_job_run_total`), and the job gauges (`tau_job_ranks`, ...).
-pub const JOB_PREFIX: &str = "tau_job_";
+/// The per-job families, the daemon's too (see [`protocol::job_family_name`]).
+pub const JOB_PREFIX: &str = protocol::JOB_PREFIX;
 
 /// Upper bounds that keep one misbehaving collector from exhausting memory.
 #[derive(Debug, Clone, Copy)]

@@ -14,9 +14,15 @@ use proxy_core::{render, Format, Limits, Store};
 use crate::{cargo, root, run_cmd};
 
 /// Runs every benchmark, or those named (`ingest`, `render`, `memory`,
-/// `mpi`, `strace`).
+/// `jobs`, `mpi`, `strace`).
 pub(crate) fn run(only: &[String]) -> Result<(), String> {
-    run_cmd(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    // `render` and `jobs` run in this process: the tools need no build.
+    let in_process = !only.is_empty() && only.iter().all(|o| o == "render" || o == "jobs");
+    if in_process {
+        run_cmd(cargo().args(["build", "--release", "-p", "xtask"]))?;
+    } else {
+        run_cmd(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    }
     if cfg!(debug_assertions) {
         // In-process measurements need an optimised xtask: run the bench
         // from the release build just made.
@@ -31,6 +37,9 @@ pub(crate) fn run(only: &[String]) -> Result<(), String> {
     }
     if want("memory") {
         memory()?;
+    }
+    if want("jobs") {
+        crate::bench_jobs::run();
     }
     if want("mpi") {
         crate::bench_mpi::run()?;

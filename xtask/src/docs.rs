@@ -142,13 +142,28 @@ mod tests {
         let flags = [
             (
                 "tau_metric_proxy",
-                &["\\-\\-unix", "\\-\\-port", "\\-\\-allow\\-group", "\\-\\-state", "\\-\\-profile\\-dir"][..],
+                &[
+                    "\\-\\-unix",
+                    "\\-\\-port",
+                    "\\-\\-allow\\-group",
+                    "\\-\\-state",
+                    "\\-\\-job\\-retention",
+                    "\\-\\-max\\-jobs",
+                    "\\-\\-profile\\-dir",
+                ][..],
             ),
             ("tau_metric_proxy_run", &["\\-m", "\\-s", "\\-S", "\\-u", "\\-j"][..]),
             ("tau_strace", &["\\-\\-pid", "\\-\\-only", "\\-\\-interval", "\\-\\-unix", "\\-\\-max\\-threads"][..]),
             (
                 "tau_metric_client",
-                &["\\-\\-prometheus\\-config", "\\-\\-prometheus\\-rules", "\\-\\-track\\-list", "\\-\\-report"][..],
+                &[
+                    "\\-\\-prometheus\\-config",
+                    "\\-\\-prometheus\\-rules",
+                    "\\-\\-track\\-list",
+                    "\\-\\-jobs",
+                    "\\-\\-job",
+                    "\\-\\-report",
+                ][..],
             ),
         ];
         for (tool, wanted) in flags {

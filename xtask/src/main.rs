@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_jobs;
 mod bench_mpi;
 mod bench_strace;
 mod codegen;
@@ -26,7 +27,7 @@ commands:
   test    install what is missing, build, and run the whole test suite
           (formatting, clippy, unit and integration tests)
   dist    build a relocatable release into target/dist (bin/, lib/, share/)
-  bench   print the performance figures (ingest, render, memory, MPI, tracer)
+  bench   print the performance figures (ingest, render, memory, jobs, MPI, tracer)
   codegen [--check]
           write (or check) strace-tracer/src/tables.rs from the kernel's uapi
           syscall headers (Debian's linux-libc-dev)

@@ -11,27 +11,19 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use protocol::{Desc, JobInfo, JobTag, Kind, Scale};
+use protocol::{job_family_name, Desc, JobInfo, JobTag, Kind, Scale, JOB_LABEL};
 
 use super::series::{om_family_name, Family, Owner, Series, SeriesId};
-use super::{CollectorSlot, Registrant, Store, JOB_PREFIX, RESERVED_PREFIX};
+use super::{CollectorSlot, Registrant, Store, JOB_PREFIX};
 use crate::job_record::{CollectorRecord, JobRecord, SeriesValue};
 use crate::refusal::Refusal;
 use crate::validate::{labels_of_key, series_key};
-
-/// The label that names the job of a per-job series.
-pub const JOB_LABEL: &str = "jobid";
 
 const RANKS: (&str, &str) = ("tau_job_ranks", "MPI ranks of the job connected now on this node");
 const START: (&str, &str) =
     ("tau_job_start_time_seconds", "When the job's first collector came on this node, in seconds since the Unix epoch");
 const END: (&str, &str) =
     ("tau_job_end_time_seconds", "When the job's last collector on this node left, in seconds since the Unix epoch");
-
-/// The name of the per-job twin of family `name`.
-pub fn job_family_name(name: &str) -> String {
-    format!("{JOB_PREFIX}{}", name.strip_prefix(RESERVED_PREFIX).unwrap_or(name))
-}
 
 impl Store {
     /// Declares the per-job twin of the shared family `name`; returns its

@@ -123,7 +123,7 @@ fn errors_are_one_clear_line() {
         (vec!["-l", "-f", "xml"], 2, "tau_metric_client: error: invalid value 'xml' for '--format <FORMAT>' [possible values: md, json, yaml, txt] (see tau_metric_client --help)".into()),
         (vec!["-t", "-F", "0"], 2, "tau_metric_client: error: invalid value '0' for '--freq <FREQ>': \"0\" is not a frequency in Hz (a number from 0.000001 to 1000000) (see tau_metric_client --help)".into()),
         (vec!["-t", "-F", "1e-20"], 2, "tau_metric_client: error: invalid value '1e-20' for '--freq <FREQ>': \"1e-20\" is not a frequency in Hz (a number from 0.000001 to 1000000) (see tau_metric_client --help)".into()),
-        (vec![], 2, "tau_metric_client: error: nothing to do: give one of -l, -v, -g, -t, -T, --prometheus-config or --report (see tau_metric_client --help)".into()),
+        (vec![], 2, "tau_metric_client: error: nothing to do: give one of -l, -v, -g, -t, -T, --jobs, --prometheus-config or --report (see tau_metric_client --help)".into()),
         (vec!["-l", "-v"], 2, "tau_metric_client: error: the argument '--list' cannot be used with '--values' (see tau_metric_client --help)".into()),
     ];
     for (args, code, message) in cases {

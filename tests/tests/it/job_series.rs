@@ -77,6 +77,25 @@ mpi_test! {
             assert_eq!(v[&format!("tau_job_ranks{{jobid=\"{id}\"}}")], 0.0);
         }
         assert_eq!(p.wait_value("tau_metric_proxy_jobs", 2.0), 2.0, "refreshed once a second");
+        // `--jobs`: each job's ranks and commands, as the ranks ran them.
+        let out = p.client(&["--jobs", "-f", "json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(out.assert_success().stdout_bytes()).unwrap();
+        let mut got: Vec<(String, serde_json::Value, serde_json::Value)> = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["id"].as_str().unwrap().to_owned(), j["ranks"].clone(), j["commands"].clone()))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let cmds = serde_json::json!(["tau_metric_proxy_run", format!("job_env_{}", mpi.name)]);
+        assert_eq!(
+            got,
+            [
+                ("4242".to_owned(), serde_json::json!([0, 1]), cmds.clone()),
+                ("77".to_owned(), serde_json::json!([0, 1, 2]), cmds)
+            ],
+            "{out}"
+        );
         let page = p.metrics_text();
         assert!(page.contains("# TYPE tau_job_mpi_hits_total counter\n"), "{page}");
         assert!(page.contains(&format!("{} 2\n", job("4242"))), "{page}");
@@ -145,4 +164,85 @@ fn max_jobs_evicts_the_job_that_finished_first() {
     assert!(!v.keys().any(|k| k.contains("jobid=\"first\"")), "{v:#?}");
     assert_eq!(v.get("tau_job_run_total{jobid=\"second\",operation=\"exec\"}"), Some(&1.0));
     assert_eq!(v["tau_metric_proxy_run_total{operation=\"exec\"}"], 2.0);
+}
+
+/// The series names of `tau_metric_client ARGS -f json` (a list or values).
+fn names(p: &Proxy, args: &[&str]) -> Vec<String> {
+    let out = p.client(&[args, &["-f", "json"]].concat());
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_slice(out.stdout_bytes()).unwrap_or_else(|e| out.fail(e));
+    json.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_client_lists_the_jobs_and_keeps_to_one_job() {
+    let p = Proxy::start();
+    run_in_job(&p, "a", &["true"]);
+    for _ in 0..2 {
+        run_in_job(&p, "b", &["true"]);
+    }
+    wait_for(Duration::from_secs(10), || {
+        p.values().contains_key("tau_job_end_time_seconds{jobid=\"b\"}").then_some(())
+    });
+    // --jobs: both, by start, in the four formats.
+    let out = p.client(&["--jobs", "-f", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(out.assert_success().stdout_bytes()).unwrap();
+    let got: Vec<(&str, u64, &serde_json::Value)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap(), j["collectors"].as_u64().unwrap(), &j["commands"]))
+        .collect();
+    let cmds = serde_json::json!(["tau_metric_proxy_run"]);
+    assert_eq!(got, [("a", 1, &cmds), ("b", 2, &cmds)]);
+    let (start, end) = (jobs[1]["start"].as_f64().unwrap(), jobs[1]["end"].as_f64().unwrap());
+    assert!(end >= start, "{jobs}");
+    let txt = p.client(&["--jobs", "-f", "txt", "--job", "b"]);
+    txt.assert_success()
+        .assert_stdout(&format!("# id ranks start end command\nb - {start:.6} {end:.6} \"tau_metric_proxy_run\"\n"));
+    assert!(p.client(&["--jobs", "-f", "yaml"]).stdout().starts_with("- id: \"a\"\n  ranks: []\n"));
+    assert!(p.client(&["--jobs"]).stdout().contains(" • b (finished) : ranks - (0 connected)\n"));
+    // --job: the job's series only, by their names or the node's.
+    assert_eq!(
+        names(&p, &["-l", "--job", "b"]),
+        [
+            "tau_job_end_time_seconds{jobid=\"b\"}",
+            "tau_job_ranks{jobid=\"b\"}",
+            "tau_job_run_total{jobid=\"b\",operation=\"exec\"}",
+            "tau_job_start_time_seconds{jobid=\"b\"}"
+        ]
+    );
+    assert_eq!(names(&p, &["-v", "--job", "b"]).len(), 4);
+    let out = p.client(&["-g", "tau_metric_proxy_run_total{operation=\"exec\"}", "--job", "b", "-f", "txt"]);
+    let line = out.assert_success().stdout();
+    assert!(
+        line.starts_with("# name ts value\ntau_job_run_total{jobid=\"b\",operation=\"exec\"} ")
+            && line.ends_with(" 2\n"),
+        "{out}"
+    );
+    p.client(&["-g", "tau_metric_proxy_run_total{operation=\"exec\"}", "--job", "zz"]).assert_exit(1).assert_stderr(
+        "tau_metric_client: error: no such metric in the proxy: tau_job_run_total{jobid=\"zz\",operation=\"exec\"}\n",
+    );
+    p.client(&["-v", "--job", "a b"]).assert_exit(2).assert_stderr(
+        "tau_metric_client: error: invalid value 'a b' for '--job <ID>': a job id holds printable ASCII but not ' ' \
+         (see tau_metric_client --help)\n",
+    );
+    // -t --job: only the job's series, tracked.
+    let dir = crate::util::TempDir::new("track-job");
+    let file = dir.join("track.json");
+    let child = p.tool("tau_metric_client").args(["-t", "--job", "a", "-F", "20", "-o"]).arg(&file).spawn();
+    wait_for(Duration::from_secs(10), || std::fs::read_to_string(&file).ok().filter(|s| s.contains("jobid")));
+    child.signal(nix::sys::signal::Signal::SIGINT);
+    child.wait().assert_exit(0);
+    let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let tracked: Vec<&str> = log[0].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        tracked,
+        [
+            "tau_job_end_time_seconds{jobid=\"a\"}",
+            "tau_job_run_total{jobid=\"a\",operation=\"exec\"}",
+            "tau_job_start_time_seconds{jobid=\"a\"}"
+        ],
+        "non-null series of job a: {log}"
+    );
 }

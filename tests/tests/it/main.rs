@@ -87,3 +87,6 @@ mod job_series;
 
 /// End-of-job profiles and `tau_metric_client --report`: per-rank imbalance under real mpirun, two nodes merged, bad files, bad directories.
 mod profiles;
+
+/// Jobs in Prometheus: one job on two nodes summed by jobid, the jobs' recording rules under promtool.
+mod job_prom;

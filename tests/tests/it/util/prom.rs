@@ -45,6 +45,6 @@ pub fn generate_config(dir: &TempDir, nodes: &str) -> PathBuf {
         .assert_success();
     let check = promtool(&["check", "config", config.to_str().unwrap()]).run();
     check.assert_success();
-    assert!(check.combined().contains("SUCCESS: 28 rules found"), "{check}");
+    assert!(check.combined().contains("SUCCESS: 46 rules found"), "{check}");
     config
 }
