@@ -157,7 +157,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     } else {
-        client::usage_error(TOOL, "nothing to do: give one of -l, -v, -g, -t, -T, --jobs, --prometheus-config or --report");
+        client::usage_error(
+            TOOL,
+            "nothing to do: give one of -l, -v, -g, -t, -T, --jobs, --prometheus-config or --report",
+        );
     };
     write_output(cli.output.as_deref(), &text)
 }
