@@ -85,10 +85,19 @@ fn bind(socket: &Path) -> Result<UnixListener, Failure> {
         }
         let _ = std::fs::remove_file(socket);
     }
+    // Bound under a private name and renamed once its mode is set, so the
+    // socket never appears with the umask's mode, refusing users.
+    let name = socket.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fresh = socket.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&fresh);
     let listener =
-        UnixListener::bind(socket).map_err(|e| fail(1, format!("cannot listen on {}: {e}", socket.display())))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| fail(1, format!("{}: {e}", socket.display())))?;
+        UnixListener::bind(&fresh).map_err(|e| fail(1, format!("cannot listen on {}: {e}", socket.display())))?;
+    let placed = std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o666))
+        .and_then(|()| std::fs::rename(&fresh, socket));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(fail(1, format!("{}: {e}", socket.display())));
+    }
     Ok(listener)
 }
 
