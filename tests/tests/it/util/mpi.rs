@@ -73,9 +73,17 @@ impl Mpi {
         self.build(name, &format!("mpicc.{}", self.name), &[])
     }
 
-    /// `tests/c/<name>.c` built with `cc` and `flags` (once per test run).
+    /// `tests/c/<name>.c` built with `cc` and `flags` (once per test run;
+    /// a build with other flags or another compiler is another file, so a
+    /// static `mpi_hello` never stands in for the dynamic one).
     pub fn build(self, name: &str, cc: &str, flags: &[&str]) -> PathBuf {
-        let key = format!("{name}_{}{}", self.name, if flags.contains(&"-shared") { ".so" } else { "" });
+        let plain = cc == format!("mpicc.{}", self.name) && flags.is_empty();
+        let variant = if plain {
+            String::new()
+        } else {
+            format!("-{:016x}", fnv1a(&[cc].iter().chain(flags).copied().collect::<Vec<_>>().join(" ")))
+        };
+        let key = format!("{name}_{}{variant}{}", self.name, if flags.contains(&"-shared") { ".so" } else { "" });
         let mut all = vec!["-O1", "-Wall", "-Wno-stringop-overflow", "-Wno-stringop-overread"];
         all.extend(flags);
         built(&key, cc, &all, &[c_source(name)])
@@ -129,6 +137,11 @@ impl Mpi {
         all.extend(args);
         self.mpirun(np, None, &all)
     }
+}
+
+/// A stable 64-bit hash of `text` (FNV-1a), naming a build's variant.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `sources` built by `cc` with `flags` into a file named `key` of the
