@@ -13,6 +13,7 @@
 //! formats and tracking live in the `metric-client` package.
 #![forbid(unsafe_code)]
 
+mod civil;
 mod cli;
 mod conn;
 mod job;
@@ -22,6 +23,7 @@ mod query;
 
 use std::path::PathBuf;
 
+pub use civil::civil_date;
 #[cfg(feature = "cli")]
 pub use cli::parse_args;
 pub use cli::usage_error;

@@ -9,6 +9,7 @@ mod http;
 mod jobs;
 mod keeper;
 mod profiles;
+mod replace;
 mod server;
 mod socket;
 mod state;

@@ -10,18 +10,16 @@
 //! writable) is logged and counted, never fatal. Every outcome is counted in
 //! `tau_metric_proxy_profiles_total{result="written"|"failed"|"dropped"}`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use nix::fcntl::OFlag;
 use parking_lot::Mutex;
 use protocol::Desc;
 use proxy_core::{profile_file_name, JobRecord, Profile, SeriesId, Store};
+
+use crate::replace::{self, Failure};
 
 /// Most finished jobs waiting for their profile to be written.
 pub(crate) const QUEUE: usize = 64;
@@ -160,29 +158,11 @@ fn write_loop(rx: Receiver<JobRecord>, dir: &Path, node: &str, store: &Mutex<Sto
     }
 }
 
-/// Replaces `path` with `bytes`: a new file beside it, synced, renamed over
-/// it, and the directory synced. No symbolic link is followed at `path`
-/// (`rename` replaces a link itself) nor at the temporary file.
+/// Replaces `path` with the profile's `bytes` (see [`replace::replace`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(&tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .and_then(|_| File::open(dir)?.sync_all());
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+    replace::replace(path, bytes, 0o644).map_err(|f| match f {
+        Failure::Create(tmp, e) => format!("cannot create {}: {e}", tmp.display()),
+        Failure::Write(e) | Failure::Directory(e) => format!("cannot write {}: {e}", path.display()),
     })
 }
 

@@ -6,12 +6,14 @@
 //! removed at start.
 
 use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 use proxy_core::{Limits, Snapshot, Store};
+
+use crate::replace::{self, directory, Failure};
 
 /// Loads the store saved in `path`, or `None` when there is no file yet,
 /// and whether the file is what a crash left (not written at a stop).
@@ -74,38 +76,14 @@ pub(crate) fn recover(mut store: Store, crashed: bool) -> Store {
 }
 
 /// Writes `snap` to `path` atomically: a new owner-only file beside it,
-/// then a rename over the old one.
+/// then a rename over the old one (see [`replace::replace`]).
 pub(crate) fn save(path: &Path, snap: &Snapshot) -> Result<(), String> {
     let shown = path.display();
-    let tmp = temp_beside(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(&tmp)
-        .map_err(|e| format!("cannot write state file {shown}: cannot create {}: {e}", tmp.display()))?;
-    let written = file.write_all(&snap.to_bytes()).and_then(|_| file.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("cannot write state file {shown}: {e}"));
-    }
-    // rename() replaces a symbolic link at `path` itself, never its target.
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write state file {shown}: {e}")
-    })?;
-    // The rename is durable once the directory is.
-    std::fs::File::open(directory(path))
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("cannot sync the directory of state file {shown}: {e}"))
-}
-
-fn directory(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
+    replace::replace(path, &snap.to_bytes(), 0o600).map_err(|f| match f {
+        Failure::Create(tmp, e) => format!("cannot write state file {shown}: cannot create {}: {e}", tmp.display()),
+        Failure::Write(e) => format!("cannot write state file {shown}: {e}"),
+        Failure::Directory(e) => format!("cannot sync the directory of state file {shown}: {e}"),
+    })
 }
 
 /// Removes the temporary files of [`save`] that a daemon killed while
@@ -131,11 +109,4 @@ fn remove_stale_temporaries(path: &Path) {
             log::info!("removed {}, left by a daemon that stopped while saving", entry.path().display());
         }
     }
-}
-
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()))
 }

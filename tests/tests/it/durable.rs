@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use client::{PushConfig, PushState, Pusher};
-use protocol::{Desc, Identity, Request, Role, Sample, Value};
+use protocol::{Desc, Identity, Sample, Value};
 use proxy_core::{Limits, ProcessRef, Snapshot, Store};
 
-use crate::util::{http_get, identity, wait_for, Proxy, RawPeer, TempDir};
+use crate::util::{http_get, push_and_scrape_meanwhile, wait_for, Meanwhile, Proxy, TempDir};
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
@@ -152,31 +152,7 @@ fn folding_and_saving_a_big_store_delay_neither_pushes_nor_scrapes() {
     std::fs::write(&state, st.snapshot().with_clean(true).to_bytes()).unwrap();
 
     let p = with_state(dir, &state, &["--state-interval", "1", "-v"]);
-    let mut pusher = RawPeer::connect(&p.socket, Role::Collector);
-    pusher.send(&Request::Hello { identity: identity("meanwhile") });
-    pusher.send(&Request::Register { id: 0, desc: Desc::counter("meanwhile_total", &[], "Pushed meanwhile") });
-    let mut q = client::QueryClient::connect(&p.socket, Duration::from_secs(20)).unwrap();
-    let name = vec!["meanwhile_total".to_owned()];
-    let (mut worst_push, mut worst_scrape) = (Duration::ZERO, Duration::ZERO);
-    let started = Instant::now();
-    let mut pushed = 0;
-    while started.elapsed() < Duration::from_secs(4) {
-        let t = Instant::now();
-        pusher.send(&Request::Update { samples: vec![Sample { id: 0, value: Value::Int(1) }] });
-        pushed += 1;
-        loop {
-            match q.get(&name).expect("query meanwhile") {
-                client::GetResult::Found(v) if v[0].value == pushed as f64 => break,
-                _ => assert!(t.elapsed() < Duration::from_secs(20), "push {pushed} not counted within 20 s"),
-            }
-        }
-        worst_push = worst_push.max(t.elapsed());
-        let t = Instant::now();
-        let r = http_get(p.port, "/metrics", None);
-        worst_scrape = worst_scrape.max(t.elapsed());
-        assert_eq!(r.status, 200);
-        assert!(r.body.contains(&format!("\nmeanwhile_total {pushed}\n")), "the scrape shows every push");
-    }
+    let Meanwhile { pushed, worst_push, worst_scrape } = push_and_scrape_meanwhile(&p, Duration::from_secs(4));
     // Every departed collector was folded, nothing of what they counted lost.
     assert_eq!(p.wait_value("tau_metric_proxy_remembered_collectors", 1.0), 1.0, "{}", p.log());
     let values = p.values();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use client::QueryClient;
 use protocol::{decode_frame, encode_frame, Desc, Preamble, Reply, Request, Role, Sample, Value, PREAMBLE_LEN};
 
-use crate::util::{http_get, identity, Proxy, RawPeer};
+use crate::util::{identity, push_and_scrape_meanwhile, Meanwhile, Proxy, RawPeer};
 
 /// Registers `n` counters `bulk_total{i="…"}` from one raw collector and
 /// waits until the daemon has them all; returns the connection.
@@ -75,32 +75,7 @@ fn a_peer_pipelining_13000_queries_delays_neither_collectors_nor_scrapes() {
     greedy.write_all(&bytes).unwrap();
     println!("greedy peer wrote {} bytes of pipelined Values requests", bytes.len());
 
-    let mut pusher = RawPeer::connect(&p.socket, Role::Collector);
-    pusher.send(&Request::Hello { identity: identity("meanwhile") });
-    pusher.send(&Request::Register { id: 0, desc: Desc::counter("meanwhile_total", &[], "Pushed meanwhile") });
-    let mut q = QueryClient::connect(&p.socket, Duration::from_secs(20)).unwrap();
-    let name = vec!["meanwhile_total".to_owned()];
-    let (mut worst_push, mut worst_scrape) = (Duration::ZERO, Duration::ZERO);
-    let started = Instant::now();
-    let mut pushed = 0;
-    while started.elapsed() < Duration::from_secs(3) {
-        // A push is done when a query sees it.
-        let t = Instant::now();
-        pusher.send(&Request::Update { samples: vec![Sample { id: 0, value: Value::Int(1) }] });
-        pushed += 1;
-        loop {
-            match q.get(&name).expect("query meanwhile") {
-                client::GetResult::Found(v) if v[0].value == pushed as f64 => break,
-                _ => assert!(t.elapsed() < Duration::from_secs(20), "push {pushed} not counted within 20 s"),
-            }
-        }
-        worst_push = worst_push.max(t.elapsed());
-        let t = Instant::now();
-        let r = http_get(p.port, "/metrics", None);
-        worst_scrape = worst_scrape.max(t.elapsed());
-        assert_eq!(r.status, 200);
-        assert!(r.body.contains(&format!("\nmeanwhile_total {pushed}\n")), "the scrape shows every push");
-    }
+    let Meanwhile { pushed, worst_push, worst_scrape } = push_and_scrape_meanwhile(&p, Duration::from_secs(3));
     println!(
         "while one peer pipelines 13000 Values queries over {SERIES} series: {pushed} pushes, worst push \
          {:.1} ms, worst scrape {:.1} ms",
