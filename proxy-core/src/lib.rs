@@ -18,6 +18,8 @@
 mod expose;
 pub mod fuzzing;
 mod job_record;
+#[cfg(test)]
+mod job_tests;
 mod profile;
 mod refusal;
 mod session;

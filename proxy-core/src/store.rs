@@ -9,8 +9,6 @@
 
 mod change_log;
 mod collectors;
-#[cfg(test)]
-mod job_tests;
 mod jobs;
 mod keys;
 mod order;

@@ -1,11 +1,13 @@
 //! Unit tests of the jobs in the store: twins, members, records,
-//! retention, limits.
+//! retention, limits (here, above both `store` and `expose`, since they
+//! read the rendered page too).
 
 use protocol::{Desc, Identity, JobTag, Kind, Sample, Scale, Value};
 
-use super::*;
 use crate::expose::{render, Format};
 use crate::job_record::SeriesValue;
+use crate::store::*;
+use crate::Refusal;
 
 fn ident(pid: u32) -> Identity {
     Identity { pid, start_time: 1, nonce: 2, program: format!("app{pid}") }
