@@ -13,13 +13,6 @@ use crate::util::{http_get, push_and_scrape_meanwhile, wait_for, Meanwhile, Prox
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
-fn with_state(dir: TempDir, state: &std::path::Path, extra: &[&str]) -> Proxy {
-    let socket = dir.join("proxy.sock");
-    let mut args = vec!["--state", state.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Proxy::start_at(dir, socket, &args)
-}
-
 fn pusher(p: &Proxy, name: &str) -> (Pusher, client::MetricId) {
     let mut cfg = PushConfig::new(p.socket.clone(), name);
     cfg.retry_every = Duration::ZERO;
@@ -48,7 +41,7 @@ fn a_sigkill_between_pushes_never_makes_a_counter_go_backwards() {
     let dir = TempDir::new("sigkill");
     let state = dir.join("proxy.state");
     // No periodic save during the test: only departures make the daemon save.
-    let mut p = with_state(dir, &state, &["--state-interval", "3600"]);
+    let mut p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
     let (mut live, live_id) = pusher(&p, "live_total");
     live.add(live_id, 5);
     assert_eq!(live.flush(), PushState::Sent);
@@ -83,7 +76,7 @@ fn a_sigkill_between_pushes_never_makes_a_counter_go_backwards() {
 
     p.kill();
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
-    let p = with_state(dir, &state, &["--state-interval", "3600"]);
+    let p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
     assert!(p.log().contains("the state file was not written at a stop"), "{}", p.log());
     // Until the collectors sent their totals again, no page rather than
     // lower counters; the collectors go on pushing as they would.
@@ -151,7 +144,7 @@ fn folding_and_saving_a_big_store_delay_neither_pushes_nor_scrapes() {
     }
     std::fs::write(&state, st.snapshot().with_clean(true).to_bytes()).unwrap();
 
-    let p = with_state(dir, &state, &["--state-interval", "1", "-v"]);
+    let p = Proxy::with_state(dir, &state, &["--state-interval", "1", "-v"]);
     let Meanwhile { pushed, worst_push, worst_scrape } = push_and_scrape_meanwhile(&p, Duration::from_secs(4));
     // Every departed collector was folded, nothing of what they counted lost.
     assert_eq!(p.wait_value("tau_metric_proxy_remembered_collectors", 1.0), 1.0, "{}", p.log());

@@ -11,13 +11,6 @@ use crate::util::{bin, cmd, tool, wait_for, Proxy, TempDir};
 
 const RUN: &str = "tau_metric_proxy_run_total{operation=\"exec\"}";
 
-fn with_state(dir: TempDir, state: &std::path::Path, extra: &[&str]) -> Proxy {
-    let socket = dir.join("proxy.sock");
-    let mut args = vec!["--state", state.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Proxy::start_at(dir, socket, &args)
-}
-
 fn pusher(p: &Proxy) -> (Pusher, client::MetricId) {
     let mut cfg = PushConfig::new(p.socket.clone(), "state-test");
     cfg.retry_every = Duration::ZERO;
@@ -30,7 +23,7 @@ fn pusher(p: &Proxy) -> (Pusher, client::MetricId) {
 fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice() {
     let dir = TempDir::new("state");
     let state = dir.join("proxy.state");
-    let mut p = with_state(dir, &state, &[]);
+    let mut p = Proxy::with_state(dir, &state, &[]);
     assert!(p.log().contains(&format!("no state file {} yet: starting empty", state.display())), "{}", p.log());
     for _ in 0..3 {
         p.tool("tau_metric_proxy_run").args(["--", "true"]).run().assert_success();
@@ -47,7 +40,7 @@ fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice()
         "{log}"
     );
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
-    let p = with_state(dir, &state, &[]);
+    let p = Proxy::with_state(dir, &state, &[]);
     assert!(p.log().contains(&format!("counter series from state file {}", state.display())), "{}", p.log());
     assert_eq!(p.value(RUN), 3.0);
     assert_eq!(p.value("kept_total"), 5.0);
@@ -63,7 +56,7 @@ fn totals_survive_a_graceful_restart_and_live_collectors_are_not_counted_twice()
 fn periodic_saves_survive_a_crash() {
     let dir = TempDir::new("periodic");
     let state = dir.join("proxy.state");
-    let mut p = with_state(dir, &state, &["--state-interval", "1"]);
+    let mut p = Proxy::with_state(dir, &state, &["--state-interval", "1"]);
     let (mut c, id) = pusher(&p);
     c.add(id, 42);
     assert_eq!(c.finish(), PushState::Sent);
@@ -77,7 +70,7 @@ fn periodic_saves_survive_a_crash() {
     assert!(saved.is_some(), "no periodic save held the total");
     p.kill();
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
-    let p = with_state(dir, &state, &[]);
+    let p = Proxy::with_state(dir, &state, &[]);
     assert_eq!(p.value("kept_total"), 42.0);
 }
 
@@ -98,7 +91,7 @@ fn damaged_state_files_are_refused_whole() {
     let dir = TempDir::new("damaged");
     let state = dir.join("proxy.state");
     // A valid file first.
-    let mut p = with_state(TempDir::new("writer"), &state, &[]);
+    let mut p = Proxy::with_state(TempDir::new("writer"), &state, &[]);
     let (c, _) = pusher(&p);
     drop(c);
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
@@ -154,7 +147,7 @@ fn saving_replaces_a_planted_symlink_instead_of_writing_through_it() {
     let victim = dir.join("victim");
     std::fs::write(&victim, "precious").unwrap();
     let state = dir.join("proxy.state");
-    let mut p = with_state(TempDir::new("planter"), &state, &[]);
+    let mut p = Proxy::with_state(TempDir::new("planter"), &state, &[]);
     // Planted after start, before the save at shutdown.
     std::os::unix::fs::symlink(&victim, &state).unwrap();
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
@@ -171,7 +164,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn two_huge_float_deltas_cannot_poison_the_state_and_a_poisoned_file_loses_one_series_only() {
     let dir = TempDir::new("poison");
     let state = dir.join("proxy.state");
-    let mut p = with_state(dir, &state, &[]);
+    let mut p = Proxy::with_state(dir, &state, &[]);
     let (mut c, kept) = pusher(&p);
     let huge = c.register(Desc::counter("huge_total", &[], "Float counter"));
     c.add(kept, 5);
@@ -185,7 +178,7 @@ fn two_huge_float_deltas_cannot_poison_the_state_and_a_poisoned_file_loses_one_s
     drop(c);
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
-    let mut p = with_state(dir, &state, &[]);
+    let mut p = Proxy::with_state(dir, &state, &[]);
     let (kept_v, huge_v) = (p.value("kept_total"), p.value("huge_total"));
     println!("after a restart: kept_total {kept_v}, huge_total {huge_v} (finite), overflow refusals before it 1");
     assert_eq!((kept_v, huge_v), (5.0, 1.7e308));
@@ -199,7 +192,7 @@ fn two_huge_float_deltas_cannot_poison_the_state_and_a_poisoned_file_loses_one_s
     bytes[20..28].copy_from_slice(&sum.to_le_bytes());
     std::fs::write(&state, &bytes).unwrap();
     let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
-    let p = with_state(dir, &state, &[]);
+    let p = Proxy::with_state(dir, &state, &[]);
     let log = p.log();
     let skipped: Vec<&str> = log.lines().filter(|l| l.contains("skipped")).collect();
     println!("poisoned state file: {skipped:?}; kept_total {}", p.value("kept_total"));

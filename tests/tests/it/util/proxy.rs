@@ -2,7 +2,7 @@
 //! port, queried through the real `tau_metric_client`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -32,6 +32,14 @@ impl Proxy {
         let dir = TempDir::new("proxy");
         let socket = dir.join("proxy.sock");
         Proxy::start_at(dir, socket, extra)
+    }
+
+    /// Starts a daemon on `dir/proxy.sock` with `--state STATE` and `extra`.
+    pub fn with_state(dir: TempDir, state: &Path, extra: &[&str]) -> Proxy {
+        let socket = dir.join("proxy.sock");
+        let mut args = vec!["--state", state.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Proxy::start_at(dir, socket, &args)
     }
 
     /// Starts a daemon on `socket` (in `dir`, which it keeps alive).
