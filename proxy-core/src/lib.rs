@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod job_record;
 #[cfg(test)]
 mod job_tests;
+mod journal;
 mod profile;
 mod refusal;
 mod session;
@@ -29,6 +30,7 @@ mod validate;
 
 pub use expose::{render, render_scrape, Format, Scrape};
 pub use job_record::{CollectorRecord, JobRecord, SeriesValue};
+pub use journal::{segment_header, Replayed, SegmentError, SEGMENT_HEADER};
 pub use profile::{
     profile_file_name, Command, Entry, Family, Listed, Measure, Profile, ProfileError, RankTime, MAX_COMMANDS,
     MAX_FUNCTIONS, MAX_RANKS, MAX_SYSCALLS, PROFILE_KIND, PROFILE_SCHEMA,

@@ -15,9 +15,10 @@
 //! credentials of its connection), by which it is judged alive after a
 //! restart, not by what its identity claims; format 4 whether the daemon
 //! wrote it as it stopped (`clean`): one that was not is what a crash
-//! left, older than what was served. Formats 1 to 3 are still read
-//! (families unclaimed in 1; processes as claimed in 1 and 2; clean in
-//! all).
+//! left, older than what was served; format 5 the journal segment
+//! recorded after it (see [`crate::journal`]), to replay after a crash.
+//! Formats 1 to 4 are still read (families unclaimed in 1; processes as
+//! claimed in 1 and 2; clean in 1 to 3; no journal in any).
 //!
 //! [`Store::snapshot_source`] copies what a snapshot needs under the
 //! store's lock (values, key positions, bookkeeping: memory copies);
@@ -35,13 +36,15 @@ mod source;
 pub use source::SnapshotSource;
 
 const MAGIC: &[u8; 8] = b"TAUMSTAT";
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 /// The format before families had owners, still read.
 const FORMAT_V1: u32 = 1;
 /// The format before collectors had their kernel process, still read.
 const FORMAT_V2: u32 = 2;
 /// The format before snapshots said whether they were written at a stop.
 const FORMAT_V3: u32 = 3;
+/// The format before snapshots named their journal.
+const FORMAT_V4: u32 = 4;
 const HEADER: usize = 8 + 4 + 8 + 8;
 /// Bound on a snapshot payload, far above 1,000,000 series.
 const MAX_PAYLOAD: u64 = 4 << 30;
@@ -97,6 +100,18 @@ pub struct Snapshot {
     pub(crate) owners: Vec<(String, u32)>,
     /// Written by a daemon as it stopped: nothing was counted after it.
     pub(crate) clean: bool,
+    /// The journal segment recorded from when it was copied out of the
+    /// store on (0: none was).
+    pub(crate) journal: u64,
+}
+
+/// Format 4: naming no journal.
+#[derive(Deserialize)]
+struct SnapshotV4 {
+    series: Vec<SeriesState>,
+    collectors: Vec<CollectorState>,
+    owners: Vec<(String, u32)>,
+    clean: bool,
 }
 
 /// Format 3: not saying whether it was written at a stop.
@@ -215,6 +230,16 @@ impl Snapshot {
         Snapshot { clean, ..self }
     }
 
+    /// The journal segment recorded after it was copied out (0: none).
+    pub fn journal(&self) -> u64 {
+        self.journal
+    }
+
+    /// The same snapshot, naming the journal segment recorded after it.
+    pub fn with_journal(self, journal: u64) -> Snapshot {
+        Snapshot { journal, ..self }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let payload = options().serialize(self).expect("a snapshot always serialises");
         let mut out = Vec::with_capacity(HEADER + payload.len());
@@ -234,7 +259,7 @@ impl Snapshot {
             return Err(SnapshotError::Truncated);
         }
         let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if ![FORMAT, FORMAT_V1, FORMAT_V2, FORMAT_V3].contains(&format) {
+        if ![FORMAT, FORMAT_V1, FORMAT_V2, FORMAT_V3, FORMAT_V4].contains(&format) {
             return Err(SnapshotError::Format { found: format });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -249,16 +274,22 @@ impl Snapshot {
         if format == FORMAT_V1 {
             let v1: SnapshotV1 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v1.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new(), clean: true });
+            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new(), clean: true, journal: 0 });
         }
         if format == FORMAT_V2 {
             let v2: SnapshotV2 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v2.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners, clean: true });
+            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners, clean: true, journal: 0 });
         }
         if format == FORMAT_V3 {
             let v3: SnapshotV3 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
-            return Ok(Snapshot { series: v3.series, collectors: v3.collectors, owners: v3.owners, clean: true });
+            let (series, collectors, owners) = (v3.series, v3.collectors, v3.owners);
+            return Ok(Snapshot { series, collectors, owners, clean: true, journal: 0 });
+        }
+        if format == FORMAT_V4 {
+            let v4: SnapshotV4 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
+            let (series, collectors, owners) = (v4.series, v4.collectors, v4.owners);
+            return Ok(Snapshot { series, collectors, owners, clean: v4.clean, journal: 0 });
         }
         options().deserialize(payload).map_err(SnapshotError::Decode)
     }
@@ -523,7 +554,7 @@ mod tests {
         let cases = [
             (SnapshotError::BadMagic, "not a tau_metric_proxy state file (bad magic)".to_owned()),
             (SnapshotError::Truncated, "truncated: shorter than its header".to_owned()),
-            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 4".to_owned()),
+            (SnapshotError::Format { found: 9 }, "state format 9 is not the supported format 5".to_owned()),
             (
                 SnapshotError::Length { payload: 3, header: 4 },
                 "truncated or padded: payload of 3 bytes, header says 4".to_owned(),

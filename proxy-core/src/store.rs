@@ -10,6 +10,7 @@
 mod change_log;
 mod collectors;
 mod jobs;
+mod journal;
 mod keys;
 mod order;
 mod owners;
@@ -128,6 +129,8 @@ pub struct Store {
     departures: u64,
     /// Since when the store waits for collectors restored after a crash.
     recovery: Option<f64>,
+    /// What it records for the journal, when it keeps one.
+    journal: Option<Box<journal::Recording>>,
 }
 
 impl Store {
@@ -247,6 +250,7 @@ impl Store {
             }
         }
         self.bind_twin(slot, id, sid);
+        self.journal_bind(slot.index, id, desc);
         Ok(sid)
     }
 
@@ -350,6 +354,8 @@ impl Store {
     fn apply(&mut self, slot: CollectorSlot, samples: &[Sample], now: f64, totals: bool) -> Vec<IngestError> {
         let mut errors = Vec::new();
         let generation = self.generation + 1;
+        // What the collector counted in all of each counter, for the journal.
+        let mut journal = self.journal_lists();
         let c = match self.collectors.current_mut(slot) {
             Ok(c) => c,
             Err(r) => return vec![self.refuse(None, r)],
@@ -390,6 +396,9 @@ impl Store {
                     }
                     counted.int = mine;
                     delta_applied = d != 0;
+                    if let Some((ints, _)) = journal.as_mut().filter(|_| delta_applied) {
+                        ints.push((s.id, mine));
+                    }
                     Value::Int(d)
                 }
                 (Kind::Counter, Value::Float(v)) => {
@@ -407,6 +416,9 @@ impl Store {
                     counted.float = mine;
                     series.float = sum;
                     delta_applied = d != 0.0;
+                    if let Some((_, floats)) = journal.as_mut().filter(|_| delta_applied) {
+                        floats.push((s.id, mine));
+                    }
                     Value::Float(d)
                 }
                 (Kind::Gauge, v) => {
@@ -446,6 +458,9 @@ impl Store {
         }
         if totals {
             self.collectors.resynced(slot.index);
+        }
+        if let Some(lists) = journal {
+            self.journal_counted(slot.index, lists);
         }
         for e in &errors {
             self.refusals.add(e.refusal.kind());

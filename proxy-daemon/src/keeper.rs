@@ -6,9 +6,12 @@
 //! snapshot is built, encoded, written, synced and renamed without it.
 //!
 //! A snapshot is written every `--state-interval`, and also soon after any
-//! collector disconnected, said goodbye or was folded: from then on what
-//! it counted lives only in the daemon, so a crash would lose it. Snapshots
-//! are written one at a time, departures meanwhile coalesced into the next.
+//! collector disconnected, said goodbye or was folded (from then on what
+//! it counted lives only in the daemon and its journal) or the journal
+//! failed. Snapshots are written one at a time, departures meanwhile
+//! coalesced into the next. Each starts a new journal segment as the
+//! store is copied, and removes the segments before it once it is in
+//! place (see [`crate::journal`]).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use proxy_core::{CollectorSlot, ProcessRef, Store};
 
+use crate::journal::SharedJournal;
 use crate::server::now;
 
 /// How often the thread looks for departures to save.
@@ -38,19 +42,25 @@ pub(crate) struct Keeper {
 struct StateFile {
     path: PathBuf,
     every: Duration,
+    journal: Option<SharedJournal>,
     saved_at: Instant,
     saved_generation: u64,
     saved_departures: u64,
 }
 
 impl Keeper {
-    /// Starts the thread; `state` is `--state FILE` and its interval.
-    pub(crate) fn start(store: Arc<Mutex<Store>>, state: Option<(PathBuf, Duration)>) -> Result<Keeper, String> {
+    /// Starts the thread; `state` is `--state FILE`, its interval and its
+    /// journal.
+    pub(crate) fn start(
+        store: Arc<Mutex<Store>>,
+        state: Option<(PathBuf, Duration, Option<SharedJournal>)>,
+    ) -> Result<Keeper, String> {
         let (stop, stopped) = mpsc::channel();
         let departures = store.lock().departures();
-        let state = state.map(|(path, every)| StateFile {
+        let state = state.map(|(path, every, journal)| StateFile {
             path,
             every,
+            journal,
             saved_at: Instant::now(),
             saved_generation: u64::MAX,
             saved_departures: departures,
@@ -110,28 +120,45 @@ fn fold_departed(store: &Mutex<Store>) {
 }
 
 impl StateFile {
-    /// Saves when due: the interval passed and something changed, or a
-    /// collector departed since the last save; at the stop (`last`) in any
-    /// case, marked clean. A failure is logged, and returned.
+    /// Saves when due: the interval passed and something changed, a
+    /// collector departed since the last save, or the journal asks for
+    /// one; at the stop (`last`) in any case, marked clean. A failure is logged, and returned.
     fn save_if_due(&mut self, store: &Mutex<Store>, last: bool) -> Result<(), String> {
         let started = Instant::now();
-        let (source, generation, departures) = {
+        {
             let st = store.lock();
             let departed = st.departures() != self.saved_departures;
             let periodic = self.saved_at.elapsed() >= self.every && st.generation() != self.saved_generation;
-            if !(last || departed || periodic) {
+            let journal = self.journal.as_ref().is_some_and(|j| j.lock().save_due());
+            if !(last || departed || periodic || journal) {
                 return Ok(());
             }
-            (st.snapshot_source(), st.generation(), st.departures())
+        }
+        // The next journal segment is created without the store's lock.
+        let next = self.journal.as_ref().map(|j| j.lock().prepare());
+        let copying = Instant::now();
+        let (source, generation, departures, named) = {
+            let mut st = store.lock();
+            let named = match (&self.journal, next) {
+                (Some(j), Some(next)) => j.lock().rotate(&mut st, next),
+                _ => 0,
+            };
+            (st.snapshot_source(), st.generation(), st.departures(), named)
         };
-        let locked = started.elapsed();
+        let locked = copying.elapsed();
         self.saved_at = Instant::now();
-        let snap = source.build().with_clean(last);
+        let snap = source.build().with_clean(last).with_journal(named);
         let (series, collectors) = (snap.series_count(), snap.collector_count());
         match crate::state::save(&self.path, &snap) {
             Ok(()) => {
                 self.saved_generation = generation;
                 self.saved_departures = departures;
+                if let Some(j) = &self.journal {
+                    match last {
+                        true => j.lock().close(),
+                        false => j.lock().saved(named),
+                    }
+                }
                 let shown = self.path.display();
                 log::debug!(
                     "saved {series} counter series and {collectors} collectors to {shown} in {:.1} ms \

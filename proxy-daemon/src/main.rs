@@ -7,6 +7,7 @@ mod conn;
 mod families;
 mod http;
 mod jobs;
+mod journal;
 mod keeper;
 mod profiles;
 mod replace;
@@ -53,15 +54,20 @@ fn run(cli: Cli) -> Result<(), String> {
     let path = client::socket_path(cli.unix);
     let access = access::Access::new(&cli.allow_uid, &cli.allow_group)?;
     raise_fd_limit();
-    let (store, crashed) = match &cli.state {
-        Some(file) => state::load(file, limits)?.unwrap_or_else(|| {
-            log::info!("no state file {} yet: starting empty", file.display());
-            (Store::new(limits), false)
-        }),
-        None => (Store::new(limits), false),
+    let loaded = match &cli.state {
+        Some(file) => state::load(file, limits)?,
+        None => None,
     };
+    if let (Some(file), None) = (&cli.state, &loaded) {
+        log::info!("no state file {} yet: starting empty", file.display());
+    }
+    let (store, crashed, named) = loaded.map_or((Store::new(limits), false, 0), |l| (l.store, l.crashed, l.journal));
     // The families of the project's own collectors, shared by every user; then a crash's recovery.
-    let store = state::recover(families::declare(store), crashed);
+    let store = families::declare(store);
+    let (store, keep_journal) = match &cli.state {
+        Some(file) => state::recover(file, store, crashed, named),
+        None => (store, false),
+    };
     let store = Arc::new(Mutex::new(store));
     let selfm = server::SelfMetrics::register(&mut store.lock());
     let profiles = profiles::ProfileWriter::start(cli.profile_dir.clone(), cli.node_name.clone(), store.clone())?;
@@ -86,9 +92,12 @@ fn run(cli: Cli) -> Result<(), String> {
             return Err(e);
         }
     };
-    let server = server::Server::new(listener, store.clone(), selfm, access, conn_limits, profiles.queue(), signals);
+    // The journal of the state file, now that the socket (and so the file) is this daemon's.
+    let journal = cli.state.as_ref().map(|f| journal::Journal::start(f, named, keep_journal, &mut store.lock()));
+    let server = server::Server::new(listener, store.clone(), selfm, access, conn_limits, profiles.queue(), signals)
+        .map(|s| s.with_journal(journal.clone()));
     // Folding and saving the state, off the event loop.
-    let state = cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval)));
+    let state = cli.state.map(|f| (f, std::time::Duration::from_secs(cli.state_interval), journal));
     let (server, keeper) = match server.and_then(|s| Ok((s, keeper::Keeper::start(store, state)?))) {
         Ok(both) => both,
         Err(e) => {

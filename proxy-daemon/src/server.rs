@@ -15,6 +15,7 @@ use crate::access::Access;
 use crate::cli::ConnLimits;
 use crate::conn::{self, Slab, Verdict};
 use crate::jobs::Jobs;
+use crate::journal::SharedJournal;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -150,6 +151,8 @@ pub(crate) struct Server {
 /// each returning what becomes of the connection.
 struct Core {
     store: Arc<Mutex<Store>>,
+    /// The journal of `--state`, written as the store records it.
+    journal: Option<SharedJournal>,
     selfm: SelfMetrics,
     /// Per-wakeup tallies added to the self metrics in one go.
     tally: Tally,
@@ -197,6 +200,7 @@ impl Server {
             conns: Slab::new(FIRST_CONN),
             core: Core {
                 store,
+                journal: None,
                 selfm,
                 tally: Tally::default(),
                 access,
@@ -211,6 +215,13 @@ impl Server {
                 jobs,
             },
         })
+    }
+
+    /// The same server, writing the journal of `--state` (see
+    /// [`crate::journal`]).
+    pub(crate) fn with_journal(mut self, journal: Option<SharedJournal>) -> Server {
+        self.core.journal = journal;
+        self
     }
 
     /// Serves until SIGINT or SIGTERM (the caller then saves the state).
@@ -396,9 +407,7 @@ impl Core {
             match conn.stream.read(&mut self.chunk) {
                 Ok(0) => conn.state.eof = true,
                 Ok(n) => {
-                    let mut store = self.store.lock();
-                    if let Err(end) = conn.state.session.feed(&self.chunk[..n], &mut store, now(), &mut self.tally) {
-                        drop(store);
+                    if let Err(end) = self.feed(&mut conn.state.session, n) {
                         // What was answered first (our preamble, on a
                         // version mismatch) still goes out.
                         self.flush(conn);
@@ -458,8 +467,7 @@ impl Core {
             match conn.stream.read(&mut self.chunk) {
                 Ok(0) => break Some(Close::Eof),
                 Ok(n) => {
-                    let mut store = self.store.lock();
-                    if let Err(end) = conn.state.session.feed(&self.chunk[..n], &mut store, now(), &mut self.tally) {
+                    if let Err(end) = self.feed(&mut conn.state.session, n) {
                         break Some(Close::Session(end));
                     }
                 }
@@ -473,6 +481,19 @@ impl Core {
             Some(close) => Verdict::Close(close),
             None => flushed,
         }
+    }
+
+    /// Hands the `n` bytes read to the connection's session. What the store
+    /// recorded for the journal meanwhile is written before the store's
+    /// lock is released, so before a scrape can serve it.
+    fn feed(&mut self, session: &mut Session, n: usize) -> Result<(), SessionEnd> {
+        let mut store = self.store.lock();
+        let fed = session.feed(&self.chunk[..n], &mut store, now(), &mut self.tally);
+        match &self.journal {
+            Some(journal) if store.journal_pending().is_some() => journal.lock().write(&mut store),
+            _ => {}
+        }
+        fed
     }
 
     /// Writes what the socket takes of the replies; waits for writability

@@ -3,45 +3,38 @@
 //! a file of another user, never leaves a half-written file behind: the
 //! directory is synced after the rename, so a crash right after a save
 //! finds the new file, and temporary files a crashed daemon left are
-//! removed at start.
+//! removed at start. After a crash, the journal recorded since the file
+//! was written is replayed on top of it (see [`crate::journal`]).
 
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::fcntl::OFlag;
 use proxy_core::{Limits, Snapshot, Store};
 
 use crate::replace::{self, directory, Failure};
 
-/// Loads the store saved in `path`, or `None` when there is no file yet,
-/// and whether the file is what a crash left (not written at a stop).
-pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<(Store, bool)>, String> {
+/// A state file, loaded.
+pub(crate) struct Loaded {
+    pub(crate) store: Store,
+    /// The file is what a crash left (not written at a stop).
+    pub(crate) crashed: bool,
+    /// The journal segment recorded after it (0: none).
+    pub(crate) journal: u64,
+}
+
+/// Loads the store saved in `path`, or `None` when there is no file yet.
+pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Loaded>, String> {
     let shown = path.display();
     remove_stale_temporaries(path);
-    let mut file = match OpenOptions::new().read(true).custom_flags(OFlag::O_NOFOLLOW.bits()).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
-            return Err(format!("refusing to read state file {shown}: it is a symbolic link"))
-        }
-        Err(e) => return Err(format!("cannot open state file {shown}: {e}")),
+    let bytes = match replace::read_own(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(why) => return Err(why.describe("state file", path)),
     };
-    let md = file.metadata().map_err(|e| format!("cannot inspect state file {shown}: {e}"))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if !md.is_file() {
-        return Err(format!("refusing to read state file {shown}: not a regular file"));
-    }
-    if md.uid() != me {
-        return Err(format!("refusing to read state file {shown}: it belongs to uid {}, not to uid {me}", md.uid()));
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read state file {shown}: {e}"))?;
     let snap = Snapshot::from_bytes(&bytes).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
-    let crashed = !snap.is_clean();
+    let (crashed, journal) = (!snap.is_clean(), snap.journal());
     let (store, skipped) = Store::restore(limits, snap).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
@@ -55,24 +48,50 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<(Store, bool)>,
         );
     }
     log::info!("loaded {} counter series from state file {shown}", store.series_count());
-    Ok(Some((store, crashed)))
+    Ok(Some(Loaded { store, crashed, journal }))
 }
 
-/// After a crash (the state file was not written at a stop), the store
-/// recovers: the daemon's own counters start from zero and `/metrics`
-/// waits for the remembered collectors to send their totals again (see
-/// [`Store::start_recovery`]).
-pub(crate) fn recover(mut store: Store, crashed: bool) -> Store {
-    if crashed {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let awaited = store.start_recovery(now);
-        log::warn!(
-            "the state file was not written at a stop (the daemon crashed or was killed): waiting for {awaited}              remembered collectors to send their totals again, between {} and {} s, before serving /metrics",
-            proxy_core::RECOVERY_MIN,
-            proxy_core::RECOVERY_MAX
-        );
+/// After a crash (the state file `path` was not written at a stop), the
+/// journal segments from `journal` on (the one it names) are replayed:
+/// the totals are then those last served, and only the daemon's own
+/// counters start again from zero. Without a journal to vouch for them,
+/// `/metrics` also waits for the remembered collectors to send their
+/// totals again (see [`Store::start_recovery`]). Returns the store and
+/// whether the segments replayed are to be kept until the next save (a
+/// crash before it replays them again).
+pub(crate) fn recover(path: &Path, mut store: Store, crashed: bool, journal: u64) -> (Store, bool) {
+    if !crashed {
+        return (store, false);
     }
-    store
+    let now = crate::server::now();
+    let replayed = match journal {
+        0 => Err("the state file names no journal".to_owned()),
+        first => crate::journal::replay(path, first, &mut store, now),
+    };
+    match replayed {
+        Ok(r) => {
+            store.start_recovery(now, false);
+            log::warn!(
+                "the state file was not written at a stop (the daemon crashed or was killed): replayed {} records \
+                 of {} collectors from {} journal segments; the daemon's own counters start again from zero",
+                r.done.records,
+                r.done.collectors,
+                r.segments
+            );
+            (store, true)
+        }
+        Err(why) => {
+            let awaited = store.start_recovery(now, true);
+            log::warn!(
+                "the state file was not written at a stop (the daemon crashed or was killed) and {why}: \
+                 waiting for {awaited} remembered collectors to send their totals again, between {} and {} s, \
+                 before serving /metrics",
+                proxy_core::RECOVERY_MIN,
+                proxy_core::RECOVERY_MAX
+            );
+            (store, false)
+        }
+    }
 }
 
 /// Writes `snap` to `path` atomically: a new owner-only file beside it,

@@ -105,6 +105,6 @@ impl SnapshotSource {
                     .collect(),
             })
             .collect();
-        Snapshot { series, collectors, owners: self.owners, clean: false }
+        Snapshot { series, collectors, owners: self.owners, clean: false, journal: 0 }
     }
 }

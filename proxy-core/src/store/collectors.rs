@@ -57,6 +57,8 @@ pub(super) struct Collector {
     /// Restored after a crash and not resynced since (see
     /// [`crate::Store::start_recovery`]).
     pub(super) awaited: bool,
+    /// The journal segment it was last announced in (0: none).
+    pub(super) journaled: u64,
 }
 
 impl Collector {
@@ -91,6 +93,18 @@ impl Collector {
             self.counted[i] = Counted::default();
         }
         previous.filter(|p| *p != sid)
+    }
+
+    /// Unbinds `id` (it names a gauge now, in the journal's replay);
+    /// returns the series it was bound to.
+    pub(super) fn unbind(&mut self, id: u32) -> Option<SeriesId> {
+        let i = id as usize;
+        let previous = self.ids.get_mut(i)?.take();
+        if previous.is_some() {
+            self.registered -= 1;
+            self.counted[i] = Counted::default();
+        }
+        previous
     }
 
     /// The job's twin of the series of `id`.
@@ -166,6 +180,11 @@ impl Collectors {
         self.by_identity.contains_key(&identity_key(identity))
     }
 
+    /// The slot of a remembered identity.
+    pub(super) fn find(&self, identity: &Identity) -> Option<u32> {
+        self.by_identity.get(&identity_key(identity)).copied()
+    }
+
     /// Slots in use or free, for tests of their reuse.
     #[cfg(test)]
     pub(super) fn slots(&self) -> usize {
@@ -177,6 +196,8 @@ impl Collectors {
         if let Some(&index) = self.by_identity.get(&identity_key(&identity)) {
             let c = self.slots[index as usize].as_mut().expect("indexed collector exists");
             c.epoch = c.epoch.wrapping_add(1);
+            // Announced again in the journal, with what this connection says.
+            c.journaled = 0;
             if !c.connected {
                 c.connected = true;
                 self.connected += 1;
@@ -199,6 +220,7 @@ impl Collectors {
             job: None,
             registered: 0,
             awaited: false,
+            journaled: 0,
         };
         self.connected += 1;
         let index = match self.free.pop() {
@@ -331,7 +353,13 @@ impl Collectors {
     /// Re-creates a disconnected collector of an identity not known yet,
     /// whose process the kernel named `process`, with what was counted of
     /// each id (ids already checked against the per-collector limit).
-    pub(super) fn restore(&mut self, identity: Identity, process: ProcessRef, counted: Vec<(u32, SeriesId, u64, f64)>) {
+    /// Returns its slot.
+    pub(super) fn restore(
+        &mut self,
+        identity: Identity,
+        process: ProcessRef,
+        counted: Vec<(u32, SeriesId, u64, f64)>,
+    ) -> u32 {
         let (slot, _) = self.hello(identity);
         let c = self.slots[slot.index as usize].as_mut().expect("collector just created");
         c.process = process;
@@ -347,5 +375,6 @@ impl Collectors {
         c.connected = false;
         self.connected -= 1;
         self.waiting += 1;
+        slot.index
     }
 }

@@ -55,9 +55,10 @@ impl Store {
     /// After a crash, with the store restored from the last state file:
     /// the daemon's own counters start again from zero (they were counted
     /// since that file was written, and Prometheus takes a restart of them
-    /// as the reset it is), and every remembered collector is awaited, to
-    /// send its totals again. Returns how many are.
-    pub fn start_recovery(&mut self, now: f64) -> usize {
+    /// as the reset it is), and, unless the journal replayed since vouches
+    /// for the totals (`wait` false), every remembered collector is
+    /// awaited, to send its totals again. Returns how many are.
+    pub fn start_recovery(&mut self, now: f64, wait: bool) -> usize {
         let daemons: Vec<u32> = (0..self.series.len() as u32)
             .filter(|&sid| {
                 let s = &self.series[sid as usize];
@@ -70,6 +71,9 @@ impl Store {
             s.int = 0;
             s.float = 0.0;
             self.mark_changed(sid, now);
+        }
+        if !wait {
+            return 0;
         }
         self.recovery = Some(now);
         self.collectors.await_all()

@@ -447,7 +447,7 @@ fn a_recovery_zeroes_the_daemons_counters_and_waits_for_remembered_collectors() 
     st.update(a, &[int(0, 5)], 1.0);
     st.disconnect(a, 1.0);
     assert!(!st.recovering(1.0), "no recovery without a crash");
-    assert_eq!(st.start_recovery(10.0), 1);
+    assert_eq!(st.start_recovery(10.0, true), 1);
     assert_eq!(val(&st, "tau_metric_proxy_frames_total"), 0.0, "the daemon's own counters start again");
     assert_eq!(val(&st, "mpi_hits_total{function=\"MPI_Send\"}"), 5.0, "the collectors' totals stay");
     assert!(st.recovering(10.0 + RECOVERY_MIN - 0.1));
@@ -463,7 +463,7 @@ fn a_recovery_zeroes_the_daemons_counters_and_waits_for_remembered_collectors() 
     // A collector that never comes back is waited for at most RECOVERY_MAX.
     let (b, _) = st.hello(ident(2));
     st.disconnect(b, 20.0);
-    st.start_recovery(30.0);
+    st.start_recovery(30.0, true);
     assert!(st.recovering(30.0 + RECOVERY_MAX - 0.1));
     assert!(!st.recovering(30.0 + RECOVERY_MAX + 0.1));
 }

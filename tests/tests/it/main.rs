@@ -49,7 +49,10 @@ mod remember;
 /// `--state FILE`: restarts keep totals; damaged or foreign files are refused.
 mod state;
 
-/// Crash restarts and big state files: never backwards, never in the way.
+/// Crash restarts: the journal replayed, or the collectors waited for.
+mod crash;
+
+/// Big state files: never in the way.
 mod durable;
 
 /// Who may connect: owner-only socket, `--allow-uid`, `--allow-group`.

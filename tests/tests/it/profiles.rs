@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{bin, cmd, mpi_test, wait_for, Mpi, Proxy, TempDir};
+use crate::util::{bin, cmd, mpi_test, wait_for, FullFs, Mpi, Proxy, TempDir};
 
 /// How long rank 0 of `mpi_imbalance` sleeps before its barrier.
 const SLEEP_MS: u64 = 400;
@@ -229,34 +229,14 @@ fn corrupt_foreign_and_other_schema_profiles_are_named() {
     );
 }
 
-/// A tmpfs of 64 KiB mounted on a directory, filled up; unmounted on drop.
-struct FullFs(PathBuf);
-
-impl FullFs {
-    fn mount(dir: PathBuf) -> FullFs {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = cmd("mount").args(["-t", "tmpfs", "-o", "size=64k"]).arg("tmpfs").arg(&dir).run();
-        assert!(out.status().success(), "a full filesystem for this test needs mount (root): {}", out.stderr());
-        let fs = FullFs(dir);
-        let filler = std::fs::write(fs.0.join("filler"), vec![0u8; 1 << 20]);
-        assert_eq!(filler.map_err(|e| e.raw_os_error()), Err(Some(nix::errno::Errno::ENOSPC as i32)));
-        fs
-    }
-}
-
-impl Drop for FullFs {
-    fn drop(&mut self) {
-        let _ = cmd("umount").arg(&self.0).run();
-    }
-}
-
 #[test]
 fn an_unwritable_or_full_profile_dir_is_counted_and_the_daemon_lives() {
     let dir = TempDir::new("profiles-bad");
     let file = dir.join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let full = FullFs::mount(dir.join("full"));
-    for (profile_dir, why) in [(file.join("profiles"), "Not a directory"), (full.0.clone(), "No space left on device")]
+    for (profile_dir, why) in
+        [(file.join("profiles"), "Not a directory"), (full.path().to_owned(), "No space left on device")]
     {
         let proxy = node_proxy(&profile_dir, "node01");
         for (n, job) in ["j1", "j2"].into_iter().enumerate() {
@@ -269,8 +249,8 @@ fn an_unwritable_or_full_profile_dir_is_counted_and_the_daemon_lives() {
         assert!(log.contains("WARN (profiles:") && log.contains("cannot write the profile of job j2: "), "{log}");
         assert!(log.contains(why), "{why}: {log}");
         // Nothing is left behind but what was there.
-        if profile_dir == full.0 {
-            let names: Vec<_> = std::fs::read_dir(&full.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        if profile_dir == full.path() {
+            let names: Vec<_> = std::fs::read_dir(full.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(names, ["filler"]);
         }
     }

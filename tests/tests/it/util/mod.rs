@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 mod browser;
 mod command;
+mod crash;
+mod fullfs;
 mod http;
 mod meanwhile;
 mod mpi;
@@ -17,6 +19,8 @@ mod proxy;
 
 pub use browser::{attribute, first_column, target_file, Browser};
 pub use command::{cmd, tool, Run, Running, TestCommand};
+pub use crash::{counter_pusher, journal_segments, page_values, saved_value};
+pub use fullfs::FullFs;
 pub use http::{http_get, http_raw};
 pub use meanwhile::{push_and_scrape_meanwhile, Meanwhile};
 pub(crate) use mpi::mpi_test;
