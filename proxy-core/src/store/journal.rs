@@ -177,21 +177,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use protocol::{Desc, Identity, Sample, Scale, Value};
+    use protocol::{Desc, Scale};
 
+    use crate::store::tests::{flt as float, ident as who, int};
     use crate::{segment_header, Limits, ProcessRef, Refusal, Snapshot, Store};
-
-    fn who(pid: u32) -> Identity {
-        Identity { pid, start_time: 3, nonce: 5, program: "p".into() }
-    }
-
-    fn int(id: u32, v: u64) -> Sample {
-        Sample { id, value: Value::Int(v) }
-    }
-
-    fn float(id: u32, v: f64) -> Sample {
-        Sample { id, value: Value::Float(v) }
-    }
 
     /// The counters of a store, as a scrape shows them.
     fn counters(st: &Store) -> Vec<(String, f64)> {
@@ -218,7 +207,7 @@ mod tests {
     /// Collector `pid` registers two counters (one counted in floating
     /// point) and a gauge, counts, and leaves as `leave` says.
     fn work(st: &mut Store, pid: u32, leave: fn(&mut Store, crate::CollectorSlot)) {
-        let process = ProcessRef { pid, start_time: 3 };
+        let process = ProcessRef { pid, start_time: 1 };
         let (a, _) = st.hello_from(who(pid), None, Some(process), Some(1000), 1.0).unwrap();
         st.register(a, 0, &Desc::counter("calls_total", &[("f", "send")], "Calls")).unwrap();
         st.register(a, 1, &Desc::counter("time_total", &[], "Time").with_scale(Scale::Nano)).unwrap();

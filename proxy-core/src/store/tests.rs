@@ -7,15 +7,15 @@ use super::*;
 use crate::refusal::{Refusal, RefusalKind};
 use crate::validate::NameError;
 
-fn ident(pid: u32) -> Identity {
+pub(super) fn ident(pid: u32) -> Identity {
     Identity { pid, start_time: 1, nonce: 2, program: "p".into() }
 }
 
-fn int(id: u32, v: u64) -> Sample {
+pub(super) fn int(id: u32, v: u64) -> Sample {
     Sample { id, value: Value::Int(v) }
 }
 
-fn flt(id: u32, v: f64) -> Sample {
+pub(super) fn flt(id: u32, v: f64) -> Sample {
     Sample { id, value: Value::Float(v) }
 }
 
