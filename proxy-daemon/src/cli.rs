@@ -71,7 +71,7 @@ pub(crate) struct Cli {
     /// Most jobs kept, running or finished; beyond it the job that finished first goes
     #[arg(long = "max-jobs", value_name = "N", default_value_t = Limits::default().max_jobs)]
     pub(crate) max_jobs: usize,
-    /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown
+    /// Keep counter totals in FILE: loaded at start, saved periodically and at shutdown, with a journal (FILE.journal.N) replayed after a crash
     #[arg(long = "state", value_name = "FILE")]
     pub(crate) state: Option<PathBuf>,
     /// Write each finished job's profile to DIR/JOB@NODE.json (JSON, read by
