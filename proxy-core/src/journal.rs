@@ -86,6 +86,12 @@ pub(crate) fn push_record(out: &mut Vec<u8>, record: &Entry<'_>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
     options().serialize_into(&mut *out, record).expect("a journal record always serialises");
+    seal(out, start);
+}
+
+/// Fills in the header of the frame begun at `start` (its payload is the
+/// rest of `out`): length and checksum.
+fn seal(out: &mut [u8], start: usize) {
     let payload = &out[start + FRAME_HEADER..];
     let (len, sum) = (payload.len() as u32, crc32fast::hash(payload));
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
@@ -111,10 +117,7 @@ pub(crate) fn push_counted(out: &mut Vec<u8>, slot: u32, ints: &[(u32, u64)], fl
         varint(out, u64::from(id));
         out.extend_from_slice(&total.to_le_bytes());
     }
-    let payload = &out[start + FRAME_HEADER..];
-    let (len, sum) = (payload.len() as u32, crc32fast::hash(payload));
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + FRAME_HEADER].copy_from_slice(&sum.to_le_bytes());
+    seal(out, start);
 }
 
 /// The index of [`Record::Counted`] among the variants.
