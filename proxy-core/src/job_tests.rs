@@ -190,10 +190,48 @@ fn max_jobs_drops_the_job_that_finished_first_and_counts_it() {
 }
 
 #[test]
-fn state_files_keep_node_totals_but_no_job_series() {
+fn state_files_keep_jobs_their_series_and_their_collectors_twins() {
     let mut st = shared(Limits::default());
-    collector(&mut st, 1, tag("j", Some(0)), 3, 1.0);
-    let snap = st.snapshot();
-    let names: Vec<String> = snap.series.iter().map(|s| s.desc.name.clone()).collect();
-    assert_eq!(names, ["mpi_hits_total"]);
+    let a = collector(&mut st, 1, tag("j", Some(0)), 3, 1.0);
+    let b = collector(&mut st, 2, tag("j", Some(1)), 4, 1.0);
+    st.goodbye(b, 2.0);
+    let done = collector(&mut st, 3, tag("done", None), 5, 1.0);
+    st.goodbye(done, 3.0);
+    st.disconnect(a, 3.0);
+    st.take_finished_jobs();
+    let snap = crate::Snapshot::from_bytes(&st.snapshot().to_bytes()).unwrap();
+    let (mut back, skipped) = Store::restore(Limits::default(), snap).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    // The daemon declares its shared families after loading the file.
+    back.declare_shared("mpi_hits_total", Kind::Counter, Scale::One, "Calls").unwrap();
+    back.declare_shared("mpi_time_total", Kind::Counter, Scale::Nano, "Seconds").unwrap();
+    assert_eq!(back.jobs(), st.jobs());
+    let twin = |job: &str| format!("tau_job_mpi_hits_total{{function=\"MPI_Send\",jobid=\"{job}\"}}");
+    assert_eq!(val(&back, &twin("j")), Some(7.0));
+    assert_eq!(val(&back, &twin("done")), Some(5.0));
+    assert_eq!(val(&back, "mpi_hits_total{function=\"MPI_Send\"}"), Some(12.0));
+    let text = page(&mut back);
+    for line in ["tau_job_start_time_seconds{jobid=\"j\"} 1\n", "tau_job_end_time_seconds{jobid=\"done\"} 3\n"] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    // The collector that was still remembered comes back and sends its
+    // totals: its job's series go on from where they were.
+    let (a, resumed) = back.hello_from(ident(1), tag("j", Some(0)), None, None, 5.0).unwrap();
+    assert!(resumed);
+    back.register(a, 0, &hits("MPI_Send")).unwrap();
+    assert!(back.resync(a, &[int(0, 9)], 5.0).is_empty());
+    assert_eq!(val(&back, &twin("j")), Some(13.0));
+    assert_eq!(val(&back, "mpi_hits_total{function=\"MPI_Send\"}"), Some(18.0));
+    // It leaves for good: the job's record holds both its collectors.
+    back.goodbye(a, 6.0);
+    let records = back.take_finished_jobs();
+    assert_eq!(records.len(), 1);
+    let calls: Vec<(u32, f64)> = records[0].collectors.iter().map(|c| (c.pid, c.values[0].value)).collect();
+    assert_eq!((records[0].job.as_str(), records[0].start, records[0].end), ("j", 1.0, 6.0));
+    assert_eq!(calls, [(1, 9.0), (2, 4.0)]);
+    // The job that had finished before the restart leaves after its
+    // retention, counted from when it finished.
+    assert_eq!(back.expire_jobs(3.0 + 300.0), 1);
+    assert_eq!(back.jobs().iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j"]);
+    assert_eq!(val(&back, &twin("done")), None);
 }

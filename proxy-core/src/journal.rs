@@ -39,8 +39,15 @@ const MAX_RECORD: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub(crate) enum Record {
     /// The collector that `slot` names in the rest of the segment: its
-    /// identity, its process as the kernel named it, its user.
-    Collector { slot: u32, identity: Identity, process: (u32, u64), uid: Option<u32> },
+    /// identity, its process as the kernel named it, its user, its job
+    /// (id and rank).
+    Collector {
+        slot: u32,
+        identity: Identity,
+        process: (u32, u64),
+        uid: Option<u32>,
+        job: Option<(String, Option<u32>)>,
+    },
     /// Its `id` now names the counter `desc`, nothing counted of it yet
     /// (unless it named that counter already).
     Bind { slot: u32, id: u32, desc: Desc },
@@ -58,6 +65,7 @@ pub(crate) enum Entry<'a> {
         identity: &'a Identity,
         process: (u32, u64),
         uid: Option<u32>,
+        job: Option<(&'a str, Option<u32>)>,
     },
     Bind {
         slot: u32,
@@ -247,7 +255,13 @@ mod tests {
     fn sample() -> Vec<Record> {
         let identity = Identity { pid: 7, start_time: 3, nonce: 5, program: "p".into() };
         vec![
-            Record::Collector { slot: 0, identity, process: (7, 3), uid: Some(1000) },
+            Record::Collector {
+                slot: 0,
+                identity,
+                process: (7, 3),
+                uid: Some(1000),
+                job: Some(("42".into(), Some(3))),
+            },
             Record::Bind { slot: 0, id: 2, desc: Desc::counter("x_total", &[("k", "v")], "X") },
             Record::Unbind { slot: 0, id: 1 },
             Record::Counted { slot: 0, ints: vec![(2, 10)], floats: vec![(3, 1.5)] },
@@ -256,9 +270,13 @@ mod tests {
 
     fn entry(r: &Record) -> Entry<'_> {
         match r {
-            Record::Collector { slot, identity, process, uid } => {
-                Entry::Collector { slot: *slot, identity, process: *process, uid: *uid }
-            }
+            Record::Collector { slot, identity, process, uid, job } => Entry::Collector {
+                slot: *slot,
+                identity,
+                process: *process,
+                uid: *uid,
+                job: job.as_ref().map(|(id, rank)| (id.as_str(), *rank)),
+            },
             Record::Bind { slot, id, desc } => Entry::Bind { slot: *slot, id: *id, desc },
             Record::Unbind { slot, id } => Entry::Unbind { slot: *slot, id: *id },
             Record::Counted { slot, ints, floats } => Entry::Counted { slot: *slot, ints, floats },

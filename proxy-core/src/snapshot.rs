@@ -16,7 +16,8 @@
 //! restart, not by what its identity claims; format 4 whether the daemon
 //! wrote it as it stopped (`clean`): one that was not is what a crash
 //! left, older than what was served; format 5 the journal segment
-//! recorded after it (see [`crate::journal`]), to replay after a crash.
+//! recorded after it (see [`crate::journal`]), to replay after a crash,
+//! and the jobs kept, with their series and their collectors' twins.
 //! Formats 1 to 4 are still read (families unclaimed in 1; processes as
 //! claimed in 1 and 2; clean in 1 to 3; no journal in any).
 //!
@@ -29,7 +30,7 @@ use protocol::{Desc, Identity, Kind};
 use serde::{Deserialize, Serialize};
 
 use crate::refusal::Refusal;
-use crate::store::{Limits, ProcessRef, Store};
+use crate::store::{KeptJob, KeptMember, Limits, ProcessRef, RestoredCollector, Store};
 use crate::validate::series_key;
 
 mod source;
@@ -75,6 +76,51 @@ pub(crate) struct CollectorState {
     pub(crate) counted: Vec<CountedState>,
     /// Pid and start time of its process, as the kernel named it.
     pub(crate) process: (u32, u64),
+    /// Its job, an index into [`Snapshot::jobs`], and its member index
+    /// there.
+    pub(crate) job: Option<(u32, u32)>,
+    /// Per id, the job's twin series (index into [`Snapshot::series`]).
+    pub(crate) twins: Vec<(u32, u32)>,
+}
+
+/// A remembered collector in formats 3 and 4: of no job.
+#[derive(Deserialize)]
+struct CollectorStateV4 {
+    identity: Identity,
+    counted: Vec<CountedState>,
+    process: (u32, u64),
+}
+
+impl From<CollectorStateV4> for CollectorState {
+    fn from(c: CollectorStateV4) -> CollectorState {
+        CollectorState { identity: c.identity, counted: c.counted, process: c.process, job: None, twins: Vec::new() }
+    }
+}
+
+/// A job kept, running or finished within its retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JobState {
+    pub(crate) id: String,
+    pub(crate) start: f64,
+    pub(crate) end: Option<f64>,
+    pub(crate) commands: Vec<String>,
+    pub(crate) ranks: Vec<u32>,
+    pub(crate) members: Vec<MemberState>,
+    /// Its twin series, as indexes into [`Snapshot::series`].
+    pub(crate) series: Vec<u32>,
+}
+
+/// A collector of a job, as the job keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MemberState {
+    pub(crate) pid: u32,
+    pub(crate) program: String,
+    pub(crate) rank: Option<u32>,
+    pub(crate) start: f64,
+    pub(crate) end: Option<f64>,
+    /// Once it left: its final value of each counter it counted (index
+    /// into [`Snapshot::series`]), for the job's profile.
+    pub(crate) values: Vec<(u32, f64)>,
 }
 
 /// A remembered collector in formats 1 and 2: its process as claimed.
@@ -87,7 +133,7 @@ struct CollectorStateV2 {
 impl From<CollectorStateV2> for CollectorState {
     fn from(c: CollectorStateV2) -> CollectorState {
         let process = (c.identity.pid, c.identity.start_time);
-        CollectorState { identity: c.identity, counted: c.counted, process }
+        CollectorState { identity: c.identity, counted: c.counted, process, job: None, twins: Vec::new() }
     }
 }
 
@@ -103,13 +149,15 @@ pub struct Snapshot {
     /// The journal segment recorded from when it was copied out of the
     /// store on (0: none was).
     pub(crate) journal: u64,
+    /// The jobs kept.
+    pub(crate) jobs: Vec<JobState>,
 }
 
-/// Format 4: naming no journal.
+/// Format 4: naming no journal, keeping no job.
 #[derive(Deserialize)]
 struct SnapshotV4 {
     series: Vec<SeriesState>,
-    collectors: Vec<CollectorState>,
+    collectors: Vec<CollectorStateV4>,
     owners: Vec<(String, u32)>,
     clean: bool,
 }
@@ -118,7 +166,7 @@ struct SnapshotV4 {
 #[derive(Deserialize)]
 struct SnapshotV3 {
     series: Vec<SeriesState>,
-    collectors: Vec<CollectorState>,
+    collectors: Vec<CollectorStateV4>,
     owners: Vec<(String, u32)>,
 }
 
@@ -171,6 +219,10 @@ pub enum SnapshotError {
     DuplicateCollector,
     /// A collector's id beyond the per-collector limit.
     IdBeyondLimit { id: u32 },
+    /// A collector of a job the snapshot does not hold.
+    MissingJob,
+    /// The same job id twice.
+    DuplicateJob,
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -189,6 +241,8 @@ impl std::fmt::Display for SnapshotError {
             SnapshotError::MissingSeries => f.write_str("corrupt: collector refers to a missing series"),
             SnapshotError::DuplicateCollector => f.write_str("corrupt: a collector appears twice"),
             SnapshotError::IdBeyondLimit { id } => write!(f, "corrupt: series id {id} beyond the per-collector limit"),
+            SnapshotError::MissingJob => f.write_str("corrupt: collector refers to a missing job"),
+            SnapshotError::DuplicateJob => f.write_str("corrupt: a job appears twice"),
         }
     }
 }
@@ -209,6 +263,16 @@ fn options() -> impl Options {
 }
 
 impl Snapshot {
+    /// A snapshot of an older format: no journal, no job.
+    fn older(
+        series: Vec<SeriesState>,
+        collectors: Vec<CollectorState>,
+        owners: Vec<(String, u32)>,
+        clean: bool,
+    ) -> Snapshot {
+        Snapshot { series, collectors, owners, clean, journal: 0, jobs: Vec::new() }
+    }
+
     /// Number of counter series held.
     pub fn series_count(&self) -> usize {
         self.series.len()
@@ -274,22 +338,22 @@ impl Snapshot {
         if format == FORMAT_V1 {
             let v1: SnapshotV1 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v1.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v1.series, collectors, owners: Vec::new(), clean: true, journal: 0 });
+            return Ok(Snapshot::older(v1.series, collectors, Vec::new(), true));
         }
         if format == FORMAT_V2 {
             let v2: SnapshotV2 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
             let collectors = v2.collectors.into_iter().map(CollectorState::from).collect();
-            return Ok(Snapshot { series: v2.series, collectors, owners: v2.owners, clean: true, journal: 0 });
+            return Ok(Snapshot::older(v2.series, collectors, v2.owners, true));
         }
         if format == FORMAT_V3 {
             let v3: SnapshotV3 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
-            let (series, collectors, owners) = (v3.series, v3.collectors, v3.owners);
-            return Ok(Snapshot { series, collectors, owners, clean: true, journal: 0 });
+            let collectors = v3.collectors.into_iter().map(CollectorState::from).collect();
+            return Ok(Snapshot::older(v3.series, collectors, v3.owners, true));
         }
         if format == FORMAT_V4 {
             let v4: SnapshotV4 = options().deserialize(payload).map_err(SnapshotError::Decode)?;
-            let (series, collectors, owners) = (v4.series, v4.collectors, v4.owners);
-            return Ok(Snapshot { series, collectors, owners, clean: v4.clean, journal: 0 });
+            let collectors = v4.collectors.into_iter().map(CollectorState::from).collect();
+            return Ok(Snapshot::older(v4.series, collectors, v4.owners, v4.clean));
         }
         options().deserialize(payload).map_err(SnapshotError::Decode)
     }
@@ -328,14 +392,39 @@ impl Store {
             }
         }
         st.restore_owners(&snap.owners);
+        let series_at = |i: u32| sids.get(i as usize).ok_or(SnapshotError::MissingSeries).copied();
+        let mut jobs = Vec::with_capacity(snap.jobs.len());
+        for job in snap.jobs {
+            if st.keeps_job(&job.id) {
+                return Err(SnapshotError::DuplicateJob);
+            }
+            // A skipped series' values and twin go; the rest is kept.
+            let mut series = Vec::with_capacity(job.series.len());
+            for i in job.series {
+                series.extend(series_at(i)?);
+            }
+            let mut members = Vec::with_capacity(job.members.len());
+            for m in job.members {
+                let mut values = Vec::with_capacity(m.values.len());
+                for (i, v) in m.values {
+                    values.extend(series_at(i)?.map(|sid| (sid, v)));
+                }
+                let (pid, program, rank, start, end) = (m.pid, m.program, m.rank, m.start, m.end);
+                members.push(KeptMember { pid, program, rank, start, end, values });
+            }
+            let size = members.len();
+            let at = job.end.unwrap_or(job.start);
+            let (id, start, end, commands, ranks) = (job.id, job.start, job.end, job.commands, job.ranks);
+            let kept = KeptJob { id, start, end, commands, ranks, members, series };
+            jobs.push((st.restore_job(kept, at), size));
+        }
         let limit = limits.max_series_per_collector;
         for c in snap.collectors {
             let mut counted = Vec::with_capacity(c.counted.len());
             for k in c.counted {
-                match sids.get(k.series as usize).ok_or(SnapshotError::MissingSeries)? {
-                    Some(sid) => counted.push((k.id, *sid, k.int, k.float)),
-                    // The series starts again: what was counted of it goes.
-                    None => continue,
+                // The series starts again: what was counted of it goes.
+                if let Some(sid) = series_at(k.series)? {
+                    counted.push((k.id, sid, k.int, k.float));
                 }
             }
             if st.knows(&c.identity) {
@@ -344,8 +433,19 @@ impl Store {
             if let Some(&(id, ..)) = counted.iter().find(|(id, ..)| *id as usize >= limit) {
                 return Err(SnapshotError::IdBeyondLimit { id });
             }
+            let job = match c.job {
+                Some((j, m)) => match jobs.get(j as usize) {
+                    Some(&(index, size)) if (m as usize) < size => Some((index, m)),
+                    _ => return Err(SnapshotError::MissingJob),
+                },
+                None => None,
+            };
+            let mut twins = Vec::with_capacity(c.twins.len());
+            for (id, i) in c.twins {
+                twins.extend(series_at(i)?.map(|t| (id, t)));
+            }
             let process = ProcessRef { pid: c.process.0, start_time: c.process.1 };
-            st.restore_collector(c.identity, process, counted);
+            st.restore_collector(c.identity, process, RestoredCollector { counted, job, twins });
         }
         Ok((st, skipped))
     }
@@ -537,7 +637,8 @@ mod tests {
         let clean = snap.clone().with_clean(true);
         assert!(Snapshot::from_bytes(&clean.to_bytes()).unwrap().is_clean());
         // Format 3: the same payload without the flag, written at stops only.
-        let v3 = options().serialize(&(&snap.series, &snap.collectors, &snap.owners)).unwrap();
+        let collectors: Vec<_> = snap.collectors.iter().map(|c| (&c.identity, &c.counted, c.process)).collect();
+        let v3 = options().serialize(&(&snap.series, &collectors, &snap.owners)).unwrap();
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&FORMAT_V3.to_le_bytes());
         bytes.extend_from_slice(&(v3.len() as u64).to_le_bytes());
@@ -572,6 +673,8 @@ mod tests {
             (SnapshotError::MissingSeries, "corrupt: collector refers to a missing series".to_owned()),
             (SnapshotError::DuplicateCollector, "corrupt: a collector appears twice".to_owned()),
             (SnapshotError::IdBeyondLimit { id: 7 }, "corrupt: series id 7 beyond the per-collector limit".to_owned()),
+            (SnapshotError::MissingJob, "corrupt: collector refers to a missing job".to_owned()),
+            (SnapshotError::DuplicateJob, "corrupt: a job appears twice".to_owned()),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);

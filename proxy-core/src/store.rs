@@ -31,6 +31,7 @@ use change_log::ChangeLog;
 use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
 use jobs::Jobs;
+pub(crate) use jobs::{KeptJob, KeptMember};
 use keys::Keys;
 pub(crate) use keys::KeysView;
 pub(crate) use order::{Layout, RenderOrder};
@@ -86,6 +87,26 @@ impl Default for Limits {
             max_jobs: 1000,
         }
     }
+}
+
+/// A remembered collector as a state file keeps it (see
+/// [`Store::collectors`]).
+pub(crate) struct KeptCollector<'a> {
+    pub(crate) identity: &'a Identity,
+    pub(crate) process: ProcessRef,
+    /// Per id: its series and what was counted of it.
+    pub(crate) counted: Vec<(u32, SeriesId, u64, f64)>,
+    /// Its job's index and its member index there.
+    pub(crate) job: Option<(u32, u32)>,
+    /// Per id, the job's twin series.
+    pub(crate) twins: Vec<(u32, SeriesId)>,
+}
+
+/// What [`Store::restore_collector`] gives a collector back.
+pub(crate) struct RestoredCollector {
+    pub(crate) counted: Vec<(u32, SeriesId, u64, f64)>,
+    pub(crate) job: Option<(u32, u32)>,
+    pub(crate) twins: Vec<(u32, SeriesId)>,
 }
 
 /// Who registers a series: the daemon (self metrics, state file) or a
@@ -213,7 +234,7 @@ impl Store {
         let member = self.collectors.get(slot.index).is_some_and(|c| c.job.is_some());
         match job {
             _ if member => self.member_connected(slot.index, true, now),
-            Some(job) => self.join_job(slot, &job, now),
+            Some(job) => self.join_job(slot.index, &job, now),
             None => {}
         }
         Ok((slot, resumed))
@@ -249,7 +270,7 @@ impl Store {
                 self.series[twin as usize].drop_gauge(slot.index);
             }
         }
-        self.bind_twin(slot, id, sid);
+        self.bind_twin(slot.index, id, sid);
         self.journal_bind(slot.index, id, desc);
         Ok(sid)
     }
@@ -574,11 +595,16 @@ impl Store {
     }
 
     /// Every remembered collector with, per id, its series and what was
-    /// counted of it.
-    pub(crate) fn collectors(
-        &self,
-    ) -> impl Iterator<Item = (&Identity, ProcessRef, impl Iterator<Item = (u32, SeriesId, u64, f64)> + '_)> {
-        self.collectors.iter().map(|c| (c.identity(), c.process, c.counted_ids()))
+    /// counted of it, and its job: the job's index and its member index
+    /// there, and per id the job's twin series.
+    pub(crate) fn collectors(&self) -> impl Iterator<Item = KeptCollector<'_>> {
+        self.collectors.iter().map(|c| KeptCollector {
+            identity: c.identity(),
+            process: c.process,
+            counted: c.counted_ids().collect(),
+            job: c.job,
+            twins: c.twins.iter().enumerate().filter_map(|(id, t)| t.map(|t| (id as u32, t))).collect(),
+        })
     }
 
     /// Every key, readable without the store.
@@ -600,16 +626,18 @@ impl Store {
         self.mark_changed(sid, ts);
     }
 
-    /// Re-creates a disconnected collector with what was counted of it;
-    /// the caller checked that it is not known yet and that its ids are
-    /// within the per-collector limit.
-    pub(crate) fn restore_collector(
-        &mut self,
-        identity: Identity,
-        process: ProcessRef,
-        counted: Vec<(u32, SeriesId, u64, f64)>,
-    ) {
-        self.collectors.restore(identity, process, counted);
+    /// Re-creates a disconnected collector with what was counted of it
+    /// and its job's twins; the caller checked that it is not known yet,
+    /// that its ids are within the per-collector limit and that its job
+    /// (index and member) is kept.
+    pub(crate) fn restore_collector(&mut self, identity: Identity, process: ProcessRef, kept: RestoredCollector) {
+        let index = self.collectors.restore(identity, process, kept.counted);
+        if let Some(c) = self.collectors.get_mut(index) {
+            c.job = kept.job;
+            for (id, twin) in kept.twins {
+                c.set_twin(id, Some(twin));
+            }
+        }
     }
 
     /// Brings [`Store::order`] up to date.

@@ -40,8 +40,8 @@ pub(crate) struct Journal {
     /// The segment written, or the last one when none is.
     seq: u64,
     file: Option<File>,
-    /// A save of the state file is due now: a write failed since the
-    /// last one, or the segments replayed at start wait for one.
+    /// A save of the state file is due now: the daemon started, or a
+    /// write failed since the last save.
     save_due: bool,
 }
 
@@ -75,9 +75,16 @@ fn create(state: &Path, seq: u64) -> Result<File, String> {
         .custom_flags(OFlag::O_NOFOLLOW.bits())
         .open(&path)
         .map_err(|e| format!("cannot create journal segment {}: {e}", path.display()))?;
-    file.write_all(&segment_header(seq))
-        .map_err(|e| format!("cannot write journal segment {}: {e}", path.display()))?;
+    if let Err(e) = file.write_all(&segment_header(seq)) {
+        let _ = std::fs::remove_file(&path);
+        return Err(format!("cannot write journal segment {}: {e}", path.display()));
+    }
     Ok(file)
+}
+
+/// Whether segment `seq` of the journal of `state` is there.
+pub(crate) fn exists(state: &Path, seq: u64) -> bool {
+    segment_path(state, seq).symlink_metadata().is_ok()
 }
 
 /// Removes the segments of `state` numbered below `below`.
@@ -132,26 +139,42 @@ pub(crate) fn replay(state: &Path, first: u64, store: &mut Store, now: f64) -> R
 }
 
 impl Journal {
-    /// Starts the journal of `state` in a new segment, numbered after
-    /// every segment there is and after `named` (the one the state file
-    /// names). The segments the state file needs after a crash (`keep`,
-    /// from `named` on) stay until the next save; the others are removed.
+    /// Starts the journal of `state` in a new segment. After a crash whose
+    /// journal was replayed (`keep`), the segments replayed stay until the
+    /// next save, and the new one follows them; else the segments are
+    /// removed, and the new one follows `named`, the one the state file
+    /// names (a clean file's writer removed it: a crash before the next
+    /// save replays from the new segment on). A save is due at once: it
+    /// names the new segment in a file not marked clean.
     pub(crate) fn start(state: &Path, named: u64, keep: bool, store: &mut Store) -> SharedJournal {
-        let existing = segments(state);
-        let seq = existing.last().copied().unwrap_or(0).max(named) + 1;
-        remove_below(state, if keep { named } else { u64::MAX });
-        let mut journal = Journal { state: state.to_owned(), seq, file: None, save_due: keep };
+        let seq = match keep {
+            true => segments(state).last().copied().unwrap_or(0).max(named) + 1,
+            false => {
+                remove_below(state, u64::MAX);
+                named + 1
+            }
+        };
+        let mut journal = Journal { state: state.to_owned(), seq, file: None, save_due: true };
         match create(state, seq) {
             Ok(file) => {
                 journal.file = Some(file);
                 store.record_journal(Some(seq));
             }
             Err(e) => {
-                log::error!("{e}; a crash now loses what was counted since the last state file");
-                journal.save_due = true;
+                log::error!("{e}; the journal stops until the next save of the state file");
+                journal.stop(store);
             }
         }
         Arc::new(Mutex::new(journal))
+    }
+
+    /// The journal stops: the store records nothing more and the segments
+    /// go (a chain with a hole would replay lower totals than were
+    /// served).
+    fn stop(&mut self, store: &mut Store) {
+        self.file = None;
+        store.record_journal(None);
+        remove_below(&self.state, u64::MAX);
     }
 
     /// Writes what the store recorded; on a failure the journal stops (see
@@ -169,15 +192,13 @@ impl Journal {
                  and a crash meanwhile loses what was counted since the last one",
                 segment_path(&self.state, self.seq).display()
             );
-            self.file = None;
             self.save_due = true;
-            store.record_journal(None);
-            remove_below(&self.state, u64::MAX);
+            self.stop(store);
         }
     }
 
-    /// Whether a save of the state file is due now (a write failed, or
-    /// segments replayed at start are kept until one).
+    /// Whether a save of the state file is due now (the daemon started,
+    /// or a write failed).
     pub(crate) fn save_due(&self) -> bool {
         self.save_due
     }
@@ -211,8 +232,7 @@ impl Journal {
             (seq, Err(e)) => {
                 log::error!("{e}; the journal stops until the next save of the state file");
                 self.seq = seq;
-                self.file = None;
-                store.record_journal(None);
+                self.stop(store);
                 0
             }
         }

@@ -61,11 +61,12 @@ fn run(cli: Cli) -> Result<(), String> {
     if let (Some(file), None) = (&cli.state, &loaded) {
         log::info!("no state file {} yet: starting empty", file.display());
     }
-    let (store, crashed, named) = loaded.map_or((Store::new(limits), false, 0), |l| (l.store, l.crashed, l.journal));
+    // No file is as a clean one naming no segment: a crash before the first save replays segment 1.
+    let (store, clean, named) = loaded.map_or((Store::new(limits), true, 0), |l| (l.store, l.clean, l.journal));
     // The families of the project's own collectors, shared by every user; then a crash's recovery.
     let store = families::declare(store);
     let (store, keep_journal) = match &cli.state {
-        Some(file) => state::recover(file, store, crashed, named),
+        Some(file) => state::recover(file, store, clean, named),
         None => (store, false),
     };
     let store = Arc::new(Mutex::new(store));

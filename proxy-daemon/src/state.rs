@@ -16,8 +16,8 @@ use crate::replace::{self, directory, Failure};
 /// A state file, loaded.
 pub(crate) struct Loaded {
     pub(crate) store: Store,
-    /// The file is what a crash left (not written at a stop).
-    pub(crate) crashed: bool,
+    /// The file was written at a stop (else a crash left it).
+    pub(crate) clean: bool,
     /// The journal segment recorded after it (0: none).
     pub(crate) journal: u64,
 }
@@ -34,7 +34,7 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Loaded>, String
     let snap = Snapshot::from_bytes(&bytes).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
-    let (crashed, journal) = (!snap.is_clean(), snap.journal());
+    let (clean, journal) = (snap.is_clean(), snap.journal());
     let (store, skipped) = Store::restore(limits, snap).map_err(|e| {
         format!("cannot load state file {shown}: {e}; nothing was loaded (move the file away to start empty)")
     })?;
@@ -48,23 +48,26 @@ pub(crate) fn load(path: &Path, limits: Limits) -> Result<Option<Loaded>, String
         );
     }
     log::info!("loaded {} counter series from state file {shown}", store.series_count());
-    Ok(Some(Loaded { store, crashed, journal }))
+    Ok(Some(Loaded { store, clean, journal }))
 }
 
-/// After a crash (the state file `path` was not written at a stop), the
-/// journal segments from `journal` on (the one it names) are replayed:
-/// the totals are then those last served, and only the daemon's own
-/// counters start again from zero. Without a journal to vouch for them,
-/// `/metrics` also waits for the remembered collectors to send their
-/// totals again (see [`Store::start_recovery`]). Returns the store and
-/// whether the segments replayed are to be kept until the next save (a
-/// crash before it replays them again).
-pub(crate) fn recover(path: &Path, mut store: Store, crashed: bool, journal: u64) -> (Store, bool) {
-    if !crashed {
+/// After a crash, the journal is replayed from the segment after the
+/// state file `path` on (the one it names; for a file written at a stop,
+/// the one after, which a daemon started on it recorded into): the totals
+/// are then those last served, and only the daemon's own counters start
+/// again from zero. A crash is a file not written at a stop (`clean`), or
+/// one written at a stop with a segment after it. Without a journal to
+/// vouch for the totals, `/metrics` also waits for the remembered
+/// collectors to send their totals again (see [`Store::start_recovery`]).
+/// Returns the store and whether the segments replayed are to be kept
+/// until the next save (a crash before it replays them again).
+pub(crate) fn recover(path: &Path, mut store: Store, clean: bool, journal: u64) -> (Store, bool) {
+    let first = if clean { journal + 1 } else { journal };
+    if clean && !crate::journal::exists(path, first) {
         return (store, false);
     }
     let now = crate::server::now();
-    let replayed = match journal {
+    let replayed = match first {
         0 => Err("the state file names no journal".to_owned()),
         first => crate::journal::replay(path, first, &mut store, now),
     };
@@ -72,8 +75,8 @@ pub(crate) fn recover(path: &Path, mut store: Store, crashed: bool, journal: u64
         Ok(r) => {
             store.start_recovery(now, false);
             log::warn!(
-                "the state file was not written at a stop (the daemon crashed or was killed): replayed {} records \
-                 of {} collectors from {} journal segments; the daemon's own counters start again from zero",
+                "the last daemon did not stop cleanly (it crashed or was killed): replayed {} records of {} \
+                 collectors from {} journal segments; the daemon's own counters start again from zero",
                 r.done.records,
                 r.done.collectors,
                 r.segments
@@ -83,9 +86,8 @@ pub(crate) fn recover(path: &Path, mut store: Store, crashed: bool, journal: u64
         Err(why) => {
             let awaited = store.start_recovery(now, true);
             log::warn!(
-                "the state file was not written at a stop (the daemon crashed or was killed) and {why}: \
-                 waiting for {awaited} remembered collectors to send their totals again, between {} and {} s, \
-                 before serving /metrics",
+                "the last daemon did not stop cleanly (it crashed or was killed) and {why}: waiting for {awaited} \
+                 remembered collectors to send their totals again, between {} and {} s, before serving /metrics",
                 proxy_core::RECOVERY_MIN,
                 proxy_core::RECOVERY_MAX
             );

@@ -5,8 +5,8 @@
 
 use protocol::{Identity, Kind, Scale};
 
-use super::{CollectorState, CountedState, SeriesState, Snapshot};
-use crate::store::{KeysView, ProcessRef, SeriesId, Store};
+use super::{CollectorState, CountedState, JobState, MemberState, SeriesState, Snapshot};
+use crate::store::{KeptJob, KeysView, ProcessRef, SeriesId, Store};
 use crate::validate::labels_of_key;
 
 /// A counter series as copied: its id, family, scale and totals.
@@ -23,6 +23,10 @@ struct CounterCopy {
 /// What was counted of each id of a collector: id, series, totals.
 type CountedCopy = Vec<(u32, SeriesId, u64, f64)>;
 
+/// A remembered collector as copied: with what was counted of each id,
+/// its job (index, member) and its twins (id, series).
+type CollectorCopy = (Identity, ProcessRef, CountedCopy, Option<(u32, u32)>, Vec<(u32, SeriesId)>);
+
 /// A store's persistent part, copied; [`SnapshotSource::build`] makes the
 /// [`Snapshot`] of it.
 #[derive(Debug)]
@@ -32,8 +36,10 @@ pub struct SnapshotSource {
     keys: KeysView,
     /// Name and help of each family, by index.
     families: Vec<(String, String)>,
-    collectors: Vec<(Identity, ProcessRef, CountedCopy)>,
+    collectors: Vec<CollectorCopy>,
     owners: Vec<(String, u32)>,
+    /// The jobs kept, each with its index in the store.
+    jobs: Vec<(u32, KeptJob)>,
 }
 
 impl Store {
@@ -44,8 +50,7 @@ impl Store {
             .series
             .iter()
             .enumerate()
-            // A job's series go with the job: a restart keeps node totals.
-            .filter(|(sid, s)| s.kind == Kind::Counter && !self.is_job_series(*sid as SeriesId))
+            .filter(|(sid, s)| s.kind == Kind::Counter && !self.is_retired(*sid as SeriesId))
             .map(|(sid, s)| CounterCopy {
                 sid: sid as SeriesId,
                 family: s.family_index(),
@@ -55,10 +60,8 @@ impl Store {
                 ts: s.ts(),
             })
             .collect();
-        let collectors = self
-            .collectors()
-            .map(|(identity, process, counted)| (identity.clone(), process, counted.collect()))
-            .collect();
+        let collectors =
+            self.collectors().map(|c| (c.identity.clone(), c.process, c.counted, c.job, c.twins)).collect();
         SnapshotSource {
             series_len: self.series.len(),
             counters,
@@ -66,6 +69,7 @@ impl Store {
             families: self.families.iter().map(|f| (f.name.clone(), f.help.clone())).collect(),
             collectors,
             owners: self.owners(),
+            jobs: self.kept_jobs(),
         }
     }
 }
@@ -92,19 +96,52 @@ impl SnapshotSource {
             };
             series.push(SeriesState { desc, int: c.int, float: c.float, ts: c.ts });
         }
+        let at = |sid: SeriesId| Some(index[sid as usize]).filter(|&i| i != u32::MAX);
+        // Jobs by their place in the snapshot, not their index in the store.
+        let mut job_at = std::collections::HashMap::new();
+        let jobs = self
+            .jobs
+            .into_iter()
+            .enumerate()
+            .map(|(n, (j, job))| {
+                job_at.insert(j, n as u32);
+                JobState {
+                    id: job.id,
+                    start: job.start,
+                    end: job.end,
+                    commands: job.commands,
+                    ranks: job.ranks,
+                    members: job
+                        .members
+                        .into_iter()
+                        .map(|m| MemberState {
+                            pid: m.pid,
+                            program: m.program,
+                            rank: m.rank,
+                            start: m.start,
+                            end: m.end,
+                            // Counters only: gauges come back with collectors.
+                            values: m.values.into_iter().filter_map(|(sid, v)| Some((at(sid)?, v))).collect(),
+                        })
+                        .collect(),
+                    series: job.series.into_iter().filter_map(at).collect(),
+                }
+            })
+            .collect();
         let collectors = self
             .collectors
             .into_iter()
-            .map(|(identity, process, counted)| CollectorState {
+            .map(|(identity, process, counted, job, twins)| CollectorState {
                 identity,
                 process: (process.pid, process.start_time),
                 counted: counted
                     .into_iter()
-                    .filter(|(_, sid, _, _)| index[*sid as usize] != u32::MAX)
-                    .map(|(id, sid, int, float)| CountedState { id, series: index[sid as usize], int, float })
+                    .filter_map(|(id, sid, int, float)| Some(CountedState { id, series: at(sid)?, int, float }))
                     .collect(),
+                job: job.and_then(|(j, m)| Some((*job_at.get(&j)?, m))),
+                twins: twins.into_iter().filter_map(|(id, t)| Some((id, at(t)?))).collect(),
             })
             .collect();
-        Snapshot { series, collectors, owners: self.owners, clean: false, journal: 0 }
+        Snapshot { series, collectors, owners: self.owners, clean: false, journal: 0, jobs }
     }
 }

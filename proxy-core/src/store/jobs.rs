@@ -49,6 +49,23 @@ pub(super) struct Job {
 }
 
 impl Job {
+    /// Job `id`, started at `start`, with no member yet.
+    pub(super) fn new(id: &str, start: f64) -> Job {
+        Job {
+            id: id.to_owned(),
+            start,
+            end: None,
+            members: Vec::new(),
+            live: 0,
+            commands: Vec::new(),
+            ranks: BTreeSet::new(),
+            series: Vec::new(),
+            ranks_gauge: None,
+            start_gauge: None,
+            end_gauge: None,
+        }
+    }
+
     /// Distinct ranks of the members connected now.
     pub(super) fn ranks_connected(&self) -> usize {
         let ranks: BTreeSet<u32> = self.members.iter().filter(|m| m.connected).filter_map(|m| m.rank).collect();
@@ -105,19 +122,12 @@ impl Jobs {
 
     /// A new job `id` (not kept yet), started at `now`.
     pub(super) fn create(&mut self, id: &str, now: f64) -> u32 {
-        let job = Job {
-            id: id.to_owned(),
-            start: now,
-            end: None,
-            members: Vec::new(),
-            live: 0,
-            commands: Vec::new(),
-            ranks: BTreeSet::new(),
-            series: Vec::new(),
-            ranks_gauge: None,
-            start_gauge: None,
-            end_gauge: None,
-        };
+        self.insert(Job::new(id, now))
+    }
+
+    /// Keeps `job` (whose id is not kept yet); returns its index.
+    pub(super) fn insert(&mut self, job: Job) -> u32 {
+        let id = job.id.clone();
         let index = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(job);
@@ -128,7 +138,7 @@ impl Jobs {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.by_id.insert(id.to_owned(), index);
+        self.by_id.insert(id, index);
         index
     }
 
@@ -171,5 +181,81 @@ impl Jobs {
         self.by_id.remove(&job.id);
         self.free.push(index);
         Some(job)
+    }
+}
+
+/// A job as a state file keeps it: what it is, without the store's
+/// bookkeeping (its gauges come back with it, its live members are
+/// counted again).
+#[derive(Debug, Clone)]
+pub(crate) struct KeptJob {
+    pub(crate) id: String,
+    pub(crate) start: f64,
+    pub(crate) end: Option<f64>,
+    pub(crate) commands: Vec<String>,
+    pub(crate) ranks: Vec<u32>,
+    pub(crate) members: Vec<KeptMember>,
+    /// Its twin series.
+    pub(crate) series: Vec<SeriesId>,
+}
+
+/// A member of a [`KeptJob`].
+#[derive(Debug, Clone)]
+pub(crate) struct KeptMember {
+    pub(crate) pid: u32,
+    pub(crate) program: String,
+    pub(crate) rank: Option<u32>,
+    pub(crate) start: f64,
+    pub(crate) end: Option<f64>,
+    pub(crate) values: Vec<(SeriesId, f64)>,
+}
+
+impl Job {
+    /// What a state file keeps of it.
+    pub(super) fn kept(&self) -> KeptJob {
+        KeptJob {
+            id: self.id.clone(),
+            start: self.start,
+            end: self.end,
+            commands: self.commands.clone(),
+            ranks: self.ranks.iter().copied().collect(),
+            members: self
+                .members
+                .iter()
+                .map(|m| KeptMember {
+                    pid: m.pid,
+                    program: m.program.clone(),
+                    rank: m.rank,
+                    start: m.start,
+                    end: m.end,
+                    values: m.values.clone(),
+                })
+                .collect(),
+            series: self.series.clone(),
+        }
+    }
+
+    /// The job a state file kept, its members disconnected.
+    pub(super) fn from_kept(k: KeptJob) -> Job {
+        let mut job = Job::new(&k.id, k.start);
+        job.end = k.end;
+        job.commands = k.commands;
+        job.ranks = k.ranks.into_iter().collect();
+        job.series = k.series;
+        job.live = k.members.iter().filter(|m| m.end.is_none()).count();
+        job.members = k
+            .members
+            .into_iter()
+            .map(|m| Member {
+                pid: m.pid,
+                program: m.program,
+                rank: m.rank,
+                start: m.start,
+                end: m.end,
+                connected: false,
+                values: m.values,
+            })
+            .collect();
+        job
     }
 }

@@ -2,7 +2,7 @@
 //! records as collectors register counters and count, and the replay of a
 //! segment after a crash.
 
-use protocol::{Desc, Kind};
+use protocol::{Desc, JobTag, Kind};
 
 use super::{Owner, Registrant, SeriesId, Store};
 use crate::journal::{self, Entry, Record, Replayed, SegmentError};
@@ -48,11 +48,17 @@ impl Store {
             return;
         }
         c.journaled = j.segment;
+        let jobs = &self.jobs;
+        let job = c.job.and_then(|(j, m)| {
+            let job = jobs.get(j)?;
+            Some((job.id.as_str(), job.members.get(m as usize)?.rank))
+        });
         let entry = Entry::Collector {
             slot: index,
             identity: c.identity(),
             process: (c.process.pid, c.process.start_time),
             uid: c.uid,
+            job,
         };
         journal::push_record(&mut j.bytes, &entry);
     }
@@ -107,15 +113,19 @@ impl Store {
         for record in frames.by_ref() {
             done.records += 1;
             match record {
-                Record::Collector { slot, identity, process, uid } => {
+                Record::Collector { slot, identity, process, uid, job } => {
                     let process = super::ProcessRef { pid: process.0, start_time: process.1 };
                     let index = match self.collectors.find(&identity) {
                         Some(index) => index,
                         None => self.collectors.restore(identity, process, Vec::new()),
                     };
-                    if let Some(c) = self.collectors.get_mut(index) {
-                        c.process = process;
-                        c.uid = uid;
+                    let Some(c) = self.collectors.get_mut(index) else { continue };
+                    (c.process, c.uid) = (process, uid);
+                    // A collector new since the state file joins its job,
+                    // disconnected as every collector replayed is.
+                    if let (None, Some((id, rank))) = (c.job, job) {
+                        self.join_job(index, &JobTag { id, rank }, now);
+                        self.member_connected(index, false, now);
                     }
                     slots.insert(slot, index);
                     done.collectors += 1;
@@ -130,6 +140,7 @@ impl Store {
                     if let Some(c) = self.collectors.get_mut(index) {
                         c.bind(id, sid);
                     }
+                    self.bind_twin(index, id, sid);
                 }
                 Record::Unbind { slot, id } => {
                     if let Some(c) = slots.get(&slot).and_then(|&index| self.collectors.get_mut(index)) {
@@ -140,25 +151,36 @@ impl Store {
                     let Some(c) = slots.get(&slot).and_then(|&index| self.collectors.get_mut(index)) else {
                         continue;
                     };
+                    // What it counted since goes to its node series and
+                    // to its job's twin of it.
                     for (id, total) in ints {
                         let Some(Some(sid)) = c.ids.get(id as usize).copied() else { continue };
-                        let s = &mut self.series[sid as usize];
                         let counted = &mut c.counted[id as usize];
+                        let d = total.saturating_sub(counted.int);
+                        let s = &mut self.series[sid as usize];
                         let shared = self.families[s.family as usize].owner == Owner::Shared;
-                        if s.kind == Kind::Counter && s.add_int(total.saturating_sub(counted.int), shared) {
+                        if s.kind == Kind::Counter && s.add_int(d, shared) {
                             counted.int = total.max(counted.int);
                             changed.push(sid);
+                            if let Some(t) = c.twin(id) {
+                                self.series[t as usize].add_int(d, true);
+                                changed.push(t);
+                            }
                         }
                     }
                     for (id, total) in floats {
                         let Some(Some(sid)) = c.ids.get(id as usize).copied() else { continue };
-                        let s = &mut self.series[sid as usize];
                         let counted = &mut c.counted[id as usize];
-                        let sum = s.float + (total - counted.float).max(0.0);
-                        if s.kind == Kind::Counter && total.is_finite() && sum.is_finite() {
-                            s.float = sum;
+                        let d = (total - counted.float).max(0.0);
+                        let s = &mut self.series[sid as usize];
+                        if s.kind == Kind::Counter && total.is_finite() && (s.float + d).is_finite() {
+                            s.float += d;
                             counted.float = total.max(counted.float);
                             changed.push(sid);
+                            if let Some(t) = c.twin(id) {
+                                self.series[t as usize].float += d;
+                                changed.push(t);
+                            }
                         }
                     }
                 }
@@ -177,7 +199,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use protocol::{Desc, Scale};
+    use protocol::{Desc, JobTag, Kind, Scale};
 
     use crate::store::tests::{flt as float, ident as who, int};
     use crate::{segment_header, Limits, ProcessRef, Refusal, Snapshot, Store};
@@ -299,6 +321,32 @@ mod tests {
         let mut back = restored(empty);
         back.replay_journal(&bytes, 1, 3.0).unwrap();
         assert_eq!(counters(&back), counters(&st));
+    }
+
+    #[test]
+    fn a_replayed_collector_of_a_job_counts_in_the_jobs_series_too() {
+        let shared = |st: &mut Store| st.declare_shared("mpi_hits_total", Kind::Counter, Scale::One, "Calls").unwrap();
+        let mut st = Store::new(Limits::default());
+        shared(&mut st);
+        let empty = st.snapshot();
+        st.record_journal(Some(1));
+        let job = Some(JobTag { id: "j".into(), rank: Some(2) });
+        let (a, _) = st.hello_from(who(7), job, None, None, 1.0).unwrap();
+        st.register(a, 0, &Desc::counter("mpi_hits_total", &[("function", "MPI_Send")], "Calls")).unwrap();
+        st.update(a, &[int(0, 5)], 2.0);
+        st.update(a, &[int(0, 2)], 3.0);
+        st.disconnect(a, 4.0);
+        let served = counters(&st);
+        assert!(served.contains(&("tau_job_mpi_hits_total{function=\"MPI_Send\",jobid=\"j\"}".to_owned(), 7.0)));
+        let bytes = segment(&mut st, 1);
+        let mut back = restored(empty);
+        shared(&mut back);
+        back.replay_journal(&bytes, 1, 5.0).unwrap();
+        assert_eq!(counters(&back), served);
+        let jobs = back.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].id.as_str(), &jobs[0].ranks[..], jobs[0].ranks_connected), ("j", &[2][..], 0));
+        assert_eq!((jobs[0].collectors, jobs[0].live_collectors, jobs[0].end), (1, 1, None));
     }
 
     #[test]

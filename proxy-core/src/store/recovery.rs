@@ -53,7 +53,7 @@ impl Store {
     }
 
     /// After a crash, with the store restored from the last state file:
-    /// the daemon's own counters start again from zero (they were counted
+    /// the daemon's own counters (not the jobs') start again from zero (they were counted
     /// since that file was written, and Prometheus takes a restart of them
     /// as the reset it is), and, unless the journal replayed since vouches
     /// for the totals (`wait` false), every remembered collector is
@@ -62,7 +62,10 @@ impl Store {
         let daemons: Vec<u32> = (0..self.series.len() as u32)
             .filter(|&sid| {
                 let s = &self.series[sid as usize];
-                s.kind == Kind::Counter && self.families[s.family as usize].owner == Owner::Daemon
+                let daemons = self.families[s.family as usize].owner == Owner::Daemon;
+                // A job's series count what its collectors counted, as the
+                // node series do.
+                s.kind == Kind::Counter && daemons && !self.is_job_series(sid)
             })
             .collect();
         self.generation += 1;

@@ -13,8 +13,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use protocol::{job_family_name, Desc, JobInfo, JobTag, Kind, Scale, JOB_LABEL};
 
+use super::jobs::{Job, KeptJob};
 use super::series::{om_family_name, Family, Owner, Series, SeriesId};
-use super::{CollectorSlot, Registrant, Store, JOB_PREFIX};
+use super::{Registrant, Store, JOB_PREFIX};
 use crate::job_record::{CollectorRecord, JobRecord, SeriesValue};
 use crate::refusal::Refusal;
 use crate::validate::{labels_of_key, series_key};
@@ -64,7 +65,7 @@ impl Store {
     /// goes on if it had finished within its retention. At
     /// [`crate::Limits::max_jobs`] the job that finished first goes; when
     /// every kept job runs, the collector counts in no job.
-    pub(super) fn join_job(&mut self, slot: CollectorSlot, tag: &JobTag, now: f64) {
+    pub(super) fn join_job(&mut self, index: u32, tag: &JobTag, now: f64) {
         let j = match self.jobs.find(&tag.id) {
             Some(j) => {
                 let end = self.jobs.get_mut(j).and_then(|job| job.end_gauge.take());
@@ -93,10 +94,10 @@ impl Store {
                 j
             }
         };
-        let Some(c) = self.collectors.get_mut(slot.index) else { return };
+        let Some(c) = self.collectors.get_mut(index) else { return };
         let (pid, program) = (c.process.pid, c.identity().program.clone());
         let m = self.jobs.join(j, pid, &program, tag.rank, now);
-        if let Some(c) = self.collectors.get_mut(slot.index) {
+        if let Some(c) = self.collectors.get_mut(index) {
             c.job = Some((j, m));
         }
         self.update_ranks(j, now);
@@ -125,10 +126,10 @@ impl Store {
     /// twin for a collector of no job, a family that is not shared, a
     /// series that has a `jobid` label of its own, or beyond the node's
     /// series limit (the node series counts all the same).
-    pub(super) fn bind_twin(&mut self, slot: CollectorSlot, id: u32, sid: SeriesId) {
-        let Some((j, _)) = self.collectors.get(slot.index).and_then(|c| c.job) else { return };
+    pub(super) fn bind_twin(&mut self, index: u32, id: u32, sid: SeriesId) {
+        let Some((j, _)) = self.collectors.get(index).and_then(|c| c.job) else { return };
         let twin = self.twin_series(sid, j);
-        if let Some(c) = self.collectors.get_mut(slot.index) {
+        if let Some(c) = self.collectors.get_mut(index) {
             c.set_twin(id, twin);
         }
     }
@@ -297,9 +298,39 @@ impl Store {
         self.untracked_collectors
     }
 
-    /// Whether series `sid` is one of a job's (left out of state files).
+    /// Whether series `sid` is one of a job's (or retired).
     pub(crate) fn is_job_series(&self, sid: SeriesId) -> bool {
         let s = &self.series[sid as usize];
         s.retired || self.families[s.family as usize].name.starts_with(JOB_PREFIX)
+    }
+
+    /// Whether series `sid` is retired (left out of state files).
+    pub(crate) fn is_retired(&self, sid: SeriesId) -> bool {
+        self.series[sid as usize].retired
+    }
+
+    /// The jobs kept, as a state file keeps them, each with its index.
+    pub(crate) fn kept_jobs(&self) -> Vec<(u32, KeptJob)> {
+        self.jobs.iter().map(|(j, job)| (j, job.kept())).collect()
+    }
+
+    /// Keeps a job a state file kept (its id not kept yet) and brings its
+    /// gauges back; returns its index.
+    pub(crate) fn restore_job(&mut self, kept: KeptJob, now: f64) -> u32 {
+        let job = Job::from_kept(kept);
+        let (id, start, end) = (job.id.clone(), job.start, job.end);
+        let j = self.jobs.insert(job);
+        let start = self.job_gauge(START, &id, start, now);
+        let ranks = self.job_gauge(RANKS, &id, 0.0, now);
+        let end = end.and_then(|end| self.job_gauge(END, &id, end, now));
+        if let Some(job) = self.jobs.get_mut(j) {
+            (job.start_gauge, job.ranks_gauge, job.end_gauge) = (start, ranks, end);
+        }
+        j
+    }
+
+    /// Whether a job of this id is kept.
+    pub(crate) fn keeps_job(&self, id: &str) -> bool {
+        self.jobs.find(id).is_some()
     }
 }

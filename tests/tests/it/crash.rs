@@ -90,7 +90,7 @@ fn a_collector_that_ends_while_the_daemon_is_down_loses_nothing() {
     let p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
     let log = p.log();
     let replayed = log.lines().find(|l| l.contains("replayed")).unwrap_or_else(|| panic!("no replay logged:\n{log}"));
-    assert!(replayed.contains("the daemon crashed or was killed"), "{replayed}");
+    assert!(replayed.contains("did not stop cleanly (it crashed or was killed)"), "{replayed}");
     // The first page is served at once, with the totals last served.
     let page = http_get(p.port, "/metrics", None);
     assert_eq!(page.status, 200, "{}", page.body);
@@ -130,7 +130,7 @@ fn without_its_journal_a_crash_restart_waits_for_the_collectors() {
     }
     let p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
     let log = p.log();
-    assert!(log.contains("the state file was not written at a stop"), "{log}");
+    assert!(log.contains("the last daemon did not stop cleanly (it crashed or was killed)"), "{log}");
     assert!(log.contains("proxy.state.journal.") && log.contains(" is missing: waiting for 1 remembered"), "{log}");
     // Until the collectors sent their totals again, no page rather than
     // lower counters; the collectors go on pushing as they would.
@@ -253,4 +253,51 @@ fn a_journal_that_cannot_be_written_stops_and_a_crash_then_waits_for_the_collect
     });
     assert_eq!(value, Some(pushed as f64), "{}", p.log());
     drop(fs);
+}
+
+#[test]
+fn a_jobs_series_go_on_across_a_clean_restart_and_a_sigkill() {
+    const JOB_RUNS: &str = "tau_job_run_total{jobid=\"keep-7\",operation=\"exec\"}";
+    let dir = TempDir::new("crash-jobs");
+    let state = dir.join("proxy.state");
+    let mut p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
+    let run = |p: &Proxy| {
+        p.tool("tau_metric_proxy_run").args(["-j", "keep-7", "--", "true"]).run().assert_success();
+    };
+    run(&p);
+    run(&p);
+    assert_eq!(p.wait_value(JOB_RUNS, 2.0), 2.0, "{}", p.log());
+    let jobs = |p: &Proxy| {
+        let out = p.client(&["--jobs", "-f", "json"]);
+        out.assert_success();
+        let json: serde_json::Value = serde_json::from_slice(out.stdout_bytes()).unwrap();
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| (j["id"].as_str().unwrap().to_owned(), j["start"].as_f64().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let before = jobs(&p);
+    assert_eq!(before.len(), 1, "{before:?}");
+    // A clean restart: the job, finished, is still listed with its start,
+    // and its series count on.
+    assert_eq!(p.stop_with(nix::sys::signal::Signal::SIGTERM).code(), Some(0));
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let mut p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
+    assert_eq!(jobs(&p), before);
+    assert_eq!(p.value(JOB_RUNS), 2.0);
+    run(&p);
+    assert_eq!(p.wait_value(JOB_RUNS, 3.0), 3.0);
+    // A SIGKILL: the journal holds the job's collector and what it counted
+    // since the state file.
+    p.kill();
+    let dir = std::mem::replace(&mut p.dir, TempDir::new("moved"));
+    let p = Proxy::with_state(dir, &state, &["--state-interval", "3600"]);
+    let page = http_get(p.port, "/metrics", None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let after = page_values(&page.body);
+    println!("{JOB_RUNS}: 3 before the SIGKILL, {:?} after; jobs {:?}", after.get(JOB_RUNS), jobs(&p));
+    assert_eq!(after.get(JOB_RUNS), Some(&3.0));
+    assert_eq!(after.get(RUN), Some(&3.0));
+    assert_eq!(jobs(&p), before);
 }
