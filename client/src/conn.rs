@@ -40,6 +40,9 @@ pub enum Error {
     Closed,
     /// The daemon answered something this request does not expect.
     Unexpected(String),
+    /// The daemon answered the request with an error (it recovers after a
+    /// crash, the answer would be too large).
+    Refused(String),
     Io(io::Error),
 }
 
@@ -60,6 +63,7 @@ impl std::fmt::Display for Error {
             Error::Frame(e) => write!(f, "{e}"),
             Error::Closed => write!(f, "tau_metric_proxy closed the connection"),
             Error::Unexpected(what) => write!(f, "unexpected answer from tau_metric_proxy: {what}"),
+            Error::Refused(why) => write!(f, "tau_metric_proxy answered: {why}"),
             Error::Io(e) => write!(f, "I/O error talking to tau_metric_proxy: {e}"),
         }
     }

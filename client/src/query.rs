@@ -110,7 +110,7 @@ impl QueryClient {
 
 fn unexpected(r: Reply) -> Error {
     match r {
-        Reply::Error { message, .. } => Error::Unexpected(message),
+        Reply::Error { message, .. } => Error::Refused(message),
         other => Error::Unexpected(format!("{other:?}")),
     }
 }

@@ -39,7 +39,7 @@ pub fn session(data: &[u8]) {
         ended = s.feed(&data[at..end], &mut store, at as f64, &mut tally).is_err();
         // A query client's requests, one per turn, its replies read.
         while !ended && s.has_work() {
-            ended = s.turn(&mut store).is_err();
+            ended = s.turn(&mut store, 0.0).is_err();
             s.output().clear();
         }
         step = 1 + (step * 7 + 3) % 97;

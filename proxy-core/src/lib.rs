@@ -40,7 +40,7 @@ pub use session::{Session, SessionEnd, Tally, Violation, DEFAULT_MAX_FRAME, DEFA
 pub use snapshot::{Skipped, Snapshot, SnapshotError, SnapshotSource};
 pub use store::query::UnknownSeries;
 pub use store::{
-    job_family_name, CollectorSlot, Limits, ProcessRef, SeriesId, Store, JOB_LABEL, JOB_PREFIX, RECOVERY_MAX,
-    RECOVERY_MIN, RESERVED_PREFIX,
+    job_family_name, CollectorSlot, Limits, ProcessRef, SeriesId, Store, JOB_LABEL, JOB_PREFIX, RECOVERING,
+    RECOVERY_MAX, RECOVERY_MIN, RESERVED_PREFIX,
 };
 pub use validate::{labels_of_key, series_key, validate_desc, NameError};

@@ -10,7 +10,7 @@ use protocol::{
 
 use crate::refusal::{IngestError, Refusal, RefusalKind};
 use crate::store::query::UnknownSeries;
-use crate::store::{CollectorSlot, ProcessRef, SeriesId, Store};
+use crate::store::{CollectorSlot, ProcessRef, SeriesId, Store, RECOVERING};
 
 /// A collector's replies (errors about its own requests) it does not read
 /// are dropped beyond this many queued bytes, by default.
@@ -297,7 +297,7 @@ impl Session {
     /// be sent, so one peer costs the store one frame per turn however
     /// many requests it pipelines, and an answer of any size is produced
     /// as the socket drains.
-    pub fn turn(&mut self, store: &mut Store) -> Result<(), SessionEnd> {
+    pub fn turn(&mut self, store: &mut Store, now: f64) -> Result<(), SessionEnd> {
         if !self.has_work() {
             return Ok(());
         }
@@ -309,7 +309,7 @@ impl Session {
                 Err(e) => return Err(SessionEnd::Protocol(Violation::Frame(e))),
             };
             self.inbuf.drain(..used);
-            self.handle(store, req, 0.0)?;
+            self.handle(store, req, now)?;
         }
         self.produce(store);
         Ok(())
@@ -382,6 +382,13 @@ impl Session {
             (State::Pushing { slot, .. }, Request::Goodbye) => {
                 store.goodbye(*slot, now);
                 self.state = State::Done;
+            }
+            // After a crash, until the collectors sent their totals again,
+            // no values rather than lower ones (as `/metrics` answers 503).
+            (State::Query, Request::Values | Request::Get { .. } | Request::Changes { .. })
+                if store.recovering(now) =>
+            {
+                self.reply(&Reply::Error { id: None, message: RECOVERING.to_owned() })
             }
             (State::Query, Request::List) => {
                 let ids = store.ordered_ids();

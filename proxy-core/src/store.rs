@@ -36,7 +36,7 @@ use keys::Keys;
 pub(crate) use keys::KeysView;
 pub(crate) use order::{Layout, RenderOrder};
 pub use protocol::{job_family_name, JOB_LABEL};
-pub use recovery::{RECOVERY_MAX, RECOVERY_MIN};
+pub use recovery::{RECOVERING, RECOVERY_MAX, RECOVERY_MIN};
 pub use series::SeriesId;
 pub(crate) use series::{om_family_name, Family, Owner, Series, Val};
 

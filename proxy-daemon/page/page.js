@@ -236,7 +236,7 @@ function render() {
 async function getJson(path) {
   const r = await fetch(path, { cache: "no-store" });
   if (r.status === 404) return null;
-  if (!r.ok) throw new Error("HTTP " + r.status);
+  if (!r.ok) throw new Error(r.status === 503 ? (await r.text()).trim() : "HTTP " + r.status);
   return r.json();
 }
 

@@ -358,17 +358,16 @@ impl Endpoint {
                 body: Body::Bytes(b"only GET and HEAD are supported\n".to_vec()),
             };
         }
+        let values = matches!(head.path, "/metrics" | "/metrics/" | "/api/values");
         match head.path {
-            "/metrics" | "/metrics/" if self.store.lock().recovering(now()) => Response {
+            _ if values && self.store.lock().recovering(now()) => Response {
                 // After a crash the totals are below what was served until
-                // the collectors sent theirs again: no page rather than a
+                // the collectors sent theirs again: no values rather than a
                 // counter going backwards.
                 status: 503,
                 content_type: "text/plain; charset=utf-8",
                 extra: "Retry-After: 1\r\n".into(),
-                body: Body::Bytes(
-                    b"recovering after a crash: waiting for the collectors to resend their totals\n".to_vec(),
-                ),
+                body: Body::Bytes(format!("{}\n", proxy_core::RECOVERING).into_bytes()),
             },
             "/metrics" | "/metrics/" => {
                 let format = Format::negotiate(head.accept);

@@ -421,7 +421,7 @@ impl Core {
         }
         if conn.state.session.has_work() {
             let mut store = self.store.lock();
-            if let Err(end) = conn.state.session.turn(&mut store) {
+            if let Err(end) = conn.state.session.turn(&mut store, now()) {
                 drop(store);
                 self.flush(conn);
                 return Verdict::Close(Close::Session(end));

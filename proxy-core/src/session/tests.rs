@@ -16,7 +16,7 @@ fn frames(reqs: &[Request]) -> Vec<u8> {
 fn replies_of(s: &mut Session, st: &mut Store) -> Vec<Reply> {
     let mut buf = Vec::new();
     loop {
-        s.turn(st).unwrap();
+        s.turn(st, 0.0).unwrap();
         buf.append(s.output());
         if !s.has_work() {
             break;
@@ -122,12 +122,12 @@ fn pipelined_queries_are_served_one_frame_per_turn_as_replies_drain() {
     // Without reading: one frame, then nothing more however many turns.
     let mut turns = 0;
     while s.has_work() {
-        s.turn(&mut st).unwrap();
+        s.turn(&mut st, 0.0).unwrap();
         turns += 1;
     }
     assert!(turns <= 2, "{turns} turns: a frame's worth, then the peer must read");
     for _ in 0..10 {
-        s.turn(&mut st).unwrap();
+        s.turn(&mut st, 0.0).unwrap();
     }
     let queued = s.output().len();
     assert!(queued < 2 * REPLY_CHUNK_BYTES, "{queued} bytes queued");
@@ -263,7 +263,7 @@ fn frames_over_the_sessions_limit_end_it_and_are_counted() {
         b.extend([0u8; 10]);
         let mut result = s.feed(&b, &mut st, 1.0, &mut Tally::default());
         while result.is_ok() && s.has_work() {
-            result = s.turn(&mut st);
+            result = s.turn(&mut st, 0.0);
             s.output().clear();
         }
         let refusal = Refusal::FrameLimit { len: 101, limit: 100 };

@@ -11,6 +11,9 @@ use protocol::Kind;
 use super::collectors::{CollectorSlot, ProcessRef};
 use super::{Owner, Store};
 
+/// What a scrape or a value query is answered while the store recovers.
+pub const RECOVERING: &str = "recovering after a crash: waiting for the collectors to resend their totals";
+
 /// However many collectors came back, a recovery lasts at least this long,
 /// in seconds: collectors unknown to the state file (connected after it
 /// was written) reconnect within a few of their 500 ms retry periods.

@@ -143,6 +143,16 @@ fn without_its_journal_a_crash_restart_waits_for_the_collectors() {
         }
         assert_eq!(page.status, 503, "{}", page.body);
         assert_eq!(page.body, "recovering after a crash: waiting for the collectors to resend their totals\n");
+        if refused == 0 {
+            // Nor lower values to a query client or the live page (the
+            // recovery lasts 2 s at least, this is its first moment).
+            p.client(&["-v"]).assert_exit(1).assert_stderr(
+                "tau_metric_client: error: tau_metric_proxy answered: recovering after a crash: waiting for the \
+                 collectors to resend their totals\n",
+            );
+            let api = http_get(p.port, "/api/values", None);
+            assert_eq!((api.status, api.body.as_str()), (503, page.body.as_str()));
+        }
         refused += 1;
         assert!(started.elapsed() < Duration::from_secs(30), "still recovering after 30 s");
         live.flush();
