@@ -30,7 +30,7 @@ use protocol::{Desc, Identity, Kind};
 use serde::{Deserialize, Serialize};
 
 use crate::refusal::Refusal;
-use crate::store::{KeptJob, KeptMember, Limits, ProcessRef, RestoredCollector, Store};
+use crate::store::{KeptJob, Limits, ProcessRef, RestoredCollector, Store};
 use crate::validate::series_key;
 
 mod source;
@@ -97,32 +97,6 @@ impl From<CollectorStateV4> for CollectorState {
     }
 }
 
-/// A job kept, running or finished within its retention.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct JobState {
-    pub(crate) id: String,
-    pub(crate) start: f64,
-    pub(crate) end: Option<f64>,
-    pub(crate) commands: Vec<String>,
-    pub(crate) ranks: Vec<u32>,
-    pub(crate) members: Vec<MemberState>,
-    /// Its twin series, as indexes into [`Snapshot::series`].
-    pub(crate) series: Vec<u32>,
-}
-
-/// A collector of a job, as the job keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct MemberState {
-    pub(crate) pid: u32,
-    pub(crate) program: String,
-    pub(crate) rank: Option<u32>,
-    pub(crate) start: f64,
-    pub(crate) end: Option<f64>,
-    /// Once it left: its final value of each counter it counted (index
-    /// into [`Snapshot::series`]), for the job's profile.
-    pub(crate) values: Vec<(u32, f64)>,
-}
-
 /// A remembered collector in formats 1 and 2: its process as claimed.
 #[derive(Deserialize)]
 struct CollectorStateV2 {
@@ -149,8 +123,9 @@ pub struct Snapshot {
     /// The journal segment recorded from when it was copied out of the
     /// store on (0: none was).
     pub(crate) journal: u64,
-    /// The jobs kept.
-    pub(crate) jobs: Vec<JobState>,
+    /// The jobs kept, their series ids (twins, members' values) indexes
+    /// into [`Snapshot::series`].
+    pub(crate) jobs: Vec<KeptJob>,
 }
 
 /// Format 4: naming no journal, keeping no job.
@@ -394,29 +369,26 @@ impl Store {
         st.restore_owners(&snap.owners);
         let series_at = |i: u32| sids.get(i as usize).ok_or(SnapshotError::MissingSeries).copied();
         let mut jobs = Vec::with_capacity(snap.jobs.len());
-        for job in snap.jobs {
+        for mut job in snap.jobs {
             if st.keeps_job(&job.id) {
                 return Err(SnapshotError::DuplicateJob);
             }
-            // A skipped series' values and twin go; the rest is kept.
+            // From indexes into the snapshot's series to the store's ids; a
+            // skipped series' twin and values go, the rest is kept.
             let mut series = Vec::with_capacity(job.series.len());
-            for i in job.series {
+            for &i in &job.series {
                 series.extend(series_at(i)?);
             }
-            let mut members = Vec::with_capacity(job.members.len());
-            for m in job.members {
+            job.series = series;
+            for m in &mut job.members {
                 let mut values = Vec::with_capacity(m.values.len());
-                for (i, v) in m.values {
+                for &(i, v) in &m.values {
                     values.extend(series_at(i)?.map(|sid| (sid, v)));
                 }
-                let (pid, program, rank, start, end) = (m.pid, m.program, m.rank, m.start, m.end);
-                members.push(KeptMember { pid, program, rank, start, end, values });
+                m.values = values;
             }
-            let size = members.len();
-            let at = job.end.unwrap_or(job.start);
-            let (id, start, end, commands, ranks) = (job.id, job.start, job.end, job.commands, job.ranks);
-            let kept = KeptJob { id, start, end, commands, ranks, members, series };
-            jobs.push((st.restore_job(kept, at), size));
+            let (size, at) = (job.members.len(), job.end.unwrap_or(job.start));
+            jobs.push((st.restore_job(job, at), size));
         }
         let limit = limits.max_series_per_collector;
         for c in snap.collectors {

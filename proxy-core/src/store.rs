@@ -31,7 +31,7 @@ use change_log::ChangeLog;
 use collectors::Collectors;
 pub use collectors::{CollectorSlot, ProcessRef};
 use jobs::Jobs;
-pub(crate) use jobs::{KeptJob, KeptMember};
+pub(crate) use jobs::KeptJob;
 use keys::Keys;
 pub(crate) use keys::KeysView;
 pub(crate) use order::{Layout, RenderOrder};

@@ -5,7 +5,7 @@
 
 use protocol::{Identity, Kind, Scale};
 
-use super::{CollectorState, CountedState, JobState, MemberState, SeriesState, Snapshot};
+use super::{CollectorState, CountedState, SeriesState, Snapshot};
 use crate::store::{KeptJob, KeysView, ProcessRef, SeriesId, Store};
 use crate::validate::labels_of_key;
 
@@ -97,35 +97,21 @@ impl SnapshotSource {
             series.push(SeriesState { desc, int: c.int, float: c.float, ts: c.ts });
         }
         let at = |sid: SeriesId| Some(index[sid as usize]).filter(|&i| i != u32::MAX);
-        // Jobs by their place in the snapshot, not their index in the store.
+        // Jobs by their place in the snapshot, not their index in the
+        // store; their series too (counters only: gauges come back with
+        // collectors).
         let mut job_at = std::collections::HashMap::new();
         let jobs = self
             .jobs
             .into_iter()
             .enumerate()
-            .map(|(n, (j, job))| {
+            .map(|(n, (j, mut job))| {
                 job_at.insert(j, n as u32);
-                JobState {
-                    id: job.id,
-                    start: job.start,
-                    end: job.end,
-                    commands: job.commands,
-                    ranks: job.ranks,
-                    members: job
-                        .members
-                        .into_iter()
-                        .map(|m| MemberState {
-                            pid: m.pid,
-                            program: m.program,
-                            rank: m.rank,
-                            start: m.start,
-                            end: m.end,
-                            // Counters only: gauges come back with collectors.
-                            values: m.values.into_iter().filter_map(|(sid, v)| Some((at(sid)?, v))).collect(),
-                        })
-                        .collect(),
-                    series: job.series.into_iter().filter_map(at).collect(),
+                job.series = job.series.into_iter().filter_map(at).collect();
+                for m in &mut job.members {
+                    m.values = m.values.iter().filter_map(|&(sid, v)| Some((at(sid)?, v))).collect();
                 }
+                job
             })
             .collect();
         let collectors = self

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use super::series::SeriesId;
 
 /// Distinct commands kept per job, and the bytes kept of each: a job's
@@ -187,7 +189,7 @@ impl Jobs {
 /// A job as a state file keeps it: what it is, without the store's
 /// bookkeeping (its gauges come back with it, its live members are
 /// counted again).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct KeptJob {
     pub(crate) id: String,
     pub(crate) start: f64,
@@ -200,13 +202,15 @@ pub(crate) struct KeptJob {
 }
 
 /// A member of a [`KeptJob`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct KeptMember {
     pub(crate) pid: u32,
     pub(crate) program: String,
     pub(crate) rank: Option<u32>,
     pub(crate) start: f64,
     pub(crate) end: Option<f64>,
+    /// Once it left: its final value of each series it counted, for the
+    /// job's profile.
     pub(crate) values: Vec<(SeriesId, f64)>,
 }
 
