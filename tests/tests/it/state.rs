@@ -148,7 +148,10 @@ fn saving_replaces_a_planted_symlink_instead_of_writing_through_it() {
     std::fs::write(&victim, "precious").unwrap();
     let state = dir.join("proxy.state");
     let mut p = Proxy::with_state(TempDir::new("planter"), &state, &[]);
-    // Planted after start, before the save at shutdown.
+    // Planted after the save at start, before the save at shutdown.
+    let saved = wait_for(Duration::from_secs(10), || state.exists().then_some(()));
+    assert!(saved.is_some(), "no save at start; log:\n{}", p.log());
+    std::fs::remove_file(&state).unwrap();
     std::os::unix::fs::symlink(&victim, &state).unwrap();
     assert_eq!(p.stop_with(Signal::SIGTERM).code(), Some(0));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
